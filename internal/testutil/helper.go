@@ -1,0 +1,60 @@
+package testutil
+
+import (
+	"io"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"syscall"
+	"testing"
+)
+
+// HelperCommand returns a command that runs the test binary again with
+// env set (add the name the test's TestMain dispatches on) and no tests. With
+// uid nonzero it runs as that uid and gid, from a copy of the binary in a
+// directory that uid can read (go test builds in a 0700 directory).
+func HelperCommand(t testing.TB, uid uint32, env ...string) *exec.Cmd {
+	t.Helper()
+	bin := os.Args[0]
+	if uid != 0 {
+		bin = publicCopy(t)
+	}
+	cmd := exec.Command(bin, "-test.run=^$")
+	cmd.Env = append(os.Environ(), env...)
+	cmd.Stderr = os.Stderr
+	if uid != 0 {
+		cmd.SysProcAttr = &syscall.SysProcAttr{Credential: &syscall.Credential{Uid: uid, Gid: uid}}
+		cmd.Dir = filepath.Dir(bin)
+	}
+	return cmd
+}
+
+func publicCopy(t testing.TB) string {
+	t.Helper()
+	dir, err := os.MkdirTemp("", "rdmabind-helper-")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { os.RemoveAll(dir) })
+	if err := os.Chmod(dir, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	src, err := os.Open(os.Args[0])
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer src.Close()
+	dst := filepath.Join(dir, filepath.Base(os.Args[0]))
+	out, err := os.OpenFile(dst, os.O_CREATE|os.O_WRONLY|os.O_TRUNC, 0o755)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := io.Copy(out, src); err != nil {
+		out.Close()
+		t.Fatal(err)
+	}
+	if err := out.Close(); err != nil {
+		t.Fatal(err)
+	}
+	return dst
+}
