@@ -1,0 +1,66 @@
+// Command rdmabind binds sockets to RDMA devices with WSPBind's semantics and
+// shows what it does: the devices, how an address resolves, the registry of
+// bound ports, and the bind benchmark.
+//
+// Usage:
+//
+//	rdmabind devices [--json]            devices, ports, state, link layer, GID table
+//	rdmabind resolve ADDR:PORT [--json]  the device/port/GID a bind of it would use
+//
+// Errors print "rdmabind: WSAEADDRNOTAVAIL (10049): ..." on stderr, and with
+// --json also an object {"error","wsa","errno","message"} on stdout. The exit
+// status is 2 for a spec error (one with a WSA code), 1 for anything else.
+// docs/cli.md has the details.
+package main
+
+import (
+	"fmt"
+	"io"
+	"os"
+	"sort"
+)
+
+type command struct {
+	summary string
+	run     func(args []string, stdout io.Writer) error
+}
+
+var commands = map[string]command{}
+
+func main() {
+	os.Exit(run(os.Args[1:], os.Stdout, os.Stderr))
+}
+
+// run executes one command line and returns the exit status.
+func run(args []string, stdout, stderr io.Writer) int {
+	if len(args) == 0 || args[0] == "-h" || args[0] == "--help" || args[0] == "help" {
+		usage(stderr)
+		if len(args) == 0 {
+			return 1
+		}
+		return 0
+	}
+	cmd, ok := commands[args[0]]
+	if !ok {
+		fmt.Fprintf(stderr, "rdmabind: unknown command %q\n", args[0])
+		usage(stderr)
+		return 1
+	}
+	err := cmd.run(args[1:], stdout)
+	if err == nil {
+		return 0
+	}
+	return report(err, wantsJSON(args[1:]), stdout, stderr)
+}
+
+func usage(w io.Writer) {
+	fmt.Fprintln(w, "usage: rdmabind COMMAND [ARGS] [--json]")
+	names := make([]string, 0, len(commands))
+	for n := range commands {
+		names = append(names, n)
+	}
+	sort.Strings(names)
+	for _, n := range names {
+		fmt.Fprintf(w, "  %-10s %s\n", n, commands[n].summary)
+	}
+}
