@@ -77,13 +77,15 @@ func (s Sysfs) ReadTopology() (*Topology, error) {
 // /dev/infiniband/rdma_cm not present", wrapping the stat error.
 func (s Sysfs) CheckRDMACM() error {
 	if _, err := fs.Stat(os.DirFS(s.root()), rdmaCMNode); err != nil {
-		return errNoRDMACM(err)
+		return errNoRDMACM("/"+rdmaCMNode, err)
 	}
 	return nil
 }
 
-func errNoRDMACM(cause error) error {
-	return wsa.Wrap(wsa.WSAENETDOWN, "resolve", "/"+rdmaCMNode, cause,
+// errNoRDMACM is the error of a host without the rdma_cm device node; input
+// is what was asked (an address, or the node's path).
+func errNoRDMACM(input string, cause error) error {
+	return wsa.Wrap(wsa.WSAENETDOWN, "resolve", input, cause,
 		"no RDMA subsystem: /%s not present (expected the rdma_cm character device of a kernel with rdma_ucm loaded)", rdmaCMNode)
 }
 
