@@ -1,0 +1,91 @@
+package registry
+
+import (
+	"fmt"
+	"math/rand/v2"
+	"net/netip"
+	"strconv"
+)
+
+// DefaultDir is where Open puts registry files unless Options say otherwise:
+// a tmpfs every process of the host sees.
+const DefaultDir = "/dev/shm"
+
+// Options configure Open. The zero value opens the registry of the calling
+// thread's network namespace in DefaultDir.
+type Options struct {
+	// Dir holds the registry file; "" means DefaultDir.
+	Dir string
+	// Path is the file itself, overriding Dir and the name derived from
+	// Netns.
+	Path string
+	// Netns is the inode of the network namespace the registry is for; 0
+	// means CurrentNetns(). It names the file and is checked against the
+	// file's header.
+	Netns uint64
+	// Records is the record count of a file Open creates (0 means
+	// DefaultRecords). An existing file keeps its own count.
+	Records int
+}
+
+// ClaimRequest is what a claim is for.
+type ClaimRequest struct {
+	// Addr is the local address, IPv4 or IPv6; the unspecified address is
+	// the wildcard. An IPv4-mapped IPv6 address is stored as IPv4 and a zone
+	// is dropped.
+	Addr netip.Addr
+	// Port is the local port; 0 is refused (pick one with FindFreePort).
+	Port uint16
+	// Role is what the socket does; 0 means RoleBound.
+	Role Role
+	// SocketID names the socket (a shadow socket's SO_COOKIE, say); 0 means
+	// NewSocketID().
+	SocketID uint64
+	// Share is the sharing policy; the zero value is ShareSameUser.
+	Share Share
+	// DualStack says an IPv6 wildcard also covers IPv4 (IPV6_V6ONLY off).
+	// The zero value is V6ONLY, as rdmabind's shadow sockets are. It is
+	// ignored for IPv4 addresses.
+	DualStack bool
+}
+
+// FileName returns the registry file name for the network namespace with
+// inode netns: "rdmabind-netns-<inode>.reg".
+func FileName(netns uint64) string {
+	return "rdmabind-netns-" + strconv.FormatUint(netns, 10) + ".reg"
+}
+
+// NewSocketID returns a random nonzero 64-bit id for a socket that has no
+// better one.
+func NewSocketID() uint64 {
+	for {
+		if v := rand.Uint64(); v != 0 {
+			return v
+		}
+	}
+}
+
+// normalize checks a request and fills in its defaults.
+func (req ClaimRequest) normalize() (ClaimRequest, error) {
+	a := req.Addr.Unmap().WithZone("")
+	if !a.IsValid() {
+		return req, fmt.Errorf("%w: no address", ErrInvalid)
+	}
+	req.Addr = a
+	if req.Port == 0 {
+		return req, fmt.Errorf("%w: port 0 (choose one with FindFreePort)", ErrInvalid)
+	}
+	if req.Role == 0 {
+		req.Role = RoleBound
+	}
+	if req.Share != ShareSameUser && req.Share != Exclusive {
+		return req, fmt.Errorf("%w: share policy %d", ErrInvalid, req.Share)
+	}
+	if a.Is4() {
+		req.DualStack = false
+	}
+	if req.SocketID == 0 {
+		req.SocketID = NewSocketID()
+	}
+	return req, nil
+}

@@ -1,0 +1,35 @@
+package registry
+
+import "errors"
+
+// Sentinels for the registry file's own problems. Errors returned by this
+// package wrap one of them (match with errors.Is) together with the path, the
+// operation and, where there is one, the errno of the failing call (which
+// errors.Is matches too). Conflicts and a full table are spec errors instead:
+// *wsa.Error with WSAEADDRINUSE or WSAENOBUFS.
+var (
+	// ErrCorrupt: the file is not a registry of this format (wrong magic,
+	// bad header checksum, wrong size, truncated), or a record is corrupt
+	// while its claim is live, so the conflict check cannot be trusted.
+	ErrCorrupt = errors.New("registry corrupt")
+
+	// ErrVersion: the file is a registry of another format version, written
+	// by another rdmabind release that may still be running in this network
+	// namespace. It is never rewritten.
+	ErrVersion = errors.New("registry version mismatch")
+
+	// ErrPermission: the file may not be trusted or opened: a symbolic
+	// link, not a regular file, owned by another uid (other than root), or
+	// writable by group or others; or open(2) said EACCES/EPERM.
+	ErrPermission = errors.New("registry file not trusted")
+
+	// ErrClosed: the Registry was closed (or, for a Claim, released).
+	ErrClosed = errors.New("registry closed")
+
+	// ErrInvalid: a request the registry cannot store: port 0, an invalid
+	// address, an unknown role or share policy, a record from elsewhere.
+	ErrInvalid = errors.New("invalid registry request")
+
+	// ErrNotSupported: the registry needs Linux (OFD locks, /proc).
+	ErrNotSupported = errors.New("registry not supported on this platform")
+)

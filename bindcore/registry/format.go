@@ -1,0 +1,429 @@
+package registry
+
+import (
+	"bytes"
+	"encoding/binary"
+	"fmt"
+	"hash/crc32"
+	"net/netip"
+)
+
+// The file format, version 1. docs/registry.md has the byte layout; the
+// decoders here are its reference. All integers are little-endian.
+const (
+	// Version is the format version this package reads and writes.
+	Version = 1
+	// HeaderSize is the size of the header at the start of the file.
+	HeaderSize = 128
+	// RecordSize is the size of one record.
+	RecordSize = 128
+	// DefaultRecords is the record count of a file Open creates.
+	DefaultRecords = 4096
+	// MaxRecords bounds the record count a header may declare (8 MiB file).
+	MaxRecords = 1 << 16
+)
+
+// Magic is the first 8 bytes of a registry file.
+var Magic = [8]byte{'R', 'D', 'M', 'A', 'B', 'R', 'E', 'G'}
+
+// Header offsets.
+const (
+	hMagic      = 0
+	hVersion    = 8
+	hHeaderSize = 12
+	hRecordSize = 16
+	hCount      = 20
+	hNetns      = 24
+	hCreator    = 32
+	hFlags      = 36
+	hCreated    = 40
+	hCRC        = 60 // CRC32C of bytes [0, 60)
+	hHighWater  = 64 // mutable area [64, 128): not covered by the CRC
+	hHighCheck  = 68 // ^HighWater: the pair is one 64-bit word, checked on every use
+	hMutableEnd = 72 // [72, 128) zero in version 1
+)
+
+// Record offsets.
+const (
+	rSeq       = 0
+	rCRC       = 4 // CRC32C of bytes [8, 128)
+	rState     = 8
+	rFamily    = 9
+	rRole      = 10
+	rFlags     = 11
+	rPort      = 12
+	rAddr      = 16
+	rGen       = 32
+	rSocketID  = 40
+	rUID       = 48
+	rPID       = 52
+	rStartTime = 56
+	rNetns     = 64
+	rClaimed   = 72
+	rReserved  = 80 // [80, 128) zero in version 1
+)
+
+// Record flags (byte 11).
+const (
+	flagDualStack = 1 << 0
+	flagExclusive = 1 << 1
+	flagsKnown    = flagDualStack | flagExclusive
+)
+
+var castagnoli = crc32.MakeTable(crc32.Castagnoli)
+
+// State is a record's state.
+type State uint8
+
+// Record states.
+const (
+	StateFree State = 0 // no claim; the slot may be allocated
+	StateUsed State = 1 // a claim; live exactly while its slot lock is held
+)
+
+func (s State) String() string {
+	switch s {
+	case StateFree:
+		return "free"
+	case StateUsed:
+		return "used"
+	}
+	return fmt.Sprintf("state(%d)", uint8(s))
+}
+
+// Role is what a claim's socket does with its port. The registry stores it
+// and gives it no meaning in its sharing rules; listener designation (one
+// designated listener per port, standbys waiting on it) builds on it.
+type Role uint8
+
+// Roles. Values are part of the file format; new roles take new values and
+// old readers keep them as they are.
+const (
+	RoleBound      Role = 1 // bound, for outgoing connections
+	RoleListening  Role = 2 // listening
+	RoleDesignated Role = 3 // the listener that receives connection requests
+	RoleStandby    Role = 4 // a listener waiting to take over
+)
+
+func (r Role) String() string {
+	switch r {
+	case RoleBound:
+		return "bound"
+	case RoleListening:
+		return "listening"
+	case RoleDesignated:
+		return "designated"
+	case RoleStandby:
+		return "standby"
+	}
+	return fmt.Sprintf("role(%d)", uint8(r))
+}
+
+// Share is a claim's sharing policy.
+type Share uint8
+
+// Sharing policies.
+const (
+	// ShareSameUser (the zero value) shares the address and port with every
+	// claim of the same uid whose policy is ShareSameUser too, in this and
+	// other processes: the kernel's TCP rule for SO_REUSEPORT sockets.
+	ShareSameUser Share = 0
+	// Exclusive shares with nobody: the claim fails if any live claim
+	// overlaps it, and later overlapping claims fail while it is live
+	// (a socket without SO_REUSEPORT).
+	Exclusive Share = 1
+)
+
+func (s Share) String() string {
+	switch s {
+	case ShareSameUser:
+		return "same-user"
+	case Exclusive:
+		return "exclusive"
+	}
+	return fmt.Sprintf("share(%d)", uint8(s))
+}
+
+// Header is the decoded file header.
+type Header struct {
+	Version    uint32 // format version (Version)
+	HeaderSize uint32 // HeaderSize
+	RecordSize uint32 // RecordSize
+	Records    uint32 // record count, 1..MaxRecords
+	Netns      uint64 // inode of the network namespace the file is for
+	CreatorUID uint32 // uid that created the file
+	Flags      uint32 // 0 in version 1
+	Created    int64  // creation time, Unix nanoseconds
+	HighWater  uint32 // mutable: every used record is below it
+}
+
+// FileSize returns the size of a file with h's record count.
+func (h Header) FileSize() int64 {
+	return int64(HeaderSize) + int64(h.Records)*RecordSize
+}
+
+// Record is one decoded record: a claim of an address and port, or a free
+// slot.
+type Record struct {
+	Slot       int        // index of the record in the file (not stored in it)
+	Seq        uint32     // write sequence: even when stable
+	State      State      // free or used
+	Addr       netip.Addr // IPv4 or IPv6 address, no zone; invalid when free
+	Port       uint16     // port, host byte order
+	Role       Role       // what the socket does with the port
+	Share      Share      // sharing policy
+	DualStack  bool       // an IPv6 wildcard that covers IPv4 too (V6ONLY off)
+	Generation uint64     // bumped by every claim of this slot
+	SocketID   uint64     // the claiming socket's id
+	UID        uint32     // owner uid (effective uid of the claiming process)
+	PID        uint32     // owner pid
+	StartTime  uint64     // owner's start time, clock ticks after boot (/proc/<pid>/stat field 22)
+	Netns      uint64     // network namespace inode of the claim
+	Claimed    int64      // claim time, Unix nanoseconds
+}
+
+// AddrPort returns the record's address and port.
+func (r Record) AddrPort() netip.AddrPort { return netip.AddrPortFrom(r.Addr, r.Port) }
+
+func (r Record) String() string {
+	if r.State != StateUsed {
+		return fmt.Sprintf("slot %d: %s", r.Slot, r.State)
+	}
+	return fmt.Sprintf("slot %d: %s %s pid %d uid %d socket %#x gen %d",
+		r.Slot, r.AddrPort(), r.Role, r.PID, r.UID, r.SocketID, r.Generation)
+}
+
+func corruptf(format string, args ...any) error {
+	return fmt.Errorf("%w: %s", ErrCorrupt, fmt.Sprintf(format, args...))
+}
+
+// DecodeHeader decodes the first HeaderSize bytes of b. It returns an error
+// wrapping ErrCorrupt for a short buffer, a wrong magic, a bad checksum, or
+// fields this version does not allow, and one wrapping ErrVersion for a
+// registry of another version. It never panics; a header it accepts encodes
+// back to the same bytes.
+func DecodeHeader(b []byte) (Header, error) {
+	var h Header
+	if len(b) < HeaderSize {
+		return h, corruptf("header: %d bytes, need %d", len(b), HeaderSize)
+	}
+	b = b[:HeaderSize]
+	le := binary.LittleEndian
+	if !bytes.Equal(b[hMagic:hMagic+8], Magic[:]) {
+		return h, corruptf("header: magic %q, want %q: not an rdmabind registry", b[:8], Magic[:])
+	}
+	h.Version = le.Uint32(b[hVersion:])
+	if h.Version != Version {
+		return h, fmt.Errorf("%w: file format version %d, this rdmabind reads version %d", ErrVersion, h.Version, Version)
+	}
+	if got, want := le.Uint32(b[hCRC:]), crc32.Checksum(b[:hCRC], castagnoli); got != want {
+		return h, corruptf("header: checksum %#08x, computed %#08x", got, want)
+	}
+	h.HeaderSize = le.Uint32(b[hHeaderSize:])
+	h.RecordSize = le.Uint32(b[hRecordSize:])
+	h.Records = le.Uint32(b[hCount:])
+	h.Netns = le.Uint64(b[hNetns:])
+	h.CreatorUID = le.Uint32(b[hCreator:])
+	h.Flags = le.Uint32(b[hFlags:])
+	h.Created = int64(le.Uint64(b[hCreated:]))
+	h.HighWater = le.Uint32(b[hHighWater:])
+	switch {
+	case le.Uint32(b[hHighCheck:]) != ^h.HighWater:
+		return h, corruptf("header: high-water mark %d does not match its check %#08x", h.HighWater, le.Uint32(b[hHighCheck:]))
+	case h.HeaderSize != HeaderSize:
+		return h, corruptf("header: header size %d, version 1 has %d", h.HeaderSize, HeaderSize)
+	case h.RecordSize != RecordSize:
+		return h, corruptf("header: record size %d, version 1 has %d", h.RecordSize, RecordSize)
+	case h.Records == 0 || h.Records > MaxRecords:
+		return h, corruptf("header: record count %d, want 1..%d", h.Records, MaxRecords)
+	case h.HighWater > h.Records:
+		return h, corruptf("header: high-water mark %d above the record count %d", h.HighWater, h.Records)
+	case h.Flags != 0:
+		return h, corruptf("header: flags %#x, version 1 has none", h.Flags)
+	case !allZero(b[hCreated+8 : hCRC]), !allZero(b[hMutableEnd:]):
+		return h, corruptf("header: reserved bytes are not zero")
+	}
+	return h, nil
+}
+
+// Encode returns the HeaderSize bytes of h, with its checksum.
+func (h Header) Encode() []byte {
+	b := make([]byte, HeaderSize)
+	le := binary.LittleEndian
+	copy(b[hMagic:], Magic[:])
+	le.PutUint32(b[hVersion:], h.Version)
+	le.PutUint32(b[hHeaderSize:], h.HeaderSize)
+	le.PutUint32(b[hRecordSize:], h.RecordSize)
+	le.PutUint32(b[hCount:], h.Records)
+	le.PutUint64(b[hNetns:], h.Netns)
+	le.PutUint32(b[hCreator:], h.CreatorUID)
+	le.PutUint32(b[hFlags:], h.Flags)
+	le.PutUint64(b[hCreated:], uint64(h.Created))
+	le.PutUint32(b[hCRC:], crc32.Checksum(b[:hCRC], castagnoli))
+	le.PutUint32(b[hHighWater:], h.HighWater)
+	le.PutUint32(b[hHighCheck:], ^h.HighWater)
+	return b
+}
+
+// DecodeRecord decodes one record from the first RecordSize bytes of b. The
+// returned Record's Slot is 0. It returns an error wrapping ErrCorrupt for a
+// short buffer, an odd sequence (a write in progress, or a writer that
+// died), a bad checksum, or a field this version does not allow. It never
+// panics; a record it accepts encodes back to the same bytes.
+func DecodeRecord(b []byte) (Record, error) {
+	var r Record
+	if len(b) < RecordSize {
+		return r, corruptf("record: %d bytes, need %d", len(b), RecordSize)
+	}
+	b = b[:RecordSize]
+	le := binary.LittleEndian
+	r.Seq = le.Uint32(b[rSeq:])
+	if r.Seq&1 != 0 {
+		return r, corruptf("record: sequence %d is odd: a write is in progress or its writer died", r.Seq)
+	}
+	if got, want := le.Uint32(b[rCRC:]), crc32.Checksum(b[rState:], castagnoli); got != want {
+		return r, corruptf("record: checksum %#08x, computed %#08x", got, want)
+	}
+	r.State = State(b[rState])
+	if r.State != StateFree && r.State != StateUsed {
+		return r, corruptf("record: state %d", b[rState])
+	}
+	r.Role = Role(b[rRole])
+	flags := b[rFlags]
+	if flags&^flagsKnown != 0 {
+		return r, corruptf("record: unknown flags %#x", flags)
+	}
+	r.DualStack = flags&flagDualStack != 0
+	if flags&flagExclusive != 0 {
+		r.Share = Exclusive
+	}
+	r.Port = le.Uint16(b[rPort:])
+	if b[rPort+2] != 0 || b[rPort+3] != 0 || !allZero(b[rReserved:]) {
+		return r, corruptf("record: reserved bytes are not zero")
+	}
+	a16 := [16]byte(b[rAddr : rAddr+16])
+	switch fam := b[rFamily]; fam {
+	case 0:
+		if a16 != ([16]byte{}) {
+			return r, corruptf("record: address without a family")
+		}
+	case 4:
+		a := netip.AddrFrom16(a16)
+		if !a.Is4In6() {
+			return r, corruptf("record: family 4 with a non-IPv4 address %s", a)
+		}
+		r.Addr = a.Unmap()
+	case 6:
+		a := netip.AddrFrom16(a16)
+		if a.Is4In6() {
+			return r, corruptf("record: family 6 with the IPv4-mapped address %s", a)
+		}
+		r.Addr = a
+	default:
+		return r, corruptf("record: family %d", fam)
+	}
+	if r.State == StateUsed && (!r.Addr.IsValid() || r.Role == 0) {
+		return r, corruptf("record: used without an address or role")
+	}
+	r.Generation = le.Uint64(b[rGen:])
+	r.SocketID = le.Uint64(b[rSocketID:])
+	r.UID = le.Uint32(b[rUID:])
+	r.PID = le.Uint32(b[rPID:])
+	r.StartTime = le.Uint64(b[rStartTime:])
+	r.Netns = le.Uint64(b[rNetns:])
+	r.Claimed = int64(le.Uint64(b[rClaimed:]))
+	return r, nil
+}
+
+// Encode returns the RecordSize bytes of r (Slot is not stored), with its
+// checksum. An Addr that is neither IPv4 nor IPv6 is stored as no address.
+func (r Record) Encode() []byte {
+	var b [RecordSize]byte
+	r.encodeTo(&b)
+	return b[:]
+}
+
+func (r *Record) encodeTo(b *[RecordSize]byte) {
+	le := binary.LittleEndian
+	le.PutUint32(b[rSeq:], r.Seq)
+	b[rState] = byte(r.State)
+	a := r.Addr.WithZone("")
+	switch {
+	case a.Is4():
+		b[rFamily] = 4
+	case a.Is4In6():
+		b[rFamily] = 4
+	case a.Is6():
+		b[rFamily] = 6
+	}
+	if b[rFamily] != 0 {
+		a16 := a.As16()
+		copy(b[rAddr:], a16[:])
+	}
+	b[rRole] = byte(r.Role)
+	var flags byte
+	if r.DualStack {
+		flags |= flagDualStack
+	}
+	if r.Share == Exclusive {
+		flags |= flagExclusive
+	}
+	b[rFlags] = flags
+	le.PutUint16(b[rPort:], r.Port)
+	le.PutUint64(b[rGen:], r.Generation)
+	le.PutUint64(b[rSocketID:], r.SocketID)
+	le.PutUint32(b[rUID:], r.UID)
+	le.PutUint32(b[rPID:], r.PID)
+	le.PutUint64(b[rStartTime:], r.StartTime)
+	le.PutUint64(b[rNetns:], r.Netns)
+	le.PutUint64(b[rClaimed:], uint64(r.Claimed))
+	le.PutUint32(b[rCRC:], crc32.Checksum(b[rState:], castagnoli))
+}
+
+// Decode decodes a whole registry file image: a header, then exactly the
+// header's count of records. Errors wrap ErrCorrupt or ErrVersion and name
+// the first bad record. It never panics; an image it accepts encodes back to
+// the same bytes with Encode.
+func Decode(b []byte) (Header, []Record, error) {
+	h, err := DecodeHeader(b)
+	if err != nil {
+		return h, nil, err
+	}
+	if int64(len(b)) != h.FileSize() {
+		return h, nil, corruptf("size %d, a file of %d records has %d", len(b), h.Records, h.FileSize())
+	}
+	recs := make([]Record, h.Records)
+	for i := range recs {
+		off := HeaderSize + i*RecordSize
+		r, err := DecodeRecord(b[off : off+RecordSize])
+		if err != nil {
+			return h, nil, fmt.Errorf("slot %d: %w", i, err)
+		}
+		r.Slot = i
+		recs[i] = r
+	}
+	return h, recs, nil
+}
+
+// Encode returns the file image of h and recs (h.Records is not changed;
+// give it len(recs) for a consistent image).
+func Encode(h Header, recs []Record) []byte {
+	b := make([]byte, 0, HeaderSize+len(recs)*RecordSize)
+	b = append(b, h.Encode()...)
+	var rb [RecordSize]byte
+	for i := range recs {
+		rb = [RecordSize]byte{}
+		recs[i].encodeTo(&rb)
+		b = append(b, rb[:]...)
+	}
+	return b
+}
+
+func allZero(b []byte) bool {
+	for _, c := range b {
+		if c != 0 {
+			return false
+		}
+	}
+	return true
+}

@@ -1,0 +1,209 @@
+//go:build linux
+
+package registry
+
+import (
+	"bufio"
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"net/netip"
+	"os"
+	"os/exec"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/rdmabind/rdmabind/internal/testutil"
+)
+
+// The test binary doubles as the helper processes of the multi-process
+// tests: TestMain runs helperMain instead of the tests when helperEnv is set.
+const helperEnv = "RDMABIND_REGISTRY_HELPER"
+
+var crashIters = flag.Int("registry.crashiters", envInt("RDMABIND_CRASH_ITERS", 200),
+	"iterations of TestCrashSafety (SIGKILL of a helper during claims); env RDMABIND_CRASH_ITERS")
+
+func envInt(name string, def int) int {
+	if v, err := strconv.Atoi(os.Getenv(name)); err == nil && v > 0 {
+		return v
+	}
+	return def
+}
+
+func TestMain(m *testing.M) {
+	if mode := os.Getenv(helperEnv); mode != "" {
+		os.Exit(helperMain(mode))
+	}
+	os.Exit(m.Run())
+}
+
+// testNetns is the namespace inode tests use: any fixed number will do, the
+// file name and header carry it.
+const testNetns = 4026531840
+
+func openTest(t testing.TB, dir string) *Registry {
+	t.Helper()
+	r, err := Open(Options{Dir: dir, Netns: testNetns})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { r.Close() })
+	return r
+}
+
+var (
+	a4   = netip.MustParseAddr("10.0.0.1")
+	b4   = netip.MustParseAddr("10.0.0.2")
+	any4 = netip.IPv4Unspecified()
+	a6   = netip.MustParseAddr("fd00::1")
+	any6 = netip.IPv6Unspecified()
+)
+
+// helperMain is a helper process. Modes:
+//
+//	hold   claim REG_ADDR:REG_PORT (REG_ROLE, REG_SHARE), print "ready <slot> <gen> <socket>",
+//	       hold until stdin closes or the process is killed
+//	churn  open, print "ready", then claim/set role/release REG_PORT as fast as it can
+//	create open (maybe creating the file), print "ready", hold
+//	claim  claim, print "ok <slot>" or "err <WSA code> <message>", exit
+//	open   open, print "ok" or "err <message>", exit
+func helperMain(mode string) int {
+	dir := os.Getenv("REG_DIR")
+	port, _ := strconv.Atoi(os.Getenv("REG_PORT"))
+	addr := netip.MustParseAddr(os.Getenv("REG_ADDR"))
+	share := ShareSameUser
+	if os.Getenv("REG_SHARE") == "exclusive" {
+		share = Exclusive
+	}
+	role := RoleBound
+	if os.Getenv("REG_ROLE") == "listening" {
+		role = RoleListening
+	}
+	req := ClaimRequest{Addr: addr, Port: uint16(port), Role: role, Share: share}
+	r, err := Open(Options{Dir: dir, Netns: testNetns})
+	if err != nil {
+		fmt.Printf("err %s\n", oneLine(err))
+		return 0
+	}
+	switch mode {
+	case "open":
+		fmt.Println("ok")
+		return 0
+	case "create":
+		fmt.Println("ready")
+		io.Copy(io.Discard, os.Stdin)
+		return 0
+	case "claim":
+		c, err := r.Claim(req)
+		if err != nil {
+			fmt.Printf("err %s\n", oneLine(err))
+			return 0
+		}
+		fmt.Printf("ok %d\n", c.Record().Slot)
+		return 0
+	case "hold":
+		c, err := r.Claim(req)
+		if err != nil {
+			fmt.Printf("err %s\n", oneLine(err))
+			return 1
+		}
+		rec := c.Record()
+		fmt.Printf("ready %d %d %d\n", rec.Slot, rec.Generation, rec.SocketID)
+		io.Copy(io.Discard, os.Stdin)
+		c.Release()
+		return 0
+	case "churn":
+		fmt.Println("ready")
+		for i := 0; ; i++ {
+			c, err := r.Claim(req)
+			if err != nil {
+				fmt.Fprintf(os.Stderr, "churn: %v\n", err)
+				return 1
+			}
+			if i%3 == 0 {
+				c.SetRole(RoleListening)
+			}
+			if i%5 == 0 {
+				r.List()
+			}
+			c.Release()
+		}
+	}
+	fmt.Fprintf(os.Stderr, "unknown helper mode %q\n", mode)
+	return 2
+}
+
+func oneLine(err error) string { return strings.ReplaceAll(err.Error(), "\n", "; ") }
+
+// helper is a running helper process.
+type helper struct {
+	cmd   *exec.Cmd
+	stdin io.WriteCloser
+	out   *bufio.Reader
+}
+
+func startHelper(t testing.TB, uid uint32, mode, dir string, env ...string) *helper {
+	t.Helper()
+	cmd := testutil.HelperCommand(t, uid, append([]string{helperEnv + "=" + mode, "REG_DIR=" + dir}, env...)...)
+	return startCmd(t, cmd)
+}
+
+func startCmd(t testing.TB, cmd *exec.Cmd) *helper {
+	t.Helper()
+	stdin, err := cmd.StdinPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	stdout, err := cmd.StdoutPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	h := &helper{cmd: cmd, stdin: stdin, out: bufio.NewReader(stdout)}
+	t.Cleanup(func() { h.kill() })
+	return h
+}
+
+// line reads one line of the helper's output, with a timeout.
+func (h *helper) line(t testing.TB) string {
+	t.Helper()
+	ch := make(chan string, 1)
+	go func() {
+		s, _ := h.out.ReadString('\n')
+		ch <- strings.TrimSpace(s)
+	}()
+	select {
+	case s := <-ch:
+		return s
+	case <-time.After(30 * time.Second):
+		t.Fatalf("helper pid %d: no output in 30s", h.cmd.Process.Pid)
+		return ""
+	}
+}
+
+func (h *helper) kill() {
+	if h.cmd.ProcessState != nil {
+		return
+	}
+	h.cmd.Process.Kill()
+	h.cmd.Wait()
+}
+
+func ctxTimeout(t testing.TB, d time.Duration) context.Context {
+	ctx, cancel := context.WithTimeout(context.Background(), d)
+	t.Cleanup(cancel)
+	return ctx
+}
+
+func mustErr(t testing.TB, err, target error) {
+	t.Helper()
+	if !errors.Is(err, target) {
+		t.Fatalf("error %v, want one matching %v", err, target)
+	}
+}

@@ -1,0 +1,550 @@
+package registry
+
+import (
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"runtime"
+	"runtime/debug"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"golang.org/x/sys/unix"
+)
+
+// poolMax bounds the open file descriptions a Registry keeps for reuse by
+// later claims (each live claim has its own; a released one's goes back to
+// the pool unlocked, sparing the next claim an open(2)).
+const poolMax = 16
+
+// settleTimeout bounds how long a scan waits for a live writer to finish a
+// record (a write takes well under a microsecond; only a stopped process
+// takes longer).
+const settleTimeout = 10 * time.Millisecond
+
+// Registry is an open registry file: the port registry of one network
+// namespace, shared with every other process that opens the same file.
+// Its methods are safe for concurrent use.
+type Registry struct {
+	path  string
+	netns uint64
+	count int
+	uid   uint32
+	pid   uint32
+	start uint64
+	dev   uint64
+	ino   uint64
+
+	// rw is held shared by every operation that touches the mapping and
+	// exclusively by Close, which unmaps it.
+	rw     sync.RWMutex
+	closed atomic.Bool
+	// mu serializes this process's holders of the registry lock: the OFD
+	// lock on the header is the registry's fd's, which does not conflict
+	// with itself.
+	mu  sync.Mutex
+	res *resources
+}
+
+// resources are what Close (or, as a safety net, a cleanup after the
+// Registry became unreachable) gives back. Nothing here points at the
+// Registry.
+type resources struct {
+	fd  int // the registry's own open file description: registry lock, probes
+	mem mem
+
+	poolMu sync.Mutex
+	pool   []int
+
+	claimsMu sync.Mutex
+	claims   map[*claimState]struct{}
+
+	waitMu sync.Mutex
+	waits  map[*waiter]struct{}
+
+	once sync.Once
+}
+
+func (res *resources) free() {
+	res.once.Do(func() {
+		res.claimsMu.Lock()
+		for cs := range res.claims {
+			cs.mu.Lock()
+			if !cs.released {
+				cs.released = true
+				unix.Close(cs.fd)
+			}
+			cs.mu.Unlock()
+		}
+		res.claims = nil
+		res.claimsMu.Unlock()
+		res.waitMu.Lock()
+		ws := res.waits
+		res.waits = nil
+		res.waitMu.Unlock()
+		for w := range ws {
+			w.finish()
+		}
+		res.poolMu.Lock()
+		for _, fd := range res.pool {
+			unix.Close(fd)
+		}
+		res.pool = nil
+		res.poolMu.Unlock()
+		if res.mem != nil {
+			unix.Munmap(res.mem)
+			res.mem = nil
+		}
+		unix.Close(res.fd)
+	})
+}
+
+// Open opens the registry file of a network namespace, creating it (mode
+// 0600, initialized under the registry lock) if it does not exist.
+//
+// The file is opened with O_NOFOLLOW and trusted only if it is a regular
+// file, owned by this process's effective uid or by root, and not writable
+// by group or others. Errors wrap:
+//
+//   - ErrPermission: a symbolic link, not a regular file, owned by another
+//     uid, group- or world-writable, or open(2) refused (EACCES);
+//   - ErrCorrupt: not an rdmabind registry, a damaged header, a size that
+//     does not match the header (truncated), the registry of another
+//     network namespace, or an erased header while claims are live;
+//   - ErrVersion: a registry of another format version;
+//   - ErrInvalid: Options.Records out of range;
+//   - the errno of a failing call otherwise (e.g. unix.ENOENT for a
+//     missing Dir).
+func Open(opts Options) (*Registry, error) {
+	netns := opts.Netns
+	if netns == 0 {
+		var err error
+		if netns, err = CurrentNetns(); err != nil {
+			return nil, err
+		}
+	}
+	path := opts.Path
+	if path == "" {
+		dir := opts.Dir
+		if dir == "" {
+			dir = DefaultDir
+		}
+		path = filepath.Join(dir, FileName(netns))
+	}
+	n := opts.Records
+	if n == 0 {
+		n = DefaultRecords
+	}
+	if n < 1 || n > MaxRecords {
+		return nil, fmt.Errorf("registry: open %s: %w: %d records, want 1..%d", path, ErrInvalid, n, MaxRecords)
+	}
+	start, err := StartTime(os.Getpid())
+	if err != nil {
+		return nil, err
+	}
+	fd, err := openOrCreate(path)
+	if err != nil {
+		return nil, err
+	}
+	r := &Registry{
+		path:  path,
+		netns: netns,
+		uid:   uint32(os.Geteuid()),
+		pid:   uint32(os.Getpid()),
+		start: start,
+		res:   &resources{fd: fd, claims: map[*claimState]struct{}{}, waits: map[*waiter]struct{}{}},
+	}
+	if err := r.setup(n); err != nil {
+		r.res.free()
+		return nil, fmt.Errorf("registry: open %s: %w", path, err)
+	}
+	runtime.AddCleanup(r, func(res *resources) { res.free() }, r.res)
+	return r, nil
+}
+
+func openOrCreate(path string) (int, error) {
+	const flags = unix.O_RDWR | unix.O_NOFOLLOW | unix.O_CLOEXEC | unix.O_NOCTTY | unix.O_NONBLOCK
+	for try := 0; ; try++ {
+		fd, err := unix.Open(path, flags, 0)
+		if err == nil {
+			return fd, nil
+		}
+		if err != unix.ENOENT || try == 8 {
+			return -1, openError(path, err)
+		}
+		fd, err = unix.Open(path, flags|unix.O_CREAT|unix.O_EXCL, 0o600)
+		if err == nil {
+			// umask may have taken bits: the file is 0600, exactly.
+			if err := unix.Fchmod(fd, 0o600); err != nil {
+				unix.Close(fd)
+				return -1, fmt.Errorf("registry: create %s: fchmod: %w", path, err)
+			}
+			return fd, nil
+		}
+		if err != unix.EEXIST {
+			return -1, openError(path, err)
+		}
+		// Somebody created it between our two opens: open theirs.
+	}
+}
+
+func openError(path string, err error) error {
+	switch err {
+	case unix.ELOOP:
+		return fmt.Errorf("registry: open %s: %w: it is a symbolic link: %w", path, ErrPermission, err)
+	case unix.EACCES, unix.EPERM:
+		return fmt.Errorf("registry: open %s: %w: the file belongs to another user (it is created 0600; give each user its own Options.Dir): %w", path, ErrPermission, err)
+	case unix.EISDIR, unix.ENXIO, unix.ENODEV:
+		return fmt.Errorf("registry: open %s: %w: not a regular file: %w", path, ErrPermission, err)
+	}
+	return fmt.Errorf("registry: open %s: %w", path, err)
+}
+
+// trust checks an open registry file's owner, type and mode.
+func trust(st *unix.Stat_t, euid uint32) error {
+	if st.Mode&unix.S_IFMT != unix.S_IFREG {
+		return fmt.Errorf("%w: not a regular file (mode %#o)", ErrPermission, st.Mode)
+	}
+	if st.Uid != euid && st.Uid != 0 {
+		return fmt.Errorf("%w: owned by uid %d, and this process runs as uid %d: only the owner's (or root's) registry is trusted", ErrPermission, st.Uid, euid)
+	}
+	if st.Mode&0o022 != 0 {
+		return fmt.Errorf("%w: mode %#o is writable by group or others (want 0600)", ErrPermission, st.Mode&0o7777)
+	}
+	return nil
+}
+
+// setup checks, initializes if needed, and maps the file, under the
+// registry lock.
+func (r *Registry) setup(n int) error {
+	fd := r.res.fd
+	var st unix.Stat_t
+	if err := unix.Fstat(fd, &st); err != nil {
+		return err
+	}
+	if err := trust(&st, r.uid); err != nil {
+		return err
+	}
+	r.dev, r.ino = st.Dev, st.Ino
+	if err := ofdSet(fd, unix.F_WRLCK, 0, HeaderSize, true); err != nil {
+		return fmt.Errorf("registry lock: %w", err)
+	}
+	defer ofdSet(fd, unix.F_UNLCK, 0, HeaderSize, false)
+	if err := unix.Fstat(fd, &st); err != nil { // the size, now stable
+		return err
+	}
+	var head [HeaderSize]byte
+	if st.Size > 0 {
+		if _, err := unix.Pread(fd, head[:min(st.Size, HeaderSize)], 0); err != nil {
+			return err
+		}
+	}
+	if st.Size == 0 || allZero(head[:8]) {
+		// Never initialized, or its creator died before writing the magic.
+		if err := r.initialize(n, st.Size); err != nil {
+			return err
+		}
+	} else {
+		if st.Size < HeaderSize {
+			return fmt.Errorf("%w: size %d, shorter than the header: truncated", ErrCorrupt, st.Size)
+		}
+		h, err := DecodeHeader(head[:])
+		if errors.Is(err, ErrCorrupt) {
+			// A damaged high-water word alone is repaired below.
+			if h2, err2 := headerWithHighWaterReset(head); err2 == nil {
+				h, err = h2, nil
+			}
+		}
+		if err != nil {
+			return err
+		}
+		if st.Size != h.FileSize() {
+			return fmt.Errorf("%w: size %d, a registry of %d records has %d: truncated or extended", ErrCorrupt, st.Size, h.Records, h.FileSize())
+		}
+		m, err := unix.Mmap(fd, 0, int(h.FileSize()), unix.PROT_READ|unix.PROT_WRITE, unix.MAP_SHARED)
+		if err != nil {
+			return fmt.Errorf("mmap: %w", err)
+		}
+		r.res.mem = m
+		r.count = int(h.Records)
+		if h.Netns != r.netns {
+			return fmt.Errorf("%w: the file is the registry of network namespace %d, not %d", ErrCorrupt, h.Netns, r.netns)
+		}
+	}
+	if _, ok := r.res.mem.highWater(); !ok {
+		r.repairHighWater()
+	}
+	return nil
+}
+
+// headerWithHighWaterReset decodes a header as if its high-water word were
+// valid: a damaged mark alone is no reason to refuse the file (setup
+// recomputes it from the records).
+func headerWithHighWaterReset(head [HeaderSize]byte) (Header, error) {
+	var w Header
+	copy(head[hHighWater:hMutableEnd], w.Encode()[hHighWater:hMutableEnd])
+	return DecodeHeader(head[:])
+}
+
+// initialize writes a fresh registry of n records over a file of size
+// bytes. The caller holds the registry lock.
+func (r *Registry) initialize(n int, size int64) error {
+	fd := r.res.fd
+	if size > 0 {
+		// A header without its magic: refuse if anybody holds a lock beyond
+		// it (live claims of a registry whose header was erased).
+		held, err := ofdHeld(fd, unix.F_WRLCK, HeaderSize, 0)
+		if err != nil {
+			return err
+		}
+		if held {
+			return fmt.Errorf("%w: the header has no magic but records are locked by live claims", ErrCorrupt)
+		}
+		if err := unix.Ftruncate(fd, 0); err != nil {
+			return fmt.Errorf("ftruncate: %w", err)
+		}
+	}
+	h := Header{
+		Version:    Version,
+		HeaderSize: HeaderSize,
+		RecordSize: RecordSize,
+		Records:    uint32(n),
+		Netns:      r.netns,
+		CreatorUID: r.uid,
+		Created:    time.Now().UnixNano(),
+	}
+	if err := unix.Ftruncate(fd, h.FileSize()); err != nil {
+		return fmt.Errorf("ftruncate: %w", err)
+	}
+	m, err := unix.Mmap(fd, 0, int(h.FileSize()), unix.PROT_READ|unix.PROT_WRITE, unix.MAP_SHARED)
+	if err != nil {
+		return fmt.Errorf("mmap: %w", err)
+	}
+	r.res.mem = m
+	r.count = n
+	var free [RecordSize]byte
+	(&Record{}).encodeTo(&free)
+	for i := 0; i < n; i++ {
+		r.res.mem.write(i, &free)
+	}
+	r.res.mem.writeHeader(h.Encode()) // the magic last
+	return nil
+}
+
+// repairHighWater recomputes a damaged high-water mark from every record.
+// The caller holds the registry lock (or is setup, which does).
+func (r *Registry) repairHighWater() {
+	hw := 0
+	var b [RecordSize]byte
+	for i := 0; i < r.count; i++ {
+		ok := r.res.mem.snapshot(i, &b)
+		if !ok {
+			hw = i + 1
+			continue
+		}
+		if rec, err := DecodeRecord(b[:]); err != nil || rec.State != StateFree {
+			hw = i + 1
+		}
+	}
+	r.res.mem.setHighWater(uint32(hw))
+}
+
+// Path returns the registry file's path.
+func (r *Registry) Path() string { return r.path }
+
+// Netns returns the inode of the network namespace the registry is for.
+func (r *Registry) Netns() uint64 { return r.netns }
+
+// Records returns the file's record count.
+func (r *Registry) Records() int { return r.count }
+
+// Close releases every live claim made through r (as Release does), cancels
+// r's pending Waits (they return ErrClosed), and closes r's file
+// descriptors and mapping. It is safe to call twice; the second call does
+// nothing and returns nil.
+func (r *Registry) Close() error {
+	r.rw.Lock()
+	defer r.rw.Unlock()
+	if r.closed.Swap(true) {
+		return nil
+	}
+	res := r.res
+	res.claimsMu.Lock()
+	for cs := range res.claims {
+		cs.mu.Lock()
+		if !cs.released {
+			r.releaseLocked(cs)
+		}
+		cs.mu.Unlock()
+	}
+	res.claims = map[*claimState]struct{}{}
+	res.claimsMu.Unlock()
+	res.free()
+	return nil
+}
+
+func (r *Registry) closedErr(op string) error {
+	return fmt.Errorf("registry: %s %s: %w", op, r.path, ErrClosed)
+}
+
+// faultGuard turns a fault on the mapping (the file truncated under it by
+// a process of the same user) into an error instead of a crash. Use as
+//
+//	defer faultGuard(debug.SetPanicOnFault(true), &err)
+func faultGuard(old bool, errp *error) {
+	debug.SetPanicOnFault(old)
+	if v := recover(); v != nil {
+		if f, ok := v.(interface{ Addr() uintptr }); ok {
+			*errp = fmt.Errorf("%w: memory fault at %#x reading the mapped registry (was the file truncated?): %v", ErrCorrupt, f.Addr(), v)
+			return
+		}
+		panic(v)
+	}
+}
+
+// lockRegistry takes the registry lock: this process's mutex, then the OFD
+// write lock on the header.
+func (r *Registry) lockRegistry() error {
+	r.mu.Lock()
+	if err := ofdSet(r.res.fd, unix.F_WRLCK, 0, HeaderSize, true); err != nil {
+		r.mu.Unlock()
+		return fmt.Errorf("registry: %s: registry lock: %w", r.path, err)
+	}
+	return nil
+}
+
+func (r *Registry) unlockRegistry() {
+	ofdSet(r.res.fd, unix.F_UNLCK, 0, HeaderSize, false)
+	r.mu.Unlock()
+}
+
+// openFD opens a new open file description of the registry file and checks
+// it is the file r opened.
+func (r *Registry) openFD() (int, error) {
+	fd, err := unix.Open(r.path, unix.O_RDWR|unix.O_NOFOLLOW|unix.O_CLOEXEC|unix.O_NOCTTY|unix.O_NONBLOCK, 0)
+	if err != nil {
+		return -1, openError(r.path, err)
+	}
+	var st unix.Stat_t
+	if err := unix.Fstat(fd, &st); err != nil {
+		unix.Close(fd)
+		return -1, fmt.Errorf("registry: %s: %w", r.path, err)
+	}
+	if st.Dev != r.dev || st.Ino != r.ino {
+		unix.Close(fd)
+		return -1, fmt.Errorf("registry: %s: %w: the file was replaced since Open", r.path, ErrPermission)
+	}
+	return fd, nil
+}
+
+// takeFD returns an open file description for a claim: a pooled one, or a
+// new one.
+func (r *Registry) takeFD() (int, error) {
+	res := r.res
+	res.poolMu.Lock()
+	if n := len(res.pool); n > 0 {
+		fd := res.pool[n-1]
+		res.pool = res.pool[:n-1]
+		res.poolMu.Unlock()
+		return fd, nil
+	}
+	res.poolMu.Unlock()
+	return r.openFD()
+}
+
+// putFD gives back an fd that holds no lock.
+func (r *Registry) putFD(fd int) {
+	res := r.res
+	res.poolMu.Lock()
+	if !r.closed.Load() && len(res.pool) < poolMax {
+		res.pool = append(res.pool, fd)
+		res.poolMu.Unlock()
+		return
+	}
+	res.poolMu.Unlock()
+	unix.Close(fd)
+}
+
+// scanLimit returns how many slots hold every used record: the high-water
+// mark, or the whole table when the mark is damaged (the next claim
+// repairs it).
+func (r *Registry) scanLimit() int {
+	hw, ok := r.res.mem.highWater()
+	if !ok || int(hw) > r.count {
+		return r.count
+	}
+	return int(hw)
+}
+
+// read returns a slot's record, or an error wrapping ErrCorrupt when it is
+// torn (a writer inside it, or one that died there) or fails its checks.
+func (r *Registry) read(slot int) (Record, bool, error) {
+	var b [RecordSize]byte
+	if !r.res.mem.snapshot(slot, &b) {
+		return Record{Slot: slot}, true, fmt.Errorf("slot %d: %w: a write is in progress, or its writer died in it", slot, ErrCorrupt)
+	}
+	rec, err := DecodeRecord(b[:])
+	rec.Slot = slot
+	if err != nil {
+		return rec, false, fmt.Errorf("slot %d: %w", slot, err)
+	}
+	return rec, false, nil
+}
+
+// held reports whether a slot's claim is live: whether some open file
+// description holds a write lock on its range.
+func (r *Registry) held(slot int) (bool, error) {
+	off, n := slotRange(slot)
+	held, err := ofdHeld(r.res.fd, unix.F_RDLCK, off, n)
+	if err != nil {
+		return false, fmt.Errorf("registry: %s: slot %d: F_OFD_GETLK: %w", r.path, slot, err)
+	}
+	return held, nil
+}
+
+// reclaim rewrites a slot whose claim is not live as free. The caller holds
+// the registry lock and has just seen the slot's lock free: no claim can
+// take it before the registry lock is released, so the caller is its only
+// writer.
+func (r *Registry) reclaim(slot int, gen uint64) Record {
+	rec := Record{Slot: slot, Generation: gen}
+	var b [RecordSize]byte
+	rec.encodeTo(&b)
+	rec.Seq = r.res.mem.write(slot, &b)
+	return rec
+}
+
+// rawGeneration reads a slot's generation word without checks (for a
+// record too damaged to decode).
+func (r *Registry) rawGeneration(slot int) uint64 {
+	return r.res.mem.load64(recOff(slot) + rGen)
+}
+
+// settle resolves an unreadable record under the registry lock: reclaimed
+// (and returned free) when its lock is free; reread after a live writer
+// finishes; an error wrapping ErrCorrupt when it stays unreadable while its
+// claim is live.
+func (r *Registry) settle(slot int, firstErr error) (Record, error) {
+	deadline := time.Now().Add(settleTimeout)
+	err := firstErr
+	for {
+		held, herr := r.held(slot)
+		if herr != nil {
+			return Record{}, herr
+		}
+		if !held {
+			return r.reclaim(slot, r.rawGeneration(slot)+1), nil
+		}
+		rec, torn, rerr := r.read(slot)
+		if rerr == nil {
+			return rec, nil
+		}
+		err = rerr
+		if !torn || time.Now().After(deadline) {
+			return Record{}, fmt.Errorf("registry: %s: %w (its claim is live: the record is reclaimed when its holder exits)", r.path, err)
+		}
+		time.Sleep(20 * time.Microsecond)
+	}
+}
