@@ -1,0 +1,161 @@
+package registry
+
+import (
+	"bytes"
+	"encoding/binary"
+	"errors"
+	"net/netip"
+	"testing"
+)
+
+func sampleImage(n int) []byte {
+	h := Header{Version: Version, HeaderSize: HeaderSize, RecordSize: RecordSize, Records: uint32(n),
+		Netns: 4026531840, CreatorUID: 1000, Created: 1700000000123456789, HighWater: 2}
+	recs := make([]Record, n)
+	recs[0] = Record{Seq: 4, State: StateUsed, Addr: netip.MustParseAddr("192.168.1.7"), Port: 18515,
+		Role: RoleListening, Generation: 3, SocketID: 0xfeedface, UID: 1000, PID: 4242, StartTime: 987654,
+		Netns: 4026531840, Claimed: 1700000000999}
+	if n > 1 {
+		recs[1] = Record{Seq: 2, State: StateUsed, Addr: netip.IPv6Unspecified(), Port: 7471, Role: RoleBound,
+			Share: Exclusive, DualStack: true, Generation: 1, SocketID: 9, UID: 0, PID: 1, StartTime: 1, Netns: 4026531840}
+	}
+	if n > 2 {
+		recs[2] = Record{Seq: 8, Generation: 9} // released
+	}
+	return Encode(h, recs)
+}
+
+func TestFormatRoundTrip(t *testing.T) {
+	img := sampleImage(4)
+	if len(img) != HeaderSize+4*RecordSize {
+		t.Fatalf("image %d bytes", len(img))
+	}
+	if !bytes.Equal(img[:8], []byte("RDMABREG")) {
+		t.Errorf("magic %q", img[:8])
+	}
+	h, recs, err := Decode(img)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if h.Records != 4 || h.HighWater != 2 || h.CreatorUID != 1000 {
+		t.Errorf("header %+v", h)
+	}
+	if r := recs[0]; r.AddrPort().String() != "192.168.1.7:18515" || r.Role != RoleListening || r.Slot != 0 || r.PID != 4242 {
+		t.Errorf("record 0 %+v", r)
+	}
+	if r := recs[1]; !r.Addr.Is6() || !r.DualStack || r.Share != Exclusive || r.Slot != 1 {
+		t.Errorf("record 1 %+v", r)
+	}
+	if !bytes.Equal(Encode(h, recs), img) {
+		t.Error("re-encoding differs")
+	}
+	// Layout spot checks against docs/registry.md.
+	le := binary.LittleEndian
+	r0 := img[HeaderSize:]
+	if r0[8] != 1 || r0[9] != 4 || r0[10] != 2 || le.Uint16(r0[12:]) != 18515 ||
+		!bytes.Equal(r0[16:32], netip.MustParseAddr("::ffff:192.168.1.7").AsSlice()) ||
+		le.Uint64(r0[40:]) != 0xfeedface || le.Uint32(r0[52:]) != 4242 {
+		t.Errorf("record bytes % x", r0[:80])
+	}
+	if le.Uint32(img[68:]) != ^uint32(2) {
+		t.Errorf("high-water check %#x", le.Uint32(img[68:]))
+	}
+}
+
+func TestDecodeRejects(t *testing.T) {
+	good := sampleImage(3)
+	for _, c := range []struct {
+		name   string
+		mutate func(b []byte) []byte
+		want   error
+	}{
+		{"empty", func(b []byte) []byte { return nil }, ErrCorrupt},
+		{"truncated", func(b []byte) []byte { return b[:len(b)-1] }, ErrCorrupt},
+		{"extended", func(b []byte) []byte { return append(b, 0) }, ErrCorrupt},
+		{"short header", func(b []byte) []byte { return b[:HeaderSize-1] }, ErrCorrupt},
+		{"magic", func(b []byte) []byte { b[0] = 'X'; return b }, ErrCorrupt},
+		{"version", func(b []byte) []byte { b[hVersion] = 2; return b }, ErrVersion},
+		{"header crc", func(b []byte) []byte { b[hCount] ^= 1; return b }, ErrCorrupt},
+		{"high-water", func(b []byte) []byte { b[hHighWater] ^= 1; return b }, ErrCorrupt},
+		{"header reserved", func(b []byte) []byte { b[100] = 1; return b }, ErrCorrupt},
+		{"record crc", func(b []byte) []byte { b[HeaderSize+rPort] ^= 1; return b }, ErrCorrupt},
+		{"record torn", func(b []byte) []byte { b[HeaderSize+rSeq] |= 1; return b }, ErrCorrupt},
+		{"record reserved", func(b []byte) []byte { return resum(b, 0, func(r []byte) { r[100] = 1 }) }, ErrCorrupt},
+		{"record state", func(b []byte) []byte { return resum(b, 0, func(r []byte) { r[rState] = 9 }) }, ErrCorrupt},
+		{"record family", func(b []byte) []byte { return resum(b, 0, func(r []byte) { r[rFamily] = 5 }) }, ErrCorrupt},
+		{"family 4 not mapped", func(b []byte) []byte { return resum(b, 0, func(r []byte) { r[rAddr] = 1 }) }, ErrCorrupt},
+		{"family 6 mapped", func(b []byte) []byte { return resum(b, 0, func(r []byte) { r[rFamily] = 6 }) }, ErrCorrupt},
+		{"flags", func(b []byte) []byte { return resum(b, 0, func(r []byte) { r[rFlags] |= 0x80 }) }, ErrCorrupt},
+		{"used without role", func(b []byte) []byte { return resum(b, 0, func(r []byte) { r[rRole] = 0 }) }, ErrCorrupt},
+	} {
+		b := c.mutate(bytes.Clone(good))
+		if _, _, err := Decode(b); !errors.Is(err, c.want) {
+			t.Errorf("%s: %v, want %v", c.name, err, c.want)
+		}
+	}
+}
+
+// resum changes record slot of image b and fixes its checksum.
+func resum(b []byte, slot int, f func(r []byte)) []byte {
+	r := b[HeaderSize+slot*RecordSize:][:RecordSize]
+	f(r)
+	binary.LittleEndian.PutUint32(r[rCRC:], crc32c(r[rState:]))
+	return b
+}
+
+func FuzzDecode(f *testing.F) {
+	f.Add(sampleImage(1))
+	f.Add(sampleImage(3))
+	f.Add(sampleImage(3)[:HeaderSize])
+	f.Add(sampleImage(1)[HeaderSize:])
+	f.Add([]byte("RDMABREG"))
+	f.Add(sampleImage(2)[HeaderSize : HeaderSize+RecordSize])
+	f.Fuzz(func(t *testing.T, b []byte) {
+		roundTrip(t, b)
+		// Again with every checksum made right, so that the checks behind
+		// them see the fuzzer's bytes too.
+		roundTrip(t, fixImage(bytes.Clone(b)))
+		roundTrip(t, fixRecord(bytes.Clone(b)))
+	})
+}
+
+// fixImage recomputes the header's and every whole record's checksum of an
+// image (and makes sequences even).
+func fixImage(b []byte) []byte {
+	le := binary.LittleEndian
+	if len(b) >= HeaderSize {
+		le.PutUint32(b[hCRC:], crc32c(b[:hCRC]))
+		le.PutUint32(b[hHighCheck:], ^le.Uint32(b[hHighWater:]))
+	}
+	for off := HeaderSize; off+RecordSize <= len(b); off += RecordSize {
+		fixRecord(b[off:])
+	}
+	return b
+}
+
+// fixRecord makes b's first record's sequence even and checksum right.
+func fixRecord(b []byte) []byte {
+	if len(b) >= RecordSize {
+		b[rSeq] &^= 1
+		binary.LittleEndian.PutUint32(b[rCRC:], crc32c(b[rState:RecordSize]))
+	}
+	return b
+}
+
+func roundTrip(t *testing.T, b []byte) {
+	if h, recs, err := Decode(b); err == nil {
+		if got := Encode(h, recs); !bytes.Equal(got, b) {
+			t.Fatalf("Decode accepted an image that encodes differently:\n in % x\nout % x", b, got)
+		}
+	}
+	if h, err := DecodeHeader(b); err == nil {
+		if got := h.Encode(); !bytes.Equal(got, b[:HeaderSize]) {
+			t.Fatalf("DecodeHeader: re-encoding differs:\n in % x\nout % x", b[:HeaderSize], got)
+		}
+	}
+	if r, err := DecodeRecord(b); err == nil {
+		if got := r.Encode(); !bytes.Equal(got, b[:RecordSize]) {
+			t.Fatalf("DecodeRecord: re-encoding differs:\n in % x\nout % x", b[:RecordSize], got)
+		}
+	}
+}
