@@ -1,0 +1,155 @@
+package rdma
+
+// This file is the only one that calls github.com/Mellanox/rdmamap. rdmamap
+// reads the real /sys (its paths are package variables, not a root), and
+// answers nil or "" where it failed: every answer is turned into a real error
+// here.
+
+import (
+	"errors"
+	"fmt"
+	"io/fs"
+	"net"
+	"os"
+	"slices"
+	"strings"
+
+	"github.com/Mellanox/rdmamap"
+
+	"github.com/rdmabind/rdmabind/bindcore/wsa"
+)
+
+// DeviceForNetdev returns the RDMA device that serves netdev on the live
+// system, as github.com/Mellanox/rdmamap finds it: for an Ethernet netdev
+// the first device with a GID entry naming it, for an IPoIB netdev the
+// device whose node GUID is the port GUID in the netdev's hardware address.
+// It exists to cross-check the sysfs reader (see CheckLiveMapping);
+// resolution does not use it.
+//
+// Errors, each a *wsa.Error with code WSAEADDRNOTAVAIL naming netdev: no
+// network interface has that name; rdmamap finds no device for it (with
+// rdmamap's own error, if it gave one, as the cause).
+func DeviceForNetdev(netdev string) (string, error) {
+	if _, err := net.InterfaceByName(netdev); err != nil {
+		return "", wsa.Wrap(wsa.WSAEADDRNOTAVAIL, "rdmamap", netdev, err,
+			"no network interface named %s (expected a netdev of this network namespace)", netdev)
+	}
+	dev, err := rdmamap.GetRdmaDeviceForNetdevice(netdev)
+	if dev == "" {
+		return "", wsa.Wrap(wsa.WSAEADDRNOTAVAIL, "rdmamap", netdev, err,
+			"rdmamap finds no RDMA device serving netdev %s", netdev)
+	}
+	return dev, nil
+}
+
+// liveMapper is the rdmamap side of CheckLiveMapping.
+type liveMapper struct{}
+
+func (liveMapper) devices() []string                       { return rdmamap.GetRdmaDeviceList() }
+func (liveMapper) deviceFor(netdev string) (string, error) { return DeviceForNetdev(netdev) }
+
+// mapper answers which devices exist and which one serves a netdev.
+type mapper interface {
+	devices() []string
+	deviceFor(netdev string) (string, error)
+}
+
+// CheckLiveMapping reads the live topology (ReadTopology("/")) and checks
+// that rdmamap agrees with it: the same device names, and for every netdev
+// in /sys/class/net the device rdmamap names is one that serves the netdev
+// directly in the topology (a GID entry names it, or it is the IPoIB netdev
+// of the port), or rdmamap names none where the topology has none. An IPoIB
+// netdev of a port whose GUID differs from the node GUID (the second port
+// of a dual-port HCA) is one rdmamap cannot map; "none" is accepted there.
+//
+// Errors: those of ReadTopology; a plain error listing every disagreement;
+// the error of listing /sys/class/net.
+func CheckLiveMapping() error {
+	t, err := ReadTopology("/")
+	if err != nil {
+		return err
+	}
+	ents, err := os.ReadDir("/" + classNet)
+	if err != nil && !errors.Is(err, fs.ErrNotExist) {
+		return fmt.Errorf("rdma: list /%s: %w", classNet, err)
+	}
+	netdevs := make([]string, 0, len(ents))
+	for _, e := range ents {
+		netdevs = append(netdevs, e.Name())
+	}
+	return checkMapping(t, netdevs, liveMapper{})
+}
+
+func checkMapping(t *Topology, netdevs []string, m mapper) error {
+	var bad []string
+	var names []string
+	for _, d := range t.Devices {
+		names = append(names, d.Name)
+	}
+	got := slices.Clone(m.devices())
+	slices.Sort(got)
+	slices.Sort(names)
+	if !slices.Equal(got, names) {
+		bad = append(bad, fmt.Sprintf("devices: sysfs reader %q, rdmamap %q", names, got))
+	}
+	for _, nd := range netdevs {
+		want, guidMismatchOnly := directDevices(t, nd)
+		dev, err := m.deviceFor(nd)
+		if err != nil {
+			if !errors.Is(err, wsa.ErrAddrNotAvail) {
+				return err
+			}
+			dev = ""
+		}
+		switch {
+		case dev == "" && len(want) == 0:
+		case dev == "" && guidMismatchOnly:
+		case dev != "" && slices.Contains(want, dev):
+		default:
+			w := "none"
+			if len(want) > 0 {
+				w = strings.Join(want, " or ")
+			}
+			g := dev
+			if g == "" {
+				g = "none"
+			}
+			bad = append(bad, fmt.Sprintf("netdev %s: sysfs reader %s, rdmamap %s", nd, w, g))
+		}
+	}
+	if len(bad) > 0 {
+		return fmt.Errorf("rdma: the sysfs reader and rdmamap disagree: %s", strings.Join(bad, "; "))
+	}
+	return nil
+}
+
+// directDevices returns the devices with a port that serves nd directly.
+// guidMismatchOnly reports that all of them are InfiniBand ports whose port
+// GUID is not the node GUID, which rdmamap cannot map.
+func directDevices(t *Topology, nd string) (devs []string, guidMismatchOnly bool) {
+	guidMismatchOnly = true
+	for _, d := range t.Devices {
+		for _, p := range d.Ports {
+			if !slices.Contains(p.Netdevs, nd) {
+				continue
+			}
+			if !slices.Contains(devs, d.Name) {
+				devs = append(devs, d.Name)
+			}
+			if p.LinkLayer != LinkLayerInfiniBand || portGUIDIsNodeGUID(&d, &p) {
+				guidMismatchOnly = false
+			}
+		}
+	}
+	return devs, guidMismatchOnly && len(devs) > 0
+}
+
+func portGUIDIsNodeGUID(d *Device, p *Port) bool {
+	g, ok := p.GID(0)
+	if !ok {
+		return false
+	}
+	b := g.GID.As16()
+	guid := strings.ReplaceAll(d.NodeGUID, ":", "")
+	return strings.EqualFold(guid, fmt.Sprintf("%x", b[8:]))
+}
