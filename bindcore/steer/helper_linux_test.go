@@ -1,0 +1,495 @@
+package steer
+
+import (
+	"bufio"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"net/netip"
+	"os"
+	"os/exec"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"golang.org/x/sys/unix"
+
+	"github.com/rdmabind/rdmabind/bindcore/shadow"
+	"github.com/rdmabind/rdmabind/internal/testutil"
+)
+
+// mono returns CLOCK_MONOTONIC in nanoseconds: one clock for the test and
+// its helper processes.
+func mono() int64 {
+	var ts unix.Timespec
+	unix.ClockGettime(unix.CLOCK_MONOTONIC, &ts)
+	return ts.Nano()
+}
+
+func runHelper(mode string) int {
+	switch mode {
+	case "listener":
+		return listenerHelper()
+	case "probe":
+		return probeHelper()
+	}
+	fmt.Fprintf(os.Stderr, "unknown helper mode %q\n", mode)
+	return 2
+}
+
+// listenerHelper is one listener process of a group. Environment:
+// STEER_ADDR (the shadow's address), STEER_ID (a byte it greets each
+// accepted connection with), STEER_ROLE ("designate", "standby" or ""),
+// STEER_WATCH (a pid: take over when it exits). It prints, one per line:
+//
+//	ready <cookie> <pid>
+//	acc <client port> <mono ns>     before greeting the connection
+//	takeover <mono ns>              after TakeOver designated it
+//
+// and answers commands read from stdin, one per line: designate, standby,
+// pause (stop accepting, keep listening), close (close the listener),
+// count, release, exit.
+func listenerHelper() int {
+	var outMu sync.Mutex
+	emit := func(format string, args ...any) {
+		outMu.Lock()
+		defer outMu.Unlock()
+		os.Stdout.WriteString(fmt.Sprintf(format, args...) + "\n")
+	}
+	fail := func(err error) int {
+		emit("err %v", err)
+		return 1
+	}
+	id := byte(os.Getenv("STEER_ID")[0])
+	sock, err := shadow.Bind(netip.MustParseAddrPort(os.Getenv("STEER_ADDR")))
+	if err != nil {
+		return fail(err)
+	}
+	key, err := KeyOf(sock)
+	if err != nil {
+		return fail(err)
+	}
+	g, err := Open(key, nil)
+	if err != nil {
+		return fail(err)
+	}
+	if err := g.Listen(sock, 4096); err != nil {
+		return fail(err)
+	}
+	switch os.Getenv("STEER_ROLE") {
+	case "designate":
+		err = g.Designate(sock)
+	case "standby":
+		err = g.Standby(sock)
+	}
+	if err != nil {
+		return fail(err)
+	}
+	f, err := sock.Dup()
+	if err != nil {
+		return fail(err)
+	}
+	ln, err := net.FileListener(f)
+	f.Close()
+	if err != nil {
+		return fail(err)
+	}
+	l := ln.(*net.TCPListener)
+	var count atomic.Int64
+	var paused atomic.Bool
+	stopped := make(chan struct{})
+	go func() {
+		defer close(stopped)
+		for {
+			c, err := l.Accept()
+			if err != nil {
+				if paused.Load() {
+					return
+				}
+				if errors.Is(err, net.ErrClosed) {
+					return
+				}
+				continue
+			}
+			count.Add(1)
+			emit("acc %d %d", c.RemoteAddr().(*net.TCPAddr).Port, mono())
+			c.Write([]byte{id})
+			c.Close()
+		}
+	}()
+	if w := os.Getenv("STEER_WATCH"); w != "" {
+		pid, _ := strconv.Atoi(w)
+		watch, err := WatchProcess(pid)
+		if err != nil {
+			return fail(err)
+		}
+		go func() {
+			defer watch.Close()
+			if err := g.TakeOver(context.Background(), watch, sock); err != nil {
+				emit("err takeover: %v", err)
+				return
+			}
+			emit("takeover %d", mono())
+		}()
+	}
+	cookie, _ := sock.Cookie()
+	emit("ready %d %d", cookie, os.Getpid())
+	in := bufio.NewScanner(os.Stdin)
+	for in.Scan() {
+		switch cmd := in.Text(); cmd {
+		case "designate":
+			if err := g.Designate(sock); err != nil {
+				emit("err %v", err)
+				continue
+			}
+			emit("designated %d", mono())
+		case "standby":
+			if err := g.Standby(sock); err != nil {
+				emit("err %v", err)
+				continue
+			}
+			emit("ok")
+		case "pause":
+			paused.Store(true)
+			l.SetDeadline(time.Unix(1, 0))
+			<-stopped
+			emit("paused %d", mono())
+		case "close":
+			t := mono()
+			l.Close()
+			<-stopped
+			sock.Close()
+			emit("closed %d %d", count.Load(), t)
+		case "count":
+			emit("count %d", count.Load())
+		case "release":
+			removed, err := g.Release()
+			if err != nil {
+				emit("err %v", err)
+				continue
+			}
+			emit("released %v", removed)
+		case "exit":
+			return 0
+		default:
+			emit("err unknown command %q", cmd)
+		}
+	}
+	return 0
+}
+
+// probeResult is what probeHelper reports: the errno (0 for success) of
+// binding STEER_ADDR, of opening STEER_DIR, and of Open(STEER_KEY), and
+// whether Open's error matched ErrNotPermitted and ErrNotSupported.
+type probeResult struct {
+	Bind, OpenDir, Open        int
+	OpenErr                    string
+	NotPermitted, NotSupported bool
+	Degraded                   bool
+}
+
+func errnoOf(err error) int {
+	var e unix.Errno
+	switch {
+	case err == nil:
+		return 0
+	case errors.As(err, &e):
+		return int(e)
+	}
+	return -1
+}
+
+func probeHelper() int {
+	var r probeResult
+	if a := os.Getenv("STEER_ADDR"); a != "" {
+		s, err := shadow.Bind(netip.MustParseAddrPort(a))
+		r.Bind = errnoOf(err)
+		if err == nil {
+			s.Close()
+		}
+	}
+	if d := os.Getenv("STEER_DIR"); d != "" {
+		f, err := os.Open(d)
+		r.OpenDir = errnoOf(err)
+		if err == nil {
+			f.Close()
+		}
+	}
+	if k := os.Getenv("STEER_KEY"); k != "" {
+		var key Key
+		ns, ap, _ := strings.Cut(k, " ")
+		key.NetNS, _ = strconv.ParseUint(ns, 10, 64)
+		key.Addr = netip.MustParseAddrPort(ap)
+		g, err := Open(key, nil)
+		r.Open = errnoOf(err)
+		if err != nil {
+			r.OpenErr = err.Error()
+		} else {
+			g.Close()
+		}
+		r.NotPermitted = errors.Is(err, ErrNotPermitted)
+		r.NotSupported = errors.Is(err, ErrNotSupported)
+		r.Degraded = Degraded(err)
+	}
+	json.NewEncoder(os.Stdout).Encode(r)
+	return 0
+}
+
+// runProbe runs probeHelper with env through cmd and decodes its result.
+func runProbe(t *testing.T, cmd *exec.Cmd) probeResult {
+	t.Helper()
+	out, err := cmd.Output()
+	if err != nil {
+		t.Fatalf("probe helper: %v (output %q)", err, out)
+	}
+	var r probeResult
+	if err := json.Unmarshal(out, &r); err != nil {
+		t.Fatalf("probe helper output %q: %v", out, err)
+	}
+	return r
+}
+
+// listener is a listenerHelper process, seen from the test.
+type listener struct {
+	t       testing.TB
+	id      byte
+	cmd     *exec.Cmd
+	stdin   io.WriteCloser
+	replies chan string
+	pid     int
+	cookie  uint64
+
+	mu       sync.Mutex
+	accepts  map[int]int64 // client port -> accept time (mono ns)
+	takeover int64
+	exited   chan struct{}
+}
+
+type listenerOpts struct {
+	role  string // "designate", "standby" or ""
+	watch int    // pid to take over from
+}
+
+// startListener starts a listener helper on addr and waits until it
+// listens.
+func startListener(t testing.TB, addr netip.AddrPort, id byte, o listenerOpts) *listener {
+	t.Helper()
+	env := []string{envHelper + "=listener", "STEER_ADDR=" + addr.String(), "STEER_ID=" + string(id), "STEER_ROLE=" + o.role}
+	if o.watch != 0 {
+		env = append(env, "STEER_WATCH="+strconv.Itoa(o.watch))
+	}
+	cmd := testutil.HelperCommand(t, 0, env...)
+	stdin, err := cmd.StdinPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	stdout, err := cmd.StdoutPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	l := &listener{t: t, id: id, cmd: cmd, stdin: stdin, replies: make(chan string, 16), accepts: map[int]int64{}, exited: make(chan struct{})}
+	go l.read(stdout)
+	t.Cleanup(func() { l.kill() })
+	r := l.reply("ready")
+	if _, err := fmt.Sscanf(r, "ready %d %d", &l.cookie, &l.pid); err != nil {
+		t.Fatalf("listener %c: %q", id, r)
+	}
+	return l
+}
+
+func (l *listener) read(r io.Reader) {
+	defer close(l.exited)
+	defer close(l.replies)
+	sc := bufio.NewScanner(r)
+	for sc.Scan() {
+		line := sc.Text()
+		var port int
+		var ts int64
+		switch {
+		case strings.HasPrefix(line, "acc "):
+			fmt.Sscanf(line, "acc %d %d", &port, &ts)
+			l.mu.Lock()
+			l.accepts[port] = ts
+			l.mu.Unlock()
+		case strings.HasPrefix(line, "takeover "):
+			fmt.Sscanf(line, "takeover %d", &ts)
+			l.mu.Lock()
+			l.takeover = ts
+			l.mu.Unlock()
+		default:
+			l.replies <- line
+		}
+	}
+}
+
+// reply waits for the next reply line, which must start with want.
+func (l *listener) reply(want string) string {
+	l.t.Helper()
+	select {
+	case r, ok := <-l.replies:
+		if !ok {
+			l.t.Fatalf("listener %c exited, waiting for %q", l.id, want)
+		}
+		if !strings.HasPrefix(r, want) {
+			l.t.Fatalf("listener %c: %q, want %q", l.id, r, want)
+		}
+		return r
+	case <-time.After(20 * time.Second):
+		l.t.Fatalf("listener %c: no %q after 20s", l.id, want)
+	}
+	return ""
+}
+
+// do sends a command and returns its reply, which must start with want.
+func (l *listener) do(cmd, want string) string {
+	l.t.Helper()
+	if _, err := io.WriteString(l.stdin, cmd+"\n"); err != nil {
+		l.t.Fatalf("listener %c: %s: %v", l.id, cmd, err)
+	}
+	return l.reply(want)
+}
+
+// doTime sends a command whose reply is "<want> <mono ns>" and returns the time.
+func (l *listener) doTime(cmd, want string) int64 {
+	l.t.Helper()
+	var ts int64
+	r := l.do(cmd, want)
+	fmt.Sscanf(r[len(want):], "%d", &ts)
+	return ts
+}
+
+func (l *listener) count() int {
+	l.t.Helper()
+	var n int
+	fmt.Sscanf(l.do("count", "count"), "count %d", &n)
+	return n
+}
+
+func (l *listener) acceptsCopy() map[int]int64 {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	m := make(map[int]int64, len(l.accepts))
+	for k, v := range l.accepts {
+		m[k] = v
+	}
+	return m
+}
+
+// sigkill kills the process and returns the time just before the kill.
+func (l *listener) sigkill() int64 {
+	t := mono()
+	unix.Kill(l.pid, unix.SIGKILL)
+	return t
+}
+
+func (l *listener) kill() {
+	l.stdin.Close()
+	if l.cmd.ProcessState == nil {
+		select {
+		case <-l.exited:
+		case <-time.After(2 * time.Second):
+			l.cmd.Process.Kill()
+		}
+		l.cmd.Wait()
+	}
+}
+
+// conn is one client connection of a storm.
+type conn struct {
+	start  int64 // mono ns before connect
+	port   int   // client port, 0 when connect failed
+	server byte  // the greeting: which listener accepted, 0 if none
+	err    error // connect or read error
+	dial   bool  // err is from connect
+}
+
+// storm makes n connections to addr with conc at a time; each reads the
+// listener's one-byte greeting and then EOF. at(i) is called (from the
+// worker that starts it) before connection i, so a test can act mid-storm.
+func storm(addr netip.AddrPort, n, conc int, at func(i int)) []conn {
+	res := make([]conn, n)
+	var next atomic.Int64
+	var wg sync.WaitGroup
+	for range conc {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for {
+				i := int(next.Add(1) - 1)
+				if i >= n {
+					return
+				}
+				if at != nil {
+					at(i)
+				}
+				res[i] = dialOne(addr)
+			}
+		}()
+	}
+	wg.Wait()
+	return res
+}
+
+func dialOne(addr netip.AddrPort) conn {
+	c := conn{start: mono()}
+	d := net.Dialer{Timeout: 10 * time.Second}
+	nc, err := d.Dial("tcp", addr.String())
+	if err != nil {
+		c.err, c.dial = err, true
+		return c
+	}
+	defer nc.Close()
+	c.port = nc.LocalAddr().(*net.TCPAddr).Port
+	nc.SetDeadline(time.Now().Add(10 * time.Second))
+	var b [2]byte
+	m, err := io.ReadFull(nc, b[:1])
+	if err != nil {
+		c.err = err
+		return c
+	}
+	c.server = b[0]
+	if m, err = nc.Read(b[1:]); m != 0 || err != io.EOF {
+		c.err = fmt.Errorf("after the greeting: %d bytes, %v", m, err)
+	}
+	return c
+}
+
+// tally counts a storm's results by listener and error.
+type tally struct {
+	by                    map[byte]int
+	refused, reset, other int
+	errs                  []error
+}
+
+func count(res []conn) tally {
+	t := tally{by: map[byte]int{}}
+	for _, c := range res {
+		switch {
+		case c.err == nil:
+			t.by[c.server]++
+		case errors.Is(c.err, unix.ECONNREFUSED):
+			t.refused++
+		case errors.Is(c.err, unix.ECONNRESET) || errors.Is(c.err, io.EOF) || errors.Is(c.err, io.ErrUnexpectedEOF):
+			t.reset++
+		default:
+			t.other++
+			if len(t.errs) < 5 {
+				t.errs = append(t.errs, c.err)
+			}
+		}
+	}
+	return t
+}
+
+func (t tally) String() string {
+	return fmt.Sprintf("accepted %v, refused %d, reset %d, other %d %v", t.by, t.refused, t.reset, t.other, t.errs)
+}

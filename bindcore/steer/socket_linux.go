@@ -1,0 +1,113 @@
+package steer
+
+import (
+	"errors"
+	"fmt"
+	"net/netip"
+	"strconv"
+
+	"golang.org/x/sys/unix"
+)
+
+// checkSocket refuses what the kernel cannot steer with a clear error:
+// MPTCP sockets (the kernel would answer EOPNOTSUPP or ENOTSUPP on attach
+// and map update) and anything but a TCP stream socket of AF_INET/AF_INET6.
+func checkSocket(fd int) error {
+	proto, err := unix.GetsockoptInt(fd, unix.SOL_SOCKET, unix.SO_PROTOCOL)
+	if err != nil {
+		if errors.Is(err, unix.ENOTSOCK) {
+			return fmt.Errorf("fd %d: %w", fd, err)
+		}
+		return fmt.Errorf("SO_PROTOCOL: %w", err)
+	}
+	if proto == unix.IPPROTO_MPTCP {
+		return fmt.Errorf("fd %d: %w: %w", fd, ErrMPTCP, unix.EOPNOTSUPP)
+	}
+	typ, err := unix.GetsockoptInt(fd, unix.SOL_SOCKET, unix.SO_TYPE)
+	if err != nil {
+		return fmt.Errorf("SO_TYPE: %w", err)
+	}
+	if proto != unix.IPPROTO_TCP || typ != unix.SOCK_STREAM {
+		return fmt.Errorf("fd %d is not a TCP socket (protocol %d, type %d): %w", fd, proto, typ, unix.EPROTOTYPE)
+	}
+	dom, err := unix.GetsockoptInt(fd, unix.SOL_SOCKET, unix.SO_DOMAIN)
+	if err != nil {
+		return fmt.Errorf("SO_DOMAIN: %w", err)
+	}
+	if dom != unix.AF_INET && dom != unix.AF_INET6 {
+		return fmt.Errorf("fd %d: family %d: %w", fd, dom, unix.EAFNOSUPPORT)
+	}
+	return nil
+}
+
+// KeyOf returns the key of the group s belongs to: its network namespace
+// (asked of the socket with SIOCGSKNS, or, without CAP_NET_ADMIN for that,
+// the calling thread's) and its bound address and port.
+//
+// Errors: unix.EINVAL when s is not bound; ErrMPTCP; unix.EPROTOTYPE for a
+// socket that is not TCP; the errno of getsockname(2) or of reading the
+// namespace; the socket's own Control error.
+func KeyOf(s Socket) (Key, error) {
+	var k Key
+	err := s.Control(func(fd int) error {
+		if err := checkSocket(fd); err != nil {
+			return err
+		}
+		sa, err := unix.Getsockname(fd)
+		if err != nil {
+			return fmt.Errorf("getsockname: %w", err)
+		}
+		k.Addr = addrPort(sa)
+		if k.Addr.Port() == 0 {
+			return fmt.Errorf("socket not bound: %w", unix.EINVAL)
+		}
+		k.NetNS, err = socketNetNS(fd)
+		return err
+	})
+	if err != nil {
+		return Key{}, fmt.Errorf("steer key: %w", err)
+	}
+	return k, nil
+}
+
+// socketNetNS returns the inode of fd's network namespace.
+func socketNetNS(fd int) (uint64, error) {
+	var st unix.Stat_t
+	nsfd, err := unix.IoctlRetInt(fd, unix.SIOCGSKNS)
+	if err == nil {
+		defer unix.Close(nsfd)
+		if err := unix.Fstat(nsfd, &st); err != nil {
+			return 0, fmt.Errorf("fstat netns: %w", err)
+		}
+		return st.Ino, nil
+	}
+	if !errors.Is(err, unix.EPERM) {
+		return 0, fmt.Errorf("SIOCGSKNS: %w", err)
+	}
+	return NetNS()
+}
+
+// NetNS returns the inode of the calling thread's network namespace.
+//
+// Errors: the errno of stat(2) on /proc/thread-self/ns/net.
+func NetNS() (uint64, error) {
+	var st unix.Stat_t
+	if err := unix.Stat("/proc/thread-self/ns/net", &st); err != nil {
+		return 0, fmt.Errorf("stat /proc/thread-self/ns/net: %w", err)
+	}
+	return st.Ino, nil
+}
+
+func addrPort(sa unix.Sockaddr) netip.AddrPort {
+	switch sa := sa.(type) {
+	case *unix.SockaddrInet4:
+		return netip.AddrPortFrom(netip.AddrFrom4(sa.Addr), uint16(sa.Port))
+	case *unix.SockaddrInet6:
+		a := netip.AddrFrom16(sa.Addr)
+		if sa.ZoneId != 0 {
+			a = a.WithZone(strconv.FormatUint(uint64(sa.ZoneId), 10))
+		}
+		return netip.AddrPortFrom(a.Unmap(), uint16(sa.Port))
+	}
+	return netip.AddrPort{}
+}
