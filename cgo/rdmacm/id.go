@@ -135,6 +135,8 @@ func (id *ID) setOption(opt idOption, on bool) error {
 //   - ENODEV: the address is the host's but no RDMA device serves it;
 //   - EADDRINUSE: the port is taken on that address by an ID that did not
 //     set ReuseAddr, or by a listener;
+//   - EADDRNOTAVAIL also when the port is taken, without ReuseAddr on both
+//     sides, and one of the two addresses is a wildcard;
 //   - EINVAL: the ID is already bound, or addr is not valid;
 //   - EACCES: a port below 1024 without CAP_NET_BIND_SERVICE;
 //   - ENXIO, for an unknown zone;
