@@ -13,7 +13,6 @@ import (
 	"net/netip"
 	"os"
 	"os/exec"
-	"runtime"
 	"strconv"
 	"strings"
 	"testing"
@@ -233,6 +232,55 @@ func TestListenIsExclusive(t *testing.T) {
 		t.Fatalf("listen on a shared port: %v, want EADDRINUSE", err)
 	}
 	t.Logf("listen on a shared port: %v", err)
+
+	// A wildcard and a specific address on one port: EADDRNOTAVAIL, at bind
+	// without REUSEADDR, at listen with it.
+	e := newID(t, ec, true)
+	port = bind(t, e, netip.IPv4Unspecified(), 0).Port()
+	f := newID(t, ec, true)
+	bind(t, f, rxe0v4, port)
+	if err := e.Listen(8); !errors.Is(err, unix.EADDRNOTAVAIL) {
+		t.Fatalf("listen on the wildcard of a shared port: %v, want EADDRNOTAVAIL", err)
+	}
+	g := newID(t, ec, false)
+	port = bind(t, g, netip.IPv4Unspecified(), 0).Port()
+	h := newID(t, ec, false)
+	if err := h.Bind(netip.AddrPortFrom(rxe0v4, port)); !errors.Is(err, unix.EADDRNOTAVAIL) {
+		t.Fatalf("bind beside a wildcard: %v, want EADDRNOTAVAIL", err)
+	}
+}
+
+func TestBindLinkLocal(t *testing.T) {
+	needSoftRoCE(t)
+	ifi, err := net.InterfaceByName("eth0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	addrs, err := ifi.Addrs()
+	if err != nil {
+		t.Fatal(err)
+	}
+	var ll netip.Addr
+	for _, a := range addrs {
+		if p, err := netip.ParsePrefix(a.String()); err == nil && p.Addr().IsLinkLocalUnicast() {
+			ll = p.Addr()
+		}
+	}
+	if !ll.IsValid() {
+		t.Skip("eth0 has no IPv6 link-local address")
+	}
+	ec := newChannel(t)
+	want := ll.WithZone(strconv.Itoa(ifi.Index))
+	for _, zone := range []string{"eth0", strconv.Itoa(ifi.Index)} {
+		id := newID(t, ec, false)
+		local := bind(t, id, ll.WithZone(zone), 0)
+		if local.Addr() != want || local.Port() == 0 {
+			t.Errorf("zone %s: LocalAddr %v, want %v and a port", zone, local, want)
+		}
+		if id.DeviceName() != "rxe0" || id.PortNum() != 1 {
+			t.Errorf("zone %s: device %q port %d", zone, id.DeviceName(), id.PortNum())
+		}
+	}
 }
 
 func TestCloseTwice(t *testing.T) {
@@ -341,44 +389,25 @@ func TestConnectRequest(t *testing.T) {
 }
 
 // TestNetns checks that an ID takes the network namespace it is created in:
-// in a new namespace with one dummy interface, the guest's rxe0 address is
-// not an address at all, and the dummy's is one with no RDMA device.
+// in a new namespace, the guest's rxe0 address is not an address at all, and
+// an address of the namespace's own loopback device is one that no RDMA
+// device serves.
 func TestNetns(t *testing.T) {
 	needSoftRoCE(t)
 	ip, err := exec.LookPath("ip")
 	if err != nil {
 		t.Skip("ip (iproute2) not installed")
 	}
-	nsc := make(chan int, 1)
-	go func() {
-		runtime.LockOSThread() // never unlocked: the thread ends with the goroutine
-		if err := unix.Unshare(unix.CLONE_NEWNET); err != nil {
-			t.Error(err)
-			nsc <- -1
-			return
-		}
+	nsfd := newNetns(t, func() {
 		for _, args := range [][]string{
-			{"link", "add", "rbdummy0", "type", "dummy"},
-			{"addr", "add", "10.99.0.1/24", "dev", "rbdummy0"},
-			{"link", "set", "rbdummy0", "up"},
+			{"link", "set", "lo", "up"},
+			{"addr", "add", "10.99.0.1/32", "dev", "lo"},
 		} {
 			if out, err := exec.Command(ip, args...).CombinedOutput(); err != nil {
 				t.Errorf("ip %v: %v: %s", args, err, out)
 			}
 		}
-		fd, err := unix.Open("/proc/thread-self/ns/net", unix.O_RDONLY|unix.O_CLOEXEC, 0)
-		if err != nil {
-			t.Error(err)
-			fd = -1
-		}
-		nsc <- fd
-	}()
-	nsfd := <-nsc
-	if nsfd < 0 {
-		t.FailNow()
-	}
-	defer unix.Close(nsfd)
-
+	})
 	ec := newChannel(t)
 	for _, c := range []struct {
 		ip   netip.Addr
@@ -392,14 +421,18 @@ func TestNetns(t *testing.T) {
 			t.Fatal(err)
 		}
 		err = id.Bind(netip.AddrPortFrom(c.ip, 0))
+		t.Logf("bind %v in the new netns: %v", c.ip, err)
 		if !errors.Is(err, c.want) {
 			t.Errorf("bind %v in the new netns: %v, want %v", c.ip, err, c.want)
 		}
 		id.Close()
 	}
-	// The namespace of the process is unchanged.
+	// IDs of the process's namespace are as before.
 	id := newID(t, ec, false)
 	bind(t, id, rxe0v4, 0)
+	if id.DeviceName() != "rxe0" {
+		t.Fatalf("after CreateIDInNetns, a CreateID ID binds to %q", id.DeviceName())
+	}
 }
 
 func TestNoFDLeak(t *testing.T) {

@@ -8,6 +8,7 @@ import (
 	"errors"
 	"net/netip"
 	"os"
+	"path/filepath"
 	"runtime"
 	"slices"
 	"sync"
@@ -291,40 +292,69 @@ func TestIDMethodsReachOps(t *testing.T) {
 	}
 }
 
-func TestCreateIDInNetns(t *testing.T) {
+// newNetns makes a network namespace and returns an fd of it. With setup,
+// setup runs on a thread inside it first (a command it starts is in it too).
+// The thread returns to its namespace afterwards, or is thrown away.
+func newNetns(t *testing.T, setup func()) int {
+	t.Helper()
 	if os.Geteuid() != 0 {
 		t.Skip("needs root (CAP_SYS_ADMIN) to make a network namespace")
 	}
-	ec, f := newFake(t)
-	own, err := os.Readlink("/proc/self/ns/net")
+	nsc := make(chan int, 1)
+	go func() {
+		runtime.LockOSThread()
+		fd := -1
+		defer func() { nsc <- fd }()
+		own, err := unix.Open("/proc/thread-self/ns/net", unix.O_RDONLY|unix.O_CLOEXEC, 0)
+		if err != nil {
+			t.Error(err)
+			return
+		}
+		defer unix.Close(own)
+		if err := unix.Unshare(unix.CLONE_NEWNET); err != nil {
+			t.Error(err)
+			return
+		}
+		if fd, err = unix.Open("/proc/thread-self/ns/net", unix.O_RDONLY|unix.O_CLOEXEC, 0); err != nil {
+			t.Error(err)
+		}
+		if setup != nil {
+			setup()
+		}
+		if err := unix.Setns(own, unix.CLONE_NEWNET); err != nil {
+			t.Error(err)
+			return // the thread stays locked and goes away
+		}
+		runtime.UnlockOSThread()
+	}()
+	fd := <-nsc
+	if fd < 0 {
+		t.FailNow()
+	}
+	t.Cleanup(func() { unix.Close(fd) })
+	return fd
+}
+
+// threadNetns is the network namespace of the calling goroutine's thread.
+func threadNetns(t *testing.T) string {
+	t.Helper()
+	runtime.LockOSThread()
+	defer runtime.UnlockOSThread()
+	ns, err := os.Readlink("/proc/thread-self/ns/net")
 	if err != nil {
 		t.Fatal(err)
 	}
-	// A new namespace, made on a thread that is then thrown away.
-	nsc := make(chan int, 1)
-	go func() {
-		runtime.LockOSThread() // never unlocked: the thread ends with the goroutine
-		if err := unix.Unshare(unix.CLONE_NEWNET); err != nil {
-			t.Error(err)
-			nsc <- -1
-			return
-		}
-		fd, err := unix.Open("/proc/thread-self/ns/net", unix.O_RDONLY|unix.O_CLOEXEC, 0)
-		if err != nil {
-			t.Error(err)
-		}
-		nsc <- fd
-	}()
-	nsfd := <-nsc
-	if nsfd < 0 {
-		t.FailNow()
-	}
-	defer unix.Close(nsfd)
+	return ns
+}
+
+func TestCreateIDInNetns(t *testing.T) {
+	own := threadNetns(t)
+	nsfd := newNetns(t, nil)
 	var st unix.Stat_t
 	if err := unix.Fstat(nsfd, &st); err != nil {
 		t.Fatal(err)
 	}
-
+	ec, f := newFake(t)
 	for range 5 {
 		if _, err := ec.CreateIDInNetns(PortSpaceTCP, nsfd); err != nil {
 			t.Fatal(err)
@@ -345,20 +375,16 @@ func TestCreateIDInNetns(t *testing.T) {
 			t.Fatalf("id %d created in %s, want %s", i, ns, want)
 		}
 	}
-	// No thread was left in the other namespace.
-	var wg sync.WaitGroup
-	for range 50 {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			runtime.LockOSThread()
-			defer runtime.UnlockOSThread()
-			if ns, _ := os.Readlink("/proc/thread-self/ns/net"); ns != own {
-				t.Errorf("a thread is in %s", ns)
-			}
-		}()
+	// No thread of the process was left in the other namespace.
+	tasks, err := filepath.Glob("/proc/self/task/*/ns/net")
+	if err != nil {
+		t.Fatal(err)
 	}
-	wg.Wait()
+	for _, p := range tasks {
+		if ns, err := os.Readlink(p); err == nil && ns != own {
+			t.Errorf("%s is %s", p, ns)
+		}
+	}
 
 	var p [2]int
 	if err := unix.Pipe2(p[:], unix.O_CLOEXEC); err != nil {
