@@ -2,7 +2,6 @@ package steer
 
 import (
 	"fmt"
-	"net/netip"
 	"slices"
 	"testing"
 	"time"
@@ -57,5 +56,3 @@ func percentiles(ds []time.Duration) string {
 	p := func(q float64) time.Duration { return s[int(q*float64(len(s)-1)+0.5)] }
 	return fmt.Sprintf("min %v p50 %v p90 %v max %v (n=%d)", s[0], p(0.5), p(0.9), s[len(s)-1], len(s))
 }
-
-var _ = netip.AddrPort{}
