@@ -25,6 +25,7 @@ type claimState struct {
 	fd       int
 	rec      Record
 	released bool
+	buf      [RecordSize]byte // Release's record buffer, guarded by mu
 }
 
 // Claim claims req.Addr and req.Port for one socket. Under the registry
@@ -79,7 +80,7 @@ func (r *Registry) Claim(req ClaimRequest) (c *Claim, err error) {
 	}
 	cs := &claimState{fd: fd, rec: rec}
 	r.res.claimsMu.Lock()
-	r.res.claims[cs] = struct{}{}
+	r.res.claims[rec.Slot] = cs
 	r.res.claimsMu.Unlock()
 	done = true
 	return &Claim{r: r, cs: cs}, nil
@@ -95,7 +96,7 @@ func (r *Registry) allocate(fd int, req ClaimRequest) (Record, error) {
 	nc := 0
 	last := -1
 	for i := 0; i < hw; i++ {
-		rec, _, err := r.read(i)
+		rec, _, err := r.readCached(i)
 		if err != nil {
 			if rec, err = r.settle(i, err); err != nil {
 				return Record{}, err
@@ -151,7 +152,7 @@ func (r *Registry) allocate(fd int, req ClaimRequest) (Record, error) {
 		}
 	}
 	for i := 0; slot < 0 && i < hw; i++ { // full: sweep for stale claims
-		rec, _, err := r.read(i)
+		rec, _, err := r.readCached(i)
 		if err != nil || rec.State != StateUsed {
 			continue
 		}
@@ -174,7 +175,7 @@ func (r *Registry) allocate(fd int, req ClaimRequest) (Record, error) {
 
 	// We hold the slot's lock: we are its only writer.
 	var gen uint64
-	if prev, _, err := r.read(slot); err == nil {
+	if prev, _, err := r.readCached(slot); err == nil {
 		gen = prev.Generation + 1
 	} else {
 		gen = r.rawGeneration(slot) + 1
@@ -198,9 +199,7 @@ func (r *Registry) allocate(fd int, req ClaimRequest) (Record, error) {
 		Netns:      r.netns,
 		Claimed:    time.Now().UnixNano(),
 	}
-	var b [RecordSize]byte
-	rec.encodeTo(&b)
-	rec.Seq = m.write(slot, &b)
+	r.store(&rec, &r.scratch, true)
 	return rec, nil
 }
 
@@ -247,9 +246,7 @@ func (c *Claim) SetRole(role Role) (err error) {
 	defer r.unlockRegistry()
 	rec := cs.rec
 	rec.Role = role
-	var b [RecordSize]byte
-	rec.encodeTo(&b)
-	rec.Seq = r.res.mem.write(rec.Slot, &b)
+	r.store(&rec, &r.scratch, true)
 	cs.rec = rec
 	return nil
 }
@@ -270,7 +267,7 @@ func (c *Claim) Release() (err error) {
 		return nil
 	}
 	r.res.claimsMu.Lock()
-	delete(r.res.claims, cs)
+	r.res.claims[cs.rec.Slot] = nil
 	r.res.claimsMu.Unlock()
 	r.releaseLocked(cs)
 	return nil
@@ -290,9 +287,7 @@ func (r *Registry) releaseLocked(cs *claimState) {
 		}
 	}()
 	free := Record{Slot: cs.rec.Slot, Generation: cs.rec.Generation}
-	var b [RecordSize]byte
-	free.encodeTo(&b)
-	r.res.mem.write(free.Slot, &b)
+	r.store(&free, &cs.buf, false) // without r.mu: the cache entry just goes stale
 	off, n := slotRange(free.Slot)
 	if err := ofdSet(cs.fd, unix.F_UNLCK, off, n, false); err != nil {
 		unix.Close(cs.fd)

@@ -112,7 +112,7 @@ func (r *Registry) FindFreePort(addr netip.Addr, lo, hi uint16) (port uint16, er
 	byPort := map[uint16][]Record{}
 	hw := r.scanLimit()
 	for i := 0; i < hw; i++ {
-		rec, _, err := r.read(i)
+		rec, _, err := r.readCached(i)
 		if err != nil {
 			if rec, err = r.settle(i, err); err != nil {
 				return 0, err

@@ -1,6 +1,7 @@
 package registry
 
 import (
+	"encoding/binary"
 	"errors"
 	"fmt"
 	"os"
@@ -46,6 +47,19 @@ type Registry struct {
 	// with itself.
 	mu  sync.Mutex
 	res *resources
+	// cache holds, per slot, the last record this process validated and
+	// the word 0 (sequence and checksum) it was validated at; guarded by mu.
+	// See readCached.
+	cache []cached
+	// scratch is the record buffer of registry-lock holders (guarded by mu):
+	// crc32 makes any buffer it sees escape, so a local one is a heap
+	// allocation per record scanned.
+	scratch [RecordSize]byte
+}
+
+type cached struct {
+	w0  uint64
+	rec Record
 }
 
 // resources are what Close (or, as a safety net, a cleanup after the
@@ -59,7 +73,7 @@ type resources struct {
 	pool   []int
 
 	claimsMu sync.Mutex
-	claims   map[*claimState]struct{}
+	claims   []*claimState // live claims made through this Registry, by slot
 
 	waitMu sync.Mutex
 	waits  map[*waiter]struct{}
@@ -70,7 +84,10 @@ type resources struct {
 func (res *resources) free() {
 	res.once.Do(func() {
 		res.claimsMu.Lock()
-		for cs := range res.claims {
+		for _, cs := range res.claims {
+			if cs == nil {
+				continue
+			}
 			cs.mu.Lock()
 			if !cs.released {
 				cs.released = true
@@ -154,7 +171,7 @@ func Open(opts Options) (*Registry, error) {
 		uid:   uint32(os.Geteuid()),
 		pid:   uint32(os.Getpid()),
 		start: start,
-		res:   &resources{fd: fd, claims: map[*claimState]struct{}{}, waits: map[*waiter]struct{}{}},
+		res:   &resources{fd: fd, waits: map[*waiter]struct{}{}},
 	}
 	if err := r.setup(n); err != nil {
 		r.res.free()
@@ -276,6 +293,7 @@ func (r *Registry) setup(n int) error {
 	if _, ok := r.res.mem.highWater(); !ok {
 		r.repairHighWater()
 	}
+	r.res.claims = make([]*claimState, r.count)
 	return nil
 }
 
@@ -372,14 +390,17 @@ func (r *Registry) Close() error {
 	}
 	res := r.res
 	res.claimsMu.Lock()
-	for cs := range res.claims {
+	for i, cs := range res.claims {
+		if cs == nil {
+			continue
+		}
 		cs.mu.Lock()
 		if !cs.released {
 			r.releaseLocked(cs)
 		}
 		cs.mu.Unlock()
+		res.claims[i] = nil
 	}
-	res.claims = map[*claimState]struct{}{}
 	res.claimsMu.Unlock()
 	res.free()
 	return nil
@@ -493,6 +514,49 @@ func (r *Registry) read(slot int) (Record, bool, error) {
 	return rec, false, nil
 }
 
+// readCached is read for holders of the registry lock (r.mu). It copies the
+// record and checks its checksum, as read does; when the copy's word 0
+// (sequence and checksum) is the one this process last decoded the record
+// at, the record is that one, and decoding is skipped. Every write through
+// the protocol changes the sequence; a byte changed outside it fails the
+// checksum. So every scan still verifies every record it looks at.
+func (r *Registry) readCached(slot int) (Record, bool, error) {
+	b := &r.scratch
+	if !r.res.mem.snapshot(slot, b) {
+		return Record{Slot: slot}, true, fmt.Errorf("slot %d: %w: a write is in progress, or its writer died in it", slot, ErrCorrupt)
+	}
+	w0 := binary.LittleEndian.Uint64(b[:8])
+	if slot < len(r.cache) && r.cache[slot].w0 == w0 && crc32c(b[rState:]) == uint32(w0>>32) {
+		return r.cache[slot].rec, false, nil
+	}
+	rec, err := DecodeRecord(b[:])
+	rec.Slot = slot
+	if err != nil {
+		return rec, false, fmt.Errorf("slot %d: %w", slot, err)
+	}
+	r.remember(slot, w0, rec)
+	return rec, false, nil
+}
+
+// remember caches a validated record (the caller holds r.mu).
+func (r *Registry) remember(slot int, w0 uint64, rec Record) {
+	if slot >= len(r.cache) {
+		r.cache = append(r.cache, make([]cached, min(r.count, max(2*slot+1, 64))-len(r.cache))...)
+	}
+	r.cache[slot] = cached{w0: w0, rec: rec}
+}
+
+// store writes rec into its slot through the buffer b and, for a holder of
+// r.mu (locked, b is then r.scratch), caches it.
+func (r *Registry) store(rec *Record, b *[RecordSize]byte, locked bool) {
+	*b = [RecordSize]byte{}
+	rec.encodeTo(b)
+	rec.Seq = r.res.mem.write(rec.Slot, b)
+	if locked {
+		r.remember(rec.Slot, uint64(rec.Seq)|uint64(binary.LittleEndian.Uint32(b[rCRC:]))<<32, *rec)
+	}
+}
+
 // held reports whether a slot's claim is live: whether some open file
 // description holds a write lock on its range.
 func (r *Registry) held(slot int) (bool, error) {
@@ -510,9 +574,7 @@ func (r *Registry) held(slot int) (bool, error) {
 // writer.
 func (r *Registry) reclaim(slot int, gen uint64) Record {
 	rec := Record{Slot: slot, Generation: gen}
-	var b [RecordSize]byte
-	rec.encodeTo(&b)
-	rec.Seq = r.res.mem.write(slot, &b)
+	r.store(&rec, &r.scratch, true)
 	return rec
 }
 

@@ -1,0 +1,140 @@
+//go:build linux
+
+package registry
+
+import (
+	"fmt"
+	"slices"
+	"testing"
+	"time"
+
+	"golang.org/x/sys/unix"
+)
+
+// withLive opens a registry in a fresh directory holding n live claims of
+// other ports (same user: they are scanned and checked, never conflict).
+func withLive(b *testing.B, n int) *Registry {
+	b.Helper()
+	r, err := Open(Options{Dir: b.TempDir(), Netns: testNetns})
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.Cleanup(func() { r.Close() })
+	for i := 0; i < n; i++ {
+		if _, err := r.Claim(ClaimRequest{Addr: b4, Port: uint16(20000 + i)}); err != nil {
+			b.Fatal(err)
+		}
+	}
+	return r
+}
+
+// BenchmarkClaimRelease: one Claim and its Release, with 0, 64 and 1024
+// other live claims in the table.
+func BenchmarkClaimRelease(b *testing.B) {
+	for _, live := range []int{0, 64, 1024} {
+		b.Run(fmt.Sprintf("live=%d", live), func(b *testing.B) {
+			r := withLive(b, live)
+			req := ClaimRequest{Addr: a4, Port: 5000, SocketID: 1}
+			b.ResetTimer()
+			for i := 0; i < b.N; i++ {
+				c, err := r.Claim(req)
+				if err != nil {
+					b.Fatal(err)
+				}
+				c.Release()
+			}
+		})
+	}
+}
+
+// BenchmarkClaimReleaseParallel: GOMAXPROCS goroutines of one process
+// claiming and releasing one port (serialized by the registry lock).
+func BenchmarkClaimReleaseParallel(b *testing.B) {
+	r := withLive(b, 0)
+	b.RunParallel(func(pb *testing.PB) {
+		req := ClaimRequest{Addr: a4, Port: 5000, SocketID: 1}
+		for pb.Next() {
+			c, err := r.Claim(req)
+			if err != nil {
+				b.Error(err)
+				return
+			}
+			c.Release()
+		}
+	})
+}
+
+// BenchmarkClaimReleaseLatency times every Claim and Release with
+// time.Now and reports percentiles (ns) of Claim, Release and the pair,
+// and the cost of the two time.Now calls around an empty operation
+// ("clock"), which every sample includes.
+func BenchmarkClaimReleaseLatency(b *testing.B) {
+	r := withLive(b, 0)
+	req := ClaimRequest{Addr: a4, Port: 5000, SocketID: 1}
+	claim := make([]time.Duration, 0, b.N)
+	rel := make([]time.Duration, 0, b.N)
+	pair := make([]time.Duration, 0, b.N)
+	clock := make([]time.Duration, 0, b.N)
+	b.ResetTimer()
+	for i := 0; i < b.N; i++ {
+		t0 := time.Now()
+		c, err := r.Claim(req)
+		t1 := time.Now()
+		if err != nil {
+			b.Fatal(err)
+		}
+		c.Release()
+		t2 := time.Now()
+		t3 := time.Now()
+		claim = append(claim, t1.Sub(t0))
+		rel = append(rel, t2.Sub(t1))
+		pair = append(pair, t2.Sub(t0))
+		clock = append(clock, t3.Sub(t2))
+	}
+	b.StopTimer()
+	report := func(name string, d []time.Duration) {
+		slices.Sort(d)
+		p := func(q float64) float64 { return float64(d[min(len(d)-1, int(q*float64(len(d))))].Nanoseconds()) }
+		b.ReportMetric(p(0.50), name+"-p50-ns")
+		b.ReportMetric(p(0.99), name+"-p99-ns")
+		if name != "clock" {
+			b.ReportMetric(p(0.90), name+"-p90-ns")
+			b.ReportMetric(p(0.999), name+"-p99.9-ns")
+		}
+	}
+	report("claim", claim)
+	report("release", rel)
+	report("pair", pair)
+	report("clock", clock)
+}
+
+// BenchmarkList: List of 64 live claims (one F_OFD_GETLK per record).
+func BenchmarkList(b *testing.B) {
+	for _, live := range []int{1, 64} {
+		b.Run(fmt.Sprintf("live=%d", live), func(b *testing.B) {
+			r := withLive(b, live)
+			b.ResetTimer()
+			for i := 0; i < b.N; i++ {
+				recs, err := r.List()
+				if err != nil || len(recs) != live {
+					b.Fatal(len(recs), err)
+				}
+			}
+		})
+	}
+}
+
+// BenchmarkOFDLockUnlock is the floor: one F_OFD_SETLK and one F_UNLCK on
+// the registry file. A Claim makes three such calls (registry lock, slot
+// lock, registry unlock) and a Release one.
+func BenchmarkOFDLockUnlock(b *testing.B) {
+	r := withLive(b, 0)
+	fd := r.res.fd
+	off, n := slotRange(1)
+	for i := 0; i < b.N; i++ {
+		if err := ofdSet(fd, unix.F_WRLCK, off, n, false); err != nil {
+			b.Fatal(err)
+		}
+		ofdSet(fd, unix.F_UNLCK, off, n, false)
+	}
+}
