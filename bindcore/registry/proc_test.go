@@ -103,6 +103,7 @@ func TestCrashSafety(t *testing.T) {
 		iters = min(iters, 20)
 	}
 	var stale, torn, clean, inInit int
+	initState := map[string]int{}
 	dir := t.TempDir()
 	for i := 0; i < iters; i++ {
 		create := i%10 == 9
@@ -121,6 +122,19 @@ func TestCrashSafety(t *testing.T) {
 		}
 		h.cmd.Process.Signal(syscall.SIGKILL)
 		h.cmd.Wait()
+		if create { // how far the helper got with the file
+			b, err := os.ReadFile(filepath.Join(dir, FileName(testNetns)))
+			switch {
+			case err != nil:
+				initState["no file"]++
+			case len(b) == 0:
+				initState["empty"]++
+			case string(b[:8]) != string(Magic[:]):
+				initState["no magic"]++
+			default:
+				initState["initialized"]++
+			}
+		}
 
 		r, err := Open(Options{Dir: dir, Netns: testNetns})
 		if err != nil {
@@ -156,7 +170,8 @@ func TestCrashSafety(t *testing.T) {
 		c.Release()
 		r.Close()
 	}
-	t.Logf("%d SIGKILLs (%d during Open/create): left %d stale used records, %d torn records, %d nothing", iters, inInit, stale, torn, clean)
+	t.Logf("%d SIGKILLs: left %d stale used records, %d torn records, %d nothing; %d of them during Open/create, leaving %v",
+		iters, stale, torn, clean, inInit, initState)
 }
 
 // TestOtherUserProcess runs a helper as uid 65534 against root's registry.
