@@ -3,6 +3,7 @@ package steer
 import (
 	"bufio"
 	"context"
+	"encoding/binary"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -11,6 +12,7 @@ import (
 	"net/netip"
 	"os"
 	"os/exec"
+	"runtime"
 	"strconv"
 	"strings"
 	"sync"
@@ -49,18 +51,17 @@ func runHelper(mode string) int {
 // STEER_WATCH (a pid: take over when it exits). It prints, one per line:
 //
 //	ready <cookie> <pid>
-//	acc <client port> <mono ns>     before greeting the connection
+//	pre <client port>               as soon as accept returns
+//	acc <conn id> <mono ns>         before greeting the connection
 //	takeover <mono ns>              after TakeOver designated it
 //
 // and answers commands read from stdin, one per line: designate, standby,
 // pause (stop accepting, keep listening), close (close the listener),
 // count, release, exit.
 func listenerHelper() int {
-	var outMu sync.Mutex
+	// Whole lines in one write(2) each: atomic on the pipe, so no lock.
 	emit := func(format string, args ...any) {
-		outMu.Lock()
-		defer outMu.Unlock()
-		os.Stdout.WriteString(fmt.Sprintf(format, args...) + "\n")
+		unix.Write(1, []byte(fmt.Sprintf(format, args...)+"\n"))
 	}
 	fail := func(err error) int {
 		emit("err %v", err)
@@ -91,38 +92,74 @@ func listenerHelper() int {
 	if err != nil {
 		return fail(err)
 	}
-	f, err := sock.Dup()
+	// The accept loop works on a duplicate of the (non-blocking) listener
+	// with raw system calls, and reports each accept right after accept4(2)
+	// returns: a process killed mid-storm leaves at most that instant
+	// unreported. An eventfd stops it.
+	var lfd int
+	if err := sock.Control(func(fd int) (err error) {
+		lfd, err = unix.FcntlInt(uintptr(fd), unix.F_DUPFD_CLOEXEC, 0)
+		return err
+	}); err != nil {
+		return fail(err)
+	}
+	efd, err := unix.Eventfd(0, unix.EFD_CLOEXEC)
 	if err != nil {
 		return fail(err)
 	}
-	ln, err := net.FileListener(f)
-	f.Close()
-	if err != nil {
-		return fail(err)
-	}
-	l := ln.(*net.TCPListener)
 	var count atomic.Int64
-	var paused atomic.Bool
 	stopped := make(chan struct{})
 	go func() {
 		defer close(stopped)
+		runtime.LockOSThread()
+		tv := unix.Timeval{Sec: 10}
 		for {
-			c, err := l.Accept()
+			p := []unix.PollFd{{Fd: int32(lfd), Events: unix.POLLIN}, {Fd: int32(efd), Events: unix.POLLIN}}
+			if _, err := unix.Poll(p, -1); err != nil && err != unix.EINTR {
+				emit("err poll: %v", err)
+				return
+			}
+			if p[1].Revents != 0 {
+				return
+			}
+			nfd, sa, err := unix.Accept4(lfd, unix.SOCK_CLOEXEC)
+			if err == unix.EAGAIN || err == unix.EINTR || err == unix.ECONNABORTED {
+				continue
+			}
 			if err != nil {
-				if paused.Load() {
-					return
+				emit("err accept: %v", err)
+				return
+			}
+			emit("pre %d", addrPort(sa).Port())
+			// The client sends its connection's id first.
+			unix.SetsockoptTimeval(nfd, unix.SOL_SOCKET, unix.SO_RCVTIMEO, &tv)
+			var b [8]byte
+			n := 0
+			for n < len(b) {
+				m, err := unix.Read(nfd, b[n:])
+				if err == unix.EINTR {
+					continue
 				}
-				if errors.Is(err, net.ErrClosed) {
-					return
+				if err != nil || m == 0 {
+					break
 				}
+				n += m
+			}
+			if n < len(b) {
+				emit("accerr got %d bytes of the id", n)
+				unix.Close(nfd)
 				continue
 			}
 			count.Add(1)
-			emit("acc %d %d", c.RemoteAddr().(*net.TCPAddr).Port, mono())
-			c.Write([]byte{id})
-			c.Close()
+			emit("acc %d %d", binary.LittleEndian.Uint64(b[:]), mono())
+			unix.Write(nfd, []byte{id})
+			unix.Close(nfd)
 		}
 	}()
+	stop := func() {
+		unix.Write(efd, []byte{1, 0, 0, 0, 0, 0, 0, 0})
+		<-stopped
+	}
 	if w := os.Getenv("STEER_WATCH"); w != "" {
 		pid, _ := strconv.Atoi(w)
 		watch, err := WatchProcess(pid)
@@ -156,14 +193,12 @@ func listenerHelper() int {
 			}
 			emit("ok")
 		case "pause":
-			paused.Store(true)
-			l.SetDeadline(time.Unix(1, 0))
-			<-stopped
+			stop()
 			emit("paused %d", mono())
 		case "close":
 			t := mono()
-			l.Close()
-			<-stopped
+			stop()
+			unix.Close(lfd)
 			sock.Close()
 			emit("closed %d %d", count.Load(), t)
 		case "count":
@@ -266,7 +301,9 @@ type listener struct {
 	cookie  uint64
 
 	mu       sync.Mutex
-	accepts  map[int]int64 // client port -> accept time (mono ns)
+	accepts  map[uint64]int64 // connection id -> accept time (mono ns)
+	accErrs  []string         // accepted connections that sent no id
+	pre      map[int]int      // client port -> "pre" reports (accepted, id not yet read)
 	takeover int64
 	exited   chan struct{}
 }
@@ -296,7 +333,7 @@ func startListener(t testing.TB, addr netip.AddrPort, id byte, o listenerOpts) *
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
 	}
-	l := &listener{t: t, id: id, cmd: cmd, stdin: stdin, replies: make(chan string, 16), accepts: map[int]int64{}, exited: make(chan struct{})}
+	l := &listener{t: t, id: id, cmd: cmd, stdin: stdin, replies: make(chan string, 16), accepts: map[uint64]int64{}, pre: map[int]int{}, exited: make(chan struct{})}
 	go l.read(stdout)
 	t.Cleanup(func() { l.kill() })
 	r := l.reply("ready")
@@ -312,13 +349,26 @@ func (l *listener) read(r io.Reader) {
 	sc := bufio.NewScanner(r)
 	for sc.Scan() {
 		line := sc.Text()
-		var port int
+		var id uint64
 		var ts int64
 		switch {
 		case strings.HasPrefix(line, "acc "):
-			fmt.Sscanf(line, "acc %d %d", &port, &ts)
+			fmt.Sscanf(line, "acc %d %d", &id, &ts)
 			l.mu.Lock()
-			l.accepts[port] = ts
+			if _, dup := l.accepts[id]; dup {
+				l.t.Errorf("listener %c accepted connection %d twice", l.id, id)
+			}
+			l.accepts[id] = ts
+			l.mu.Unlock()
+		case strings.HasPrefix(line, "pre "):
+			var port int
+			fmt.Sscanf(line, "pre %d", &port)
+			l.mu.Lock()
+			l.pre[port]++
+			l.mu.Unlock()
+		case strings.HasPrefix(line, "accerr "):
+			l.mu.Lock()
+			l.accErrs = append(l.accErrs, line)
 			l.mu.Unlock()
 		case strings.HasPrefix(line, "takeover "):
 			fmt.Sscanf(line, "takeover %d", &ts)
@@ -374,10 +424,10 @@ func (l *listener) count() int {
 	return n
 }
 
-func (l *listener) acceptsCopy() map[int]int64 {
+func (l *listener) acceptsCopy() map[uint64]int64 {
 	l.mu.Lock()
 	defer l.mu.Unlock()
-	m := make(map[int]int64, len(l.accepts))
+	m := make(map[uint64]int64, len(l.accepts))
 	for k, v := range l.accepts {
 		m[k] = v
 	}
@@ -405,42 +455,59 @@ func (l *listener) kill() {
 
 // conn is one client connection of a storm.
 type conn struct {
-	start  int64 // mono ns before connect
-	port   int   // client port, 0 when connect failed
-	server byte  // the greeting: which listener accepted, 0 if none
-	err    error // connect or read error
-	dial   bool  // err is from connect
+	id     uint64 // its index in the storm, sent to the listener first
+	start  int64  // mono ns before connect
+	port   int    // client port, 0 when connect failed
+	server byte   // the greeting: which listener accepted, 0 if none
+	err    error  // connect or read error
+	dial   bool   // err is from connect
+
+	skipped bool // never started: the storm was stopped
 }
 
-// storm makes n connections to addr with conc at a time; each reads the
-// listener's one-byte greeting and then EOF. at(i) is called (from the
-// worker that starts it) before connection i, so a test can act mid-storm.
-func storm(addr netip.AddrPort, n, conc int, at func(i int)) []conn {
+// storm makes n connections to addr with conc at a time; each sends its
+// index (8 bytes), then reads the listener's one-byte greeting and EOF.
+// at(i) is called (from the worker that starts it) before connection i, so
+// a test can act mid-storm; once at returns false (it must keep doing so)
+// no connection starts any more. It returns the connections made, in order.
+func storm(addr netip.AddrPort, n, conc int, at func(i int) bool) []conn {
 	res := make([]conn, n)
 	var next atomic.Int64
+	var stop atomic.Bool
 	var wg sync.WaitGroup
 	for range conc {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
 			for {
+				if stop.Load() {
+					return
+				}
 				i := int(next.Add(1) - 1)
 				if i >= n {
 					return
 				}
-				if at != nil {
-					at(i)
+				if at != nil && !at(i) {
+					stop.Store(true)
+					res[i].skipped = true
+					continue
 				}
-				res[i] = dialOne(addr)
+				res[i] = dialOne(addr, uint64(i))
 			}
 		}()
 	}
 	wg.Wait()
-	return res
+	made := res[:0]
+	for _, c := range res[:min(n, int(next.Load()))] {
+		if !c.skipped {
+			made = append(made, c)
+		}
+	}
+	return made
 }
 
-func dialOne(addr netip.AddrPort) conn {
-	c := conn{start: mono()}
+func dialOne(addr netip.AddrPort, id uint64) conn {
+	c := conn{id: id, start: mono()}
 	d := net.Dialer{Timeout: 10 * time.Second}
 	nc, err := d.Dial("tcp", addr.String())
 	if err != nil {
@@ -450,6 +517,12 @@ func dialOne(addr netip.AddrPort) conn {
 	defer nc.Close()
 	c.port = nc.LocalAddr().(*net.TCPAddr).Port
 	nc.SetDeadline(time.Now().Add(10 * time.Second))
+	var idb [8]byte
+	binary.LittleEndian.PutUint64(idb[:], id)
+	if _, err := nc.Write(idb[:]); err != nil {
+		c.err = err
+		return c
+	}
 	var b [2]byte
 	m, err := io.ReadFull(nc, b[:1])
 	if err != nil {
