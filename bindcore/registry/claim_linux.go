@@ -92,7 +92,8 @@ func (r *Registry) allocate(fd int, req ClaimRequest) (Record, error) {
 	m := r.res.mem
 	hw := r.scanLimit()
 	_, hwOK := m.highWater()
-	var cand [8]int
+	var cand [8]int       // free slots seen by the scan
+	var candGen [8]uint64 // and their generations
 	nc := 0
 	last := -1
 	for i := 0; i < hw; i++ {
@@ -104,7 +105,7 @@ func (r *Registry) allocate(fd int, req ClaimRequest) (Record, error) {
 		}
 		if rec.State == StateFree {
 			if nc < len(cand) {
-				cand[nc], nc = i, nc+1
+				cand[nc], candGen[nc], nc = i, rec.Generation, nc+1
 			}
 			continue
 		}
@@ -118,7 +119,7 @@ func (r *Registry) allocate(fd int, req ClaimRequest) (Record, error) {
 			}
 			r.reclaim(i, rec.Generation)
 			if nc < len(cand) {
-				cand[nc], nc = i, nc+1
+				cand[nc], candGen[nc], nc = i, rec.Generation, nc+1
 			}
 			continue
 		}
@@ -138,11 +139,13 @@ func (r *Registry) allocate(fd int, req ClaimRequest) (Record, error) {
 		}
 		return fmt.Errorf("registry: %s: slot %d: F_OFD_SETLK: %w", r.path, i, err)
 	}
-	for _, i := range cand[:nc] {
-		if err := take(i); err != nil || slot >= 0 {
-			if err != nil {
-				return Record{}, err
-			}
+	var gen uint64
+	for k, i := range cand[:nc] {
+		if err := take(i); err != nil {
+			return Record{}, err
+		}
+		if slot >= 0 {
+			gen = candGen[k] + 1 // we hold the lock now: nobody else writes it
 			break
 		}
 	}
@@ -174,11 +177,12 @@ func (r *Registry) allocate(fd int, req ClaimRequest) (Record, error) {
 	}
 
 	// We hold the slot's lock: we are its only writer.
-	var gen uint64
-	if prev, _, err := r.readCached(slot); err == nil {
-		gen = prev.Generation + 1
-	} else {
-		gen = r.rawGeneration(slot) + 1
+	if gen == 0 { // a slot not among the scan's candidates
+		if prev, _, err := r.readCached(slot); err == nil {
+			gen = prev.Generation + 1
+		} else {
+			gen = r.rawGeneration(slot) + 1
+		}
 	}
 	if newHW := max(last, slot) + 1; !hwOK || newHW != hw {
 		m.setHighWater(uint32(newHW)) // before the record: every used record stays below the mark

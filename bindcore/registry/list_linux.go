@@ -29,8 +29,9 @@ func (r *Registry) List() (recs []Record, err error) {
 	// listed, as if it came just after.
 	hw := r.scanLimit()
 	var todo []int // stale or unreadable: settled under the registry lock
+	buf := new([RecordSize]byte)
 	for i := 0; i < hw; i++ {
-		rec, _, rerr := r.read(i)
+		rec, _, rerr := r.readInto(i, buf)
 		if rerr != nil {
 			todo = append(todo, i)
 			continue

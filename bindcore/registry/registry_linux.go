@@ -499,8 +499,12 @@ func (r *Registry) scanLimit() int {
 // read returns a slot's record, or an error wrapping ErrCorrupt when it is
 // torn (a writer inside it, or one that died there) or fails its checks.
 func (r *Registry) read(slot int) (Record, bool, error) {
-	var b [RecordSize]byte
-	if !r.res.mem.snapshot(slot, &b) {
+	return r.readInto(slot, new([RecordSize]byte))
+}
+
+// readInto is read through the buffer b.
+func (r *Registry) readInto(slot int, b *[RecordSize]byte) (Record, bool, error) {
+	if !r.res.mem.snapshot(slot, b) {
 		return Record{Slot: slot}, true, fmt.Errorf("slot %d: %w: a write is in progress, or its writer died in it", slot, ErrCorrupt)
 	}
 	rec, err := DecodeRecord(b[:])
