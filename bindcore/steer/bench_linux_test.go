@@ -1,0 +1,127 @@
+package steer
+
+import (
+	"testing"
+
+	"github.com/rdmabind/rdmabind/bindcore/shadow"
+)
+
+// BenchmarkDesignate is the designation switch: Designate alternating
+// between two listeners (each call reads the slots, puts the socket in the
+// standby slot and flips the designated slot: 1 getsockopt and 5 bpf(2)
+// calls). "map-update" is the kernel's part alone: one REUSEPORT_SOCKARRAY
+// update replacing the socket in a slot.
+func BenchmarkDesignate(b *testing.B) {
+	skipUnlessBPF(b)
+	addr := reserve(b, "127.0.0.1:0")
+	x := bindShadow(b, addr)
+	g := openGroup(b, x)
+	must(b, g.Listen(x, 16))
+	y := listenIn(b, g, addr)
+	b.Run("switch", func(b *testing.B) {
+		socks := []Socket{x, y}
+		i := 0
+		for b.Loop() {
+			if err := g.Designate(socks[i&1]); err != nil {
+				b.Fatal(err)
+			}
+			i++
+		}
+	})
+	b.Run("map-update", func(b *testing.B) {
+		var fds [2]int
+		x.Control(func(fd int) error { fds[0] = fd; return nil })
+		y.Control(func(fd int) error { fds[1] = fd; return nil })
+		g.socks.Delete(uint32(0))
+		g.socks.Delete(uint32(1))
+		i := 0
+		for b.Loop() {
+			if err := g.socks.Put(uint32(0), uint64(fds[i&1])); err != nil {
+				b.Fatal(err)
+			}
+			i++
+		}
+	})
+}
+
+// BenchmarkAttach is SO_ATTACH_REUSEPORT_EBPF on a listener of the group
+// (with Attach's checks).
+func BenchmarkAttach(b *testing.B) {
+	skipUnlessBPF(b)
+	addr := reserve(b, "127.0.0.1:0")
+	x := bindShadow(b, addr)
+	g := openGroup(b, x)
+	must(b, g.Listen(x, 16))
+	for b.Loop() {
+		if err := g.Attach(x); err != nil {
+			b.Fatal(err)
+		}
+	}
+}
+
+// BenchmarkListen is a shadow's bind, listen and close, joining a group
+// whose designated listener stays: "attach" with Group.Listen (checks,
+// listen(2), attach), "plain" with the shadow's own Listen, for comparison.
+func BenchmarkListen(b *testing.B) {
+	skipUnlessBPF(b)
+	addr := reserve(b, "127.0.0.1:0")
+	x := bindShadow(b, addr)
+	g := openGroup(b, x)
+	must(b, g.Listen(x, 16))
+	must(b, g.Designate(x))
+	for _, attach := range []bool{true, false} {
+		name := "plain"
+		if attach {
+			name = "attach"
+		}
+		b.Run(name, func(b *testing.B) {
+			for b.Loop() {
+				s, err := shadow.Bind(addr)
+				if err != nil {
+					b.Fatal(err)
+				}
+				if attach {
+					err = g.Listen(s, 16)
+				} else {
+					err = s.Listen(16)
+				}
+				if err != nil {
+					b.Fatal(err)
+				}
+				s.Close()
+			}
+		})
+	}
+}
+
+// BenchmarkOpen is Open of an existing group (load the three pins, check
+// them, flock) with Close, and of a new one (create the maps, load the
+// program through the verifier, pin, rename) with Release.
+func BenchmarkOpen(b *testing.B) {
+	skipUnlessBPF(b)
+	b.Run("join", func(b *testing.B) {
+		k := testKey(b, "127.0.0.1:0")
+		g0, err := Open(k, nil)
+		skipIfDegraded(b, err)
+		defer g0.Release()
+		for b.Loop() {
+			g, err := Open(k, nil)
+			if err != nil {
+				b.Fatal(err)
+			}
+			g.Close()
+		}
+	})
+	b.Run("create", func(b *testing.B) {
+		k := testKey(b, "127.0.0.1:0")
+		for b.Loop() {
+			g, err := Open(k, nil)
+			if err != nil {
+				b.Fatal(err)
+			}
+			if removed, err := g.Release(); !removed || err != nil {
+				b.Fatal(removed, err)
+			}
+		}
+	})
+}
