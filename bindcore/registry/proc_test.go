@@ -215,6 +215,7 @@ func TestOtherUserProcess(t *testing.T) {
 	if !strings.HasPrefix(out, "err WSAEADDRINUSE (10048)") || !strings.Contains(out, want) {
 		t.Errorf("uid 65534 claim of root's port: %q, want WSAEADDRINUSE saying %q", out, want)
 	}
+	t.Logf("uid 65534: %s", strings.TrimPrefix(out, "err "))
 	if out = run(true, "claim", "6101"); !strings.HasPrefix(out, "ok ") {
 		t.Errorf("uid 65534 claim of a free port: %q", out)
 	}
