@@ -100,9 +100,9 @@ func TestOpenForeignOwner(t *testing.T) {
 }
 
 func TestOpenCreatesExactly0600(t *testing.T) {
+	dir, dir2 := t.TempDir(), t.TempDir()
 	old := unix.Umask(0o077 | 0o100) // takes the owner's x bit too
 	defer unix.Umask(old)
-	dir := t.TempDir()
 	r := openTest(t, dir)
 	var st unix.Stat_t
 	unix.Stat(r.Path(), &st)
@@ -110,7 +110,7 @@ func TestOpenCreatesExactly0600(t *testing.T) {
 		t.Errorf("mode %#o", st.Mode&0o7777)
 	}
 	unix.Umask(0o377) // takes the owner's w bit: fchmod restores it
-	r2, err := Open(Options{Dir: t.TempDir(), Netns: testNetns})
+	r2, err := Open(Options{Dir: dir2, Netns: testNetns})
 	if err != nil {
 		t.Fatal(err)
 	}
