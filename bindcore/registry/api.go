@@ -49,10 +49,16 @@ type ClaimRequest struct {
 	DualStack bool
 }
 
-// FileName returns the registry file name for the network namespace with
-// inode netns: "rdmabind-netns-<inode>.reg".
-func FileName(netns uint64) string {
-	return "rdmabind-netns-" + strconv.FormatUint(netns, 10) + ".reg"
+// FileName returns the registry file name of user uid in the network
+// namespace with inode netns: "rdmabind-netns-<inode>-uid-<uid>.reg".
+//
+// A registry is one user's: its file is 0600 and a file of another owner is
+// refused. Sockets of one user share ports through it; between users the
+// kernel arbitrates (a shadow TCP socket of another uid cannot join a
+// reuseport group, so its bind fails with EADDRINUSE), which no user can
+// tamper with by writing a shared file.
+func FileName(netns uint64, uid uint32) string {
+	return "rdmabind-netns-" + strconv.FormatUint(netns, 10) + "-uid-" + strconv.FormatUint(uint64(uid), 10) + ".reg"
 }
 
 // NewSocketID returns a random nonzero 64-bit id for a socket that has no

@@ -64,7 +64,9 @@ func TestOpenRefusesBadFiles(t *testing.T) {
 		}, ErrPermission, "symbolic link"},
 		{"directory", func(t *testing.T, p string) { os.Remove(p); os.Mkdir(p, 0o700) }, ErrPermission, "not a regular file"},
 		{"fifo", func(t *testing.T, p string) { os.Remove(p); unix.Mkfifo(p, 0o600) }, ErrPermission, "not a regular file"},
-		{"other netns", func(t *testing.T, p string) { os.Rename(p, filepath.Join(filepath.Dir(p), FileName(7))) }, ErrCorrupt, "network namespace"},
+		{"other netns", func(t *testing.T, p string) {
+			os.Rename(p, filepath.Join(filepath.Dir(p), FileName(7, uint32(os.Geteuid()))))
+		}, ErrCorrupt, "network namespace"},
 	} {
 		t.Run(c.name, func(t *testing.T) {
 			dir, path := newFile(t)
@@ -161,7 +163,7 @@ func TestOpenRace(t *testing.T) {
 // claims hold records in it.
 func TestOpenUninitialized(t *testing.T) {
 	dir := t.TempDir()
-	path := filepath.Join(dir, FileName(testNetns))
+	path := filepath.Join(dir, FileName(testNetns, uint32(os.Geteuid())))
 	if err := os.WriteFile(path, nil, 0o600); err != nil {
 		t.Fatal(err)
 	}

@@ -77,6 +77,8 @@ var (
 //	create open (maybe creating the file), print "ready", hold
 //	claim  claim, print "ok <slot>" or "err <WSA code> <message>", exit
 //	open   open, print "ok" or "err <message>", exit
+//
+// REG_PATH, when set, names the registry file itself (Options.Path).
 func helperMain(mode string) int {
 	dir := os.Getenv("REG_DIR")
 	port, _ := strconv.Atoi(os.Getenv("REG_PORT"))
@@ -90,7 +92,7 @@ func helperMain(mode string) int {
 		role = RoleListening
 	}
 	req := ClaimRequest{Addr: addr, Port: uint16(port), Role: role, Share: share}
-	r, err := Open(Options{Dir: dir, Netns: testNetns})
+	r, err := Open(Options{Dir: dir, Path: os.Getenv("REG_PATH"), Netns: testNetns})
 	if err != nil {
 		fmt.Printf("err %s\n", oneLine(err))
 		return 0

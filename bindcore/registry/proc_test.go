@@ -123,7 +123,7 @@ func TestCrashSafety(t *testing.T) {
 		h.cmd.Process.Signal(syscall.SIGKILL)
 		h.cmd.Wait()
 		if create { // how far the helper got with the file
-			b, err := os.ReadFile(filepath.Join(dir, FileName(testNetns)))
+			b, err := os.ReadFile(filepath.Join(dir, FileName(testNetns, uint32(os.Geteuid()))))
 			switch {
 			case err != nil:
 				initState["no file"]++
@@ -174,7 +174,10 @@ func TestCrashSafety(t *testing.T) {
 		iters, stale, torn, clean, inInit, initState)
 }
 
-// TestOtherUserProcess runs a helper as uid 65534 against root's registry.
+// TestOtherUserProcess runs a helper as uid 65534 beside root's registry.
+// Each user has its own file in a shared directory; a user's file is refused
+// by everyone else unless they are privileged, and a privileged reader of
+// root's file sees root's claims as conflicts naming the holder.
 func TestOtherUserProcess(t *testing.T) {
 	testutil.SkipUnlessRoot(t)
 	dir, err := os.MkdirTemp("", "rdmabind-registry-")
@@ -189,11 +192,8 @@ func TestOtherUserProcess(t *testing.T) {
 	if _, err := r.Claim(ClaimRequest{Addr: a4, Port: 6100, Role: RoleListening}); err != nil {
 		t.Fatal(err)
 	}
-	env := func(mode, port string) []string {
-		return []string{helperEnv + "=" + mode, "REG_DIR=" + dir, "REG_ADDR=10.0.0.1", "REG_PORT=" + port}
-	}
-	run := func(capDAC bool, mode, port string) string {
-		cmd := testutil.HelperCommand(t, 65534, env(mode, port)...)
+	run := func(capDAC bool, mode, path, port string) string {
+		cmd := testutil.HelperCommand(t, 65534, helperEnv+"="+mode, "REG_DIR="+dir, "REG_PATH="+path, "REG_ADDR=10.0.0.1", "REG_PORT="+port)
 		if capDAC {
 			cmd.SysProcAttr.AmbientCaps = []uintptr{unix.CAP_DAC_OVERRIDE}
 		}
@@ -203,31 +203,37 @@ func TestOtherUserProcess(t *testing.T) {
 		}
 		return strings.TrimSpace(string(out))
 	}
-	// Without privilege the other user cannot even open root's 0600 file.
-	out := run(false, "open", "6100")
-	if !strings.HasPrefix(out, "err ") || !strings.Contains(out, ErrPermission.Error()) {
-		t.Errorf("uid 65534 open: %q, want an ErrPermission", out)
+	// In the shared directory the other user gets a file of its own, and
+	// its registry knows nothing of root's claims (the kernel's TCP
+	// reservation keeps the users apart, see bindcore).
+	if out := run(false, "claim", "", "6100"); !strings.HasPrefix(out, "ok ") {
+		t.Errorf("uid 65534 claim in its own registry: %q", out)
+	}
+	if _, err := os.Stat(filepath.Join(dir, FileName(testNetns, 65534))); err != nil {
+		t.Errorf("uid 65534's registry file: %v", err)
+	}
+	// Without privilege the other user cannot open root's 0600 file.
+	if out := run(false, "open", r.Path(), "6100"); !strings.HasPrefix(out, "err ") || !strings.Contains(out, ErrPermission.Error()) {
+		t.Errorf("uid 65534 open of root's file: %q, want an ErrPermission", out)
 	}
 	// With CAP_DAC_OVERRIDE it can (root's file is trusted), and its claim of
 	// root's port is refused, naming the holder.
-	out = run(true, "claim", "6100")
+	out := run(true, "claim", r.Path(), "6100")
 	want := fmt.Sprintf("held by pid %d (uid 0)", os.Getpid())
 	if !strings.HasPrefix(out, "err WSAEADDRINUSE (10048)") || !strings.Contains(out, want) {
 		t.Errorf("uid 65534 claim of root's port: %q, want WSAEADDRINUSE saying %q", out, want)
 	}
 	t.Logf("uid 65534: %s", strings.TrimPrefix(out, "err "))
-	if out = run(true, "claim", "6101"); !strings.HasPrefix(out, "ok ") {
+	if out = run(true, "claim", r.Path(), "6101"); !strings.HasPrefix(out, "ok ") {
 		t.Errorf("uid 65534 claim of a free port: %q", out)
 	}
-	// And root, in turn, does not trust a file uid 65534 made.
-	sub := filepath.Join(dir, "u")
-	os.Mkdir(sub, 0o1777)
-	os.Chmod(sub, 0o1777)
-	cmd := testutil.HelperCommand(t, 65534, helperEnv+"=open", "REG_DIR="+sub, "REG_ADDR=10.0.0.1", "REG_PORT=1")
-	if out, err := cmd.Output(); err != nil || strings.TrimSpace(string(out)) != "ok" {
-		t.Fatalf("uid 65534 creating its registry: %q %v", out, err)
+	// And root does not trust a file uid 65534 made under root's name (a
+	// squatter in a shared directory): refused, never used.
+	squat := filepath.Join(dir, "squat.reg")
+	if out := run(false, "open", squat, "1"); out != "ok" {
+		t.Fatalf("uid 65534 creating %s: %q", squat, out)
 	}
-	_, err = Open(Options{Dir: sub, Netns: testNetns})
+	_, err = Open(Options{Path: squat, Netns: testNetns})
 	mustErr(t, err, ErrPermission)
 }
 

@@ -148,7 +148,7 @@ func Open(opts Options) (*Registry, error) {
 		if dir == "" {
 			dir = DefaultDir
 		}
-		path = filepath.Join(dir, FileName(netns))
+		path = filepath.Join(dir, FileName(netns, uint32(os.Geteuid())))
 	}
 	n := opts.Records
 	if n == 0 {

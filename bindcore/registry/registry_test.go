@@ -4,6 +4,8 @@ package registry
 
 import (
 	"errors"
+	"os"
+	"strconv"
 	"strings"
 	"sync"
 	"testing"
@@ -21,7 +23,7 @@ func TestClaimReleaseList(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer r.Close()
-	if got, want := r.Path(), dir+"/rdmabind-netns-4026531840.reg"; got != want {
+	if got, want := r.Path(), dir+"/rdmabind-netns-4026531840-uid-"+strconv.Itoa(os.Geteuid())+".reg"; got != want {
 		t.Errorf("Path %q, want %q", got, want)
 	}
 	var st unix.Stat_t
