@@ -45,6 +45,7 @@ type Group struct {
 	key    Key
 	dir    string
 	dirfd  int // the pin directory, flocked LOCK_SH while open
+	lockfd int // its "lock" subdirectory, flocked LOCK_EX around slot changes
 	prog   *ebpf.Program
 	socks  *ebpf.Map
 	active *ebpf.Map
@@ -142,6 +143,10 @@ func join(dir string) (*Group, error) {
 	return g, nil
 }
 
+// lockDir is the subdirectory whose flock serializes slot changes between
+// processes (bpffs pins cannot be opened, so cannot be locked themselves).
+const lockDir = "lock"
+
 // create builds a new group in a temporary directory next to dir and
 // renames it into place, so that dir never holds a partial group. It
 // returns errRetry when another process created dir first.
@@ -160,18 +165,31 @@ func create(root, nsdir, dir string) (*Group, error) {
 	fd, err := openDir(tmp)
 	if err != nil {
 		unix.Rmdir(tmp)
+		if errors.Is(err, fs.ErrNotExist) {
+			return nil, errRetry
+		}
 		return nil, err
 	}
 	fail := func(err error) (*Group, error) {
 		os.RemoveAll(tmp)
 		unix.Close(fd)
+		if errors.Is(err, fs.ErrNotExist) {
+			return nil, errRetry // tmp removed under us (taken for stale)
+		}
 		return nil, err
 	}
 	if err := flock(fd, unix.LOCK_SH); err != nil {
 		return fail(fmt.Errorf("flock %s: %w", tmp, err))
 	}
+	if err := unix.Mkdir(filepath.Join(tmp, lockDir), 0o700); err != nil {
+		return fail(fsError("mkdir", filepath.Join(tmp, lockDir), err))
+	}
 	g, err := newObjects()
 	if err != nil {
+		return fail(err)
+	}
+	if g.lockfd, err = openDir(filepath.Join(tmp, lockDir)); err != nil {
+		g.closeObjects()
 		return fail(err)
 	}
 	for name, pin := range map[string]interface{ Pin(string) error }{pinProg: g.prog, pinSocks: g.socks, pinActive: g.active} {
@@ -193,7 +211,7 @@ func create(root, nsdir, dir string) (*Group, error) {
 
 // newObjects creates the maps and loads the program.
 func newObjects() (*Group, error) {
-	g := &Group{}
+	g := &Group{lockfd: -1}
 	var err error
 	if g.socks, err = ebpf.NewMap(socksSpec()); err != nil {
 		return nil, bpfError("create REUSEPORT_SOCKARRAY", err)
@@ -216,7 +234,7 @@ var errDamaged = errors.New("not a group of this version")
 // create makes: the maps' shapes, the program's type and name, and that the
 // program uses exactly these maps.
 func loadPins(dir string) (*Group, error) {
-	g := &Group{}
+	g := &Group{lockfd: -1}
 	var err error
 	bad := func(format string, args ...any) (*Group, error) {
 		g.closeObjects()
@@ -256,6 +274,13 @@ func loadPins(dir string) (*Group, error) {
 	}
 	if g.prog.Type() != ebpf.SkReuseport {
 		return bad("program is %v", g.prog.Type())
+	}
+	if g.lockfd, err = openDir(filepath.Join(dir, lockDir)); err != nil {
+		if errors.Is(err, fs.ErrNotExist) {
+			return bad("%s missing", lockDir)
+		}
+		g.closeObjects()
+		return nil, err
 	}
 	info, err := g.prog.Info()
 	if err != nil {
@@ -359,13 +384,17 @@ func (g *Group) Listen(s Socket, backlog int) error {
 }
 
 // Designate makes s the listener that receives the group's connection
-// requests, from the next SYN on. It puts s in the standby slot (unless it
-// is there already) and then switches the designated slot to it: one map
-// update each, so no request finds both slots empty. The previously
-// designated socket becomes the standby until it closes; close it after
-// Designate returns and its queued requests migrate to s. Designating the
-// designated socket does nothing. The last of concurrent Designate calls
-// wins: callers arbitrate (the registry's designated record).
+// requests, from the next SYN on. When the designated slot is empty it puts
+// s there. Otherwise it puts s in the standby slot (unless s is the standby
+// already; a standby of another socket loses its place) and then switches
+// the designated slot to it: one map update each, so no request finds both
+// slots empty. The previously designated socket becomes the standby until
+// it closes; close it after Designate returns and its queued requests
+// migrate to s. Designating the designated socket does nothing.
+//
+// Slot changes of all processes of the group are serialized by a flock on
+// the group's lock directory; of concurrent Designate calls the last wins,
+// so callers arbitrate who designates (the registry's designated record).
 //
 // Errors: ErrMPTCP; unix.EPROTOTYPE for a socket that is not TCP;
 // unix.EINVAL when s is bound to another address than the group's, or is
@@ -380,24 +409,42 @@ func (g *Group) Designate(s Socket) error {
 		if err != nil {
 			return fmt.Errorf("SO_COOKIE: %w", err)
 		}
+		unlock, err := g.lockSlots()
+		if err != nil {
+			return err
+		}
+		defer unlock()
 		st, err := g.status()
 		if err != nil {
 			return err
 		}
-		if st.Designated == cookie {
+		switch cookie {
+		case st.Designated:
 			return nil
-		}
-		other := st.Slot ^ 1
-		if st.Standby != cookie {
-			if err := g.put(other, fd); err != nil {
+		case st.Standby:
+		default:
+			if st.Designated == 0 {
+				// The designated slot is empty: fill it, keep the standby.
+				return g.put(st.Slot, fd)
+			}
+			if err := g.put(st.Slot^1, fd); err != nil {
 				return err
 			}
 		}
-		if err := g.active.Put(uint32(0), other); err != nil {
-			return fmt.Errorf("switch designated slot to %d: %w", other, err)
+		if err := g.active.Put(uint32(0), st.Slot^1); err != nil {
+			return fmt.Errorf("switch designated slot to %d: %w", st.Slot^1, err)
 		}
 		return nil
 	})
+}
+
+// lockSlots takes the group's slot lock, shared by every process of the
+// group; the returned func releases it.
+func (g *Group) lockSlots() (func(), error) {
+	if err := flock(g.lockfd, unix.LOCK_EX); err != nil {
+		return nil, fmt.Errorf("flock %s/%s: %w", g.dir, lockDir, err)
+	}
+	return func() { unix.Flock(g.lockfd, unix.LOCK_UN) }, nil
 }
 
 // Standby puts s in the standby slot, replacing the standby there: when the
@@ -415,6 +462,11 @@ func (g *Group) Standby(s Socket) error {
 		if err != nil {
 			return fmt.Errorf("SO_COOKIE: %w", err)
 		}
+		unlock, err := g.lockSlots()
+		if err != nil {
+			return err
+		}
+		defer unlock()
 		st, err := g.status()
 		if err != nil {
 			return err
@@ -506,6 +558,9 @@ func (g *Group) checkAddr(fd int) error {
 	if ap.Addr().Unmap().WithZone("") != want.Addr().Unmap().WithZone("") || ap.Port() != want.Port() {
 		return fmt.Errorf("socket bound to %s, not the group's %s: %w", ap, want, unix.EINVAL)
 	}
+	if ns, err := socketNetNSStrict(fd); err == nil && ns != g.key.NetNS {
+		return fmt.Errorf("socket in netns:[%d], not the group's netns:[%d]: %w", ns, g.key.NetNS, unix.EINVAL)
+	}
 	return nil
 }
 
@@ -544,6 +599,10 @@ func (g *Group) closeObjects() error {
 	}
 	if g.active != nil {
 		errs = append(errs, g.active.Close())
+	}
+	if g.lockfd >= 0 {
+		errs = append(errs, unix.Close(g.lockfd))
+		g.lockfd = -1
 	}
 	return errors.Join(errs...)
 }
@@ -585,8 +644,12 @@ func (g *Group) Release() (bool, error) {
 	return removed, cerr
 }
 
+// staleAge is how old a temporary directory must be before cleanStale
+// removes it: a creator takes its lock on it microseconds after making it.
+var staleAge = time.Minute
+
 // cleanStale removes temporary directories left by processes that died while
-// creating a group: their creator held a shared lock on them.
+// creating a group: old ones whose creator no longer holds its lock.
 func cleanStale(nsdir string) {
 	ents, err := os.ReadDir(nsdir)
 	if err != nil {
@@ -594,6 +657,9 @@ func cleanStale(nsdir string) {
 	}
 	for _, e := range ents {
 		if !e.IsDir() || !strings.HasPrefix(e.Name(), "tmp-") {
+			continue
+		}
+		if fi, err := e.Info(); err != nil || time.Since(fi.ModTime()) < staleAge {
 			continue
 		}
 		p := filepath.Join(nsdir, e.Name())
@@ -608,22 +674,29 @@ func cleanStale(nsdir string) {
 	}
 }
 
-// mkdirs creates root and nsdir (mode 0700) where missing.
+// mkdirs creates root and nsdir (mode 0700) where missing, after checking
+// that they are on bpffs (root, or where root would be made).
 func mkdirs(root, nsdir string) error {
-	for _, d := range []string{root, nsdir} {
-		if err := unix.Mkdir(d, 0o700); err != nil && !errors.Is(err, unix.EEXIST) {
-			if errors.Is(err, unix.ENOENT) && d == root {
-				return with(ErrNotSupported, err, "mkdir %s (is its parent on bpffs?)", d)
-			}
-			return fsError("mkdir", d, err)
-		}
-	}
 	var st unix.Statfs_t
-	if err := unix.Statfs(nsdir, &st); err != nil {
-		return fsError("statfs", nsdir, err)
+	at := root
+	err := unix.Statfs(at, &st)
+	if errors.Is(err, unix.ENOENT) {
+		at = filepath.Dir(root)
+		err = unix.Statfs(at, &st)
+	}
+	if err != nil {
+		if errors.Is(err, unix.ENOENT) {
+			return with(ErrNotSupported, err, "statfs %s", at)
+		}
+		return fsError("statfs", at, err)
 	}
 	if st.Type != unix.BPF_FS_MAGIC {
-		return with(ErrNotSupported, unix.EXDEV, "%s is not on bpffs", nsdir)
+		return with(ErrNotSupported, unix.EXDEV, "%s is not on bpffs", at)
+	}
+	for _, d := range []string{root, nsdir} {
+		if err := unix.Mkdir(d, 0o700); err != nil && !errors.Is(err, unix.EEXIST) {
+			return fsError("mkdir", d, err)
+		}
 	}
 	return nil
 }

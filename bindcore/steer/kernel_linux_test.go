@@ -6,11 +6,13 @@ package steer
 // migrate_reuseport.c), redone here with this package's program and API.
 
 import (
+	"context"
 	"errors"
 	"io"
 	"net"
 	"net/netip"
 	"os"
+	"os/exec"
 	"strings"
 	"testing"
 	"time"
@@ -323,6 +325,70 @@ func TestDesignateSwitchAndStandbyFallback(t *testing.T) {
 		if id, err := greeting(c); id != 'a' || err != nil {
 			t.Fatalf("greeting %q %v", id, err)
 		}
+	}
+	// The designated slot is empty now, a the standby: a new listener
+	// designated goes in the empty slot, and a stays the standby.
+	c := listenIn(t, g, addr)
+	must(t, g.Designate(c))
+	if st := status(t, g); st.Designated != cookie(t, c) || st.Standby != cookie(t, a) {
+		t.Fatalf("designating into the empty slot: %+v, want designated %d standby %d", st, cookie(t, c), cookie(t, a))
+	}
+	// TakeOver with any Watch: here one that ends when told.
+	w := chanWatch(make(chan struct{}))
+	errc := make(chan error, 1)
+	go func() { errc <- g.TakeOver(t.Context(), w, a) }()
+	time.Sleep(10 * time.Millisecond)
+	if st := status(t, g); st.Designated != cookie(t, c) {
+		t.Fatalf("TakeOver designated before its Watch ended: %+v", st)
+	}
+	close(w)
+	must(t, <-errc)
+	if st := status(t, g); st.Designated != cookie(t, a) || st.Standby != cookie(t, c) {
+		t.Fatalf("after TakeOver: %+v", st)
+	}
+}
+
+// chanWatch is a Watch that ends when the channel closes.
+type chanWatch chan struct{}
+
+func (w chanWatch) Wait(ctx context.Context) error {
+	select {
+	case <-w:
+		return nil
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+}
+
+func (w chanWatch) Close() error { return nil }
+
+// WatchProcess ends when the process exits (not before), honours its
+// context, and refuses a pid that does not exist.
+func TestWatchProcess(t *testing.T) {
+	testutil.CheckFDs(t)
+	cmd := exec.Command("sleep", "30")
+	must(t, cmd.Start())
+	defer cmd.Process.Kill()
+	w, err := WatchProcess(cmd.Process.Pid)
+	if errors.Is(err, unix.ENOSYS) {
+		t.Skipf("no pidfd_open: %v", err)
+	}
+	must(t, err)
+	ctx, cancel := context.WithTimeout(t.Context(), 50*time.Millisecond)
+	defer cancel()
+	if err := w.Wait(ctx); !errors.Is(err, context.DeadlineExceeded) {
+		t.Fatalf("Wait on a live process: %v, want the context's deadline", err)
+	}
+	start := time.Now()
+	go func() { time.Sleep(20 * time.Millisecond); cmd.Process.Kill() }()
+	must(t, w.Wait(t.Context()))
+	t.Logf("Wait returned %v after the kill was scheduled (20 ms)", time.Since(start))
+	must(t, w.Wait(t.Context())) // still ended
+	cmd.Wait()
+	must(t, w.Close())
+	must(t, w.Close())
+	if _, err := WatchProcess(1 << 30); !errors.Is(err, unix.ESRCH) {
+		t.Fatalf("WatchProcess of no process: %v, want ESRCH", err)
 	}
 }
 

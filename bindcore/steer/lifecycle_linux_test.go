@@ -9,6 +9,7 @@ import (
 	"sync"
 	"syscall"
 	"testing"
+	"time"
 
 	"github.com/cilium/ebpf"
 	"golang.org/x/sys/unix"
@@ -228,6 +229,8 @@ func TestDamagedAndStale(t *testing.T) {
 	m.Close()
 	g.Release()
 	k2 := testKey(t, "127.0.0.1:0")
+	defer func(age time.Duration) { staleAge = age }(staleAge)
+	staleAge = 0
 	g2, err := Open(k2, nil)
 	must(t, err)
 	defer g2.Release()

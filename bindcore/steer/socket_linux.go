@@ -70,21 +70,29 @@ func KeyOf(s Socket) (Key, error) {
 	return k, nil
 }
 
-// socketNetNS returns the inode of fd's network namespace.
+// socketNetNS returns the inode of fd's network namespace, or, without the
+// privilege to ask the socket, of the calling thread's.
 func socketNetNS(fd int) (uint64, error) {
-	var st unix.Stat_t
-	nsfd, err := unix.IoctlRetInt(fd, unix.SIOCGSKNS)
-	if err == nil {
-		defer unix.Close(nsfd)
-		if err := unix.Fstat(nsfd, &st); err != nil {
-			return 0, fmt.Errorf("fstat netns: %w", err)
-		}
-		return st.Ino, nil
+	ns, err := socketNetNSStrict(fd)
+	if errors.Is(err, unix.EPERM) {
+		return NetNS()
 	}
-	if !errors.Is(err, unix.EPERM) {
+	return ns, err
+}
+
+// socketNetNSStrict asks the socket for its network namespace (SIOCGSKNS,
+// which needs CAP_NET_ADMIN in it).
+func socketNetNSStrict(fd int) (uint64, error) {
+	nsfd, err := unix.IoctlRetInt(fd, unix.SIOCGSKNS)
+	if err != nil {
 		return 0, fmt.Errorf("SIOCGSKNS: %w", err)
 	}
-	return NetNS()
+	defer unix.Close(nsfd)
+	var st unix.Stat_t
+	if err := unix.Fstat(nsfd, &st); err != nil {
+		return 0, fmt.Errorf("fstat netns: %w", err)
+	}
+	return st.Ino, nil
 }
 
 // NetNS returns the inode of the calling thread's network namespace.

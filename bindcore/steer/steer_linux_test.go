@@ -116,7 +116,7 @@ func TestOpenPinsAndJoins(t *testing.T) {
 			t.Errorf("%s: mode %v, want 0700", d, fi.Mode().Perm())
 		}
 	}
-	for _, p := range []string{pinProg, pinSocks, pinActive} {
+	for _, p := range []string{pinProg, pinSocks, pinActive, lockDir} {
 		if _, err := os.Stat(filepath.Join(want, p)); err != nil {
 			t.Error(err)
 		}

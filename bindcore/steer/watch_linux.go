@@ -25,6 +25,8 @@ func WatchProcess(pid int) (Watch, error) {
 	return &procWatch{pid: pid, f: os.NewFile(uintptr(fd), fmt.Sprintf("pidfd:%d", pid))}, nil
 }
 
+// procWatch is a pidfd on the netpoller. Wait may be called again after it
+// returns, but not concurrently.
 type procWatch struct {
 	pid  int
 	mu   sync.Mutex
@@ -37,8 +39,19 @@ func (w *procWatch) Wait(ctx context.Context) error {
 	if err != nil {
 		return fmt.Errorf("steer watch pid %d: %w", w.pid, err)
 	}
-	stop := context.AfterFunc(ctx, func() { w.f.SetReadDeadline(time.Unix(1, 0)) })
-	defer stop()
+	// Cancellation is a read deadline in the past; it is cleared again
+	// before returning, so the next Wait starts afresh.
+	fired := make(chan struct{})
+	stop := context.AfterFunc(ctx, func() {
+		w.f.SetReadDeadline(time.Unix(1, 0))
+		close(fired)
+	})
+	defer func() {
+		if !stop() {
+			<-fired
+			w.f.SetReadDeadline(time.Time{})
+		}
+	}()
 	var perr error
 	err = rc.Read(func(fd uintptr) bool {
 		// A pidfd polls readable once the process has exited.
