@@ -8,6 +8,7 @@ package steer
 import (
 	"context"
 	"errors"
+	"fmt"
 	"io"
 	"net"
 	"net/netip"
@@ -348,6 +349,21 @@ func TestDesignateSwitchAndStandbyFallback(t *testing.T) {
 	}
 }
 
+// pidfds counts this process's pidfds of pid (fdinfo says "Pid: <pid>").
+func pidfds(t testing.TB, pid int) int {
+	t.Helper()
+	ents, err := os.ReadDir("/proc/self/fdinfo")
+	must(t, err)
+	n := 0
+	for _, e := range ents {
+		b, err := os.ReadFile("/proc/self/fdinfo/" + e.Name())
+		if err == nil && strings.Contains(string(b), fmt.Sprintf("\nPid:\t%d\n", pid)) {
+			n++
+		}
+	}
+	return n
+}
+
 // chanWatch is a Watch that ends when the channel closes.
 type chanWatch chan struct{}
 
@@ -365,15 +381,18 @@ func (w chanWatch) Close() error { return nil }
 // WatchProcess ends when the process exits (not before), honours its
 // context, and refuses a pid that does not exist.
 func TestWatchProcess(t *testing.T) {
-	testutil.CheckFDs(t)
 	cmd := exec.Command("sleep", "30")
 	must(t, cmd.Start())
 	defer cmd.Process.Kill()
+	before := pidfds(t, cmd.Process.Pid)
 	w, err := WatchProcess(cmd.Process.Pid)
 	if errors.Is(err, unix.ENOSYS) {
 		t.Skipf("no pidfd_open: %v", err)
 	}
 	must(t, err)
+	if n := pidfds(t, cmd.Process.Pid); n != before+1 {
+		t.Fatalf("%d pidfds of the process with the watch, %d without", n, before)
+	}
 	ctx, cancel := context.WithTimeout(t.Context(), 50*time.Millisecond)
 	defer cancel()
 	if err := w.Wait(ctx); !errors.Is(err, context.DeadlineExceeded) {
@@ -384,9 +403,12 @@ func TestWatchProcess(t *testing.T) {
 	must(t, w.Wait(t.Context()))
 	t.Logf("Wait returned %v after the kill was scheduled (20 ms)", time.Since(start))
 	must(t, w.Wait(t.Context())) // still ended
+	must(t, w.Close())
+	must(t, w.Close())
+	if n := pidfds(t, cmd.Process.Pid); n != before {
+		t.Fatalf("%d pidfds of the process after Close, %d before the watch", n, before)
+	}
 	cmd.Wait()
-	must(t, w.Close())
-	must(t, w.Close())
 	if _, err := WatchProcess(1 << 30); !errors.Is(err, unix.ESRCH) {
 		t.Fatalf("WatchProcess of no process: %v, want ESRCH", err)
 	}
