@@ -58,3 +58,20 @@ func publicCopy(t testing.TB) string {
 	}
 	return dst
 }
+
+// SharedDir returns a new directory that every user may create files in
+// (mode 1777, like /dev/shm), directly below the temporary directory so
+// that no 0700 parent (as t.TempDir has) shuts other users out. It is
+// removed when the test ends.
+func SharedDir(t testing.TB) string {
+	t.Helper()
+	dir, err := os.MkdirTemp("", "rdmabind-shared-")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { os.RemoveAll(dir) })
+	if err := os.Chmod(dir, 0o1777); err != nil {
+		t.Fatal(err)
+	}
+	return dir
+}

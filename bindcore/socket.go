@@ -1,0 +1,316 @@
+package bindcore
+
+import (
+	"errors"
+	"fmt"
+	"net/netip"
+	"sync"
+
+	"golang.org/x/sys/unix"
+
+	"github.com/rdmabind/rdmabind/bindcore/registry"
+	"github.com/rdmabind/rdmabind/bindcore/shadow"
+	"github.com/rdmabind/rdmabind/bindcore/wsa"
+	"github.com/rdmabind/rdmabind/cgo/rdmacm"
+	"github.com/rdmabind/rdmabind/rdma"
+)
+
+// Socket is a socket of a Binder: created unbound, bound once, closed. A nil
+// or zero Socket, and a closed one, answer WSAENOTSOCK. It is safe for
+// concurrent use.
+type Socket struct {
+	b      *Binder
+	family Family
+	handle uint64
+
+	mu     sync.Mutex
+	closed bool
+	bound  *binding
+}
+
+// binding is what a bound socket holds; every part is released by Close.
+type binding struct {
+	sa     Sockaddr         // the bound name (the chosen port for port 0)
+	eps    []rdma.Endpoint  // what the address resolved to
+	claim  *registry.Claim  // the registry record
+	shadow *shadow.Socket   // the kernel TCP reservation
+	id     *rdmacm.ID       // the rdma_cm id bound to the address and port
+	times  [NumPhases]int64 // nanoseconds per phase of the Bind
+}
+
+// Endpoint is where a bound socket is bound.
+type Endpoint struct {
+	// Local is the bound address and port (the chosen port after port 0).
+	Local netip.AddrPort `json:"local"`
+	// Endpoint is the RDMA device, port and GID serving Local (GIDIndex -1
+	// and no device for the wildcard). Device and Port are those rdma_cm
+	// bound the id to.
+	rdma.Endpoint
+	// All lists, for the wildcard, every active RDMA port the bind covers;
+	// for a specific address, the one Endpoint.
+	All []rdma.Endpoint `json:"all"`
+}
+
+// Handle returns the socket's handle, the descriptor Binder.Lookup takes.
+func (s *Socket) Handle() uint64 {
+	if s == nil {
+		return 0
+	}
+	return s.handle
+}
+
+// Family returns the socket's address family.
+func (s *Socket) Family() Family { return s.family }
+
+// lock locks s and checks it is a live socket of a Binder.
+func (s *Socket) lock(op string) error {
+	if s == nil || s.b == nil {
+		return wsa.New(wsa.WSAENOTSOCK, op, "socket", "not a socket of a binder (nil or zero)")
+	}
+	s.mu.Lock()
+	if s.closed {
+		s.mu.Unlock()
+		return wsa.New(wsa.WSAENOTSOCK, op, fmt.Sprintf("%#x", s.handle), "the socket is closed")
+	}
+	return nil
+}
+
+// Bind is WSPBind: it parses name (namelen = len(name)) as a sockaddr of
+// the socket's family and binds the socket to it. See BindAddrPort for what
+// binding does.
+//
+// Errors (*wsa.Error, matching the sentinel and the errno):
+//   - WSAENOTSOCK: s is nil, zero or closed;
+//   - WSAEINVAL: s is already bound;
+//   - WSAEFAULT: name is nil, too short, or not of the socket's family;
+//   - and those of BindAddrPort.
+func (s *Socket) Bind(name []byte) error {
+	return s.bind("bind", func() (Sockaddr, error) {
+		return ParseSockaddr(s.family, name)
+	})
+}
+
+// BindAddrPort binds the socket to ap, an address of the socket's family
+// (an IPv4 address in an AF_INET6 socket binds its IPv4-mapped form):
+//
+//  1. it resolves the address to the RDMA device, port and GID serving it;
+//  2. it claims the address and port in the registry of this network
+//     namespace (port 0 picks a port free in the registry, in kernel TCP
+//     and in rdma_cm);
+//  3. it binds a kernel TCP socket there (SO_REUSEPORT), so no plain TCP
+//     program can take the port;
+//  4. it binds an rdma_cm id there, with REUSEADDR, so that sockets of the
+//     same user share the port.
+//
+// Sockets of one user share an address and port, in one process and across
+// processes (WSPBind's "bind more than one socket to the same local name").
+// On failure nothing of the bind is left held.
+//
+// Errors (*wsa.Error, matching the sentinel and the errno):
+//   - WSAENOTSOCK, WSAEINVAL: as for Bind;
+//   - WSAEFAULT: ap does not fit the socket's family;
+//   - WSAENETDOWN: no RDMA subsystem, or the port serving the address is
+//     down;
+//   - WSAEADDRNOTAVAIL: the address is not one of this host's, is a
+//     loopback address, or is on a netdev no RDMA device serves;
+//   - WSAEADDRINUSE: another user's socket, or a program outside rdmabind,
+//     holds the port;
+//   - WSAENOBUFS: the registry is full, or the kernel is out of resources;
+//
+// and registry.ErrCorrupt / ErrVersion / ErrPermission when the registry
+// file cannot be trusted.
+func (s *Socket) BindAddrPort(ap netip.AddrPort) error {
+	return s.bind("bind", func() (Sockaddr, error) {
+		return SockaddrFromAddrPort(s.family, ap)
+	})
+}
+
+func (s *Socket) bind(op string, name func() (Sockaddr, error)) error {
+	if err := s.lock(op); err != nil {
+		return err
+	}
+	defer s.mu.Unlock()
+	if s.bound != nil {
+		return wsa.New(wsa.WSAEINVAL, op, s.bound.sa.String(), "the socket is already bound to %s", s.bound.sa)
+	}
+	var t phaseTimer
+	t.start()
+	sa, err := name()
+	t.mark(PhaseCodec)
+	if err != nil {
+		return err
+	}
+	bd, err := s.b.bind(op, sa, &t)
+	if err != nil {
+		return err
+	}
+	bd.times = t.times
+	s.bound = bd
+	return nil
+}
+
+// Endpoint returns where the socket is bound.
+//
+// Errors: WSAENOTSOCK for a nil, zero or closed socket; WSAEINVAL when it
+// is not bound.
+func (s *Socket) Endpoint() (Endpoint, error) {
+	if err := s.lock("endpoint"); err != nil {
+		return Endpoint{}, err
+	}
+	defer s.mu.Unlock()
+	if s.bound == nil {
+		return Endpoint{}, wsa.New(wsa.WSAEINVAL, "endpoint", fmt.Sprintf("%#x", s.handle), "the socket is not bound")
+	}
+	bd := s.bound
+	ep := Endpoint{Local: bd.sa.AddrPort(), All: bd.eps}
+	if len(bd.eps) == 1 {
+		ep.Endpoint = bd.eps[0]
+	} else {
+		ep.Endpoint = rdma.Endpoint{Addr: bd.sa.Addr, GIDIndex: -1}
+	}
+	ep.Device, ep.Port = bd.id.DeviceName(), bd.id.PortNum()
+	return ep, nil
+}
+
+// Close releases the socket: its rdma_cm id, its kernel TCP reservation and
+// its registry record, in that order. It is safe to call more than once; a
+// nil or zero Socket gives WSAENOTSOCK.
+func (s *Socket) Close() error {
+	if s == nil || s.b == nil {
+		return wsa.New(wsa.WSAENOTSOCK, "close", "socket", "not a socket of a binder (nil or zero)")
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.closed {
+		return nil
+	}
+	s.closed = true
+	s.b.forget(s)
+	if s.bound == nil {
+		return nil
+	}
+	err := s.bound.release()
+	s.bound = nil
+	return err
+}
+
+func (bd *binding) release() error {
+	var errs []error
+	if bd.id != nil {
+		errs = append(errs, bd.id.Close())
+	}
+	if bd.shadow != nil {
+		errs = append(errs, bd.shadow.Close())
+	}
+	if bd.claim != nil {
+		errs = append(errs, bd.claim.Release())
+	}
+	return errors.Join(errs...)
+}
+
+// bind does the work of a Bind of sa; on failure it releases what it took.
+func (b *Binder) bind(op string, sa Sockaddr, t *phaseTimer) (*binding, error) {
+	if b.ch == nil {
+		return nil, wsa.Wrap(wsa.WSAENETDOWN, op, sa.String(), b.chErr, "no RDMA subsystem")
+	}
+	eps, err := b.topo.resolve(sa.Addr, false)
+	t.mark(PhaseResolve)
+	if err != nil {
+		return nil, err
+	}
+	if sa.Port != 0 {
+		return b.bindPort(op, sa, eps, t)
+	}
+	return b.bindEphemeral(op, sa, eps, t)
+}
+
+// bindPort binds sa, whose port is not 0: registry first (it names a
+// conflicting owner best), then kernel TCP, then rdma_cm.
+func (b *Binder) bindPort(op string, sa Sockaddr, eps []rdma.Endpoint, t *phaseTimer) (*binding, error) {
+	ap := sa.AddrPort()
+	bd := &binding{sa: sa, eps: eps}
+	var err error
+	bd.claim, err = b.reg.Claim(registry.ClaimRequest{Addr: sa.Addr, Port: sa.Port, Role: registry.RoleBound})
+	t.mark(PhaseRegistry)
+	if err != nil {
+		return nil, specError(op, ap, "registry", err)
+	}
+	if bd.shadow, err = shadow.Bind(ap); err != nil {
+		bd.release()
+		return nil, specError(op, ap, "kernel TCP", err)
+	}
+	t.mark(PhaseShadow)
+	if err = b.bindID(bd); err != nil {
+		bd.release()
+		return nil, specError(op, ap, "rdma_cm", err)
+	}
+	t.mark(PhaseRDMACM)
+	return bd, nil
+}
+
+// ephemeralTries bounds the retries of a port 0 bind that loses a race
+// for the port the kernel offered.
+const ephemeralTries = 16
+
+// bindEphemeral binds sa with port 0: the kernel's TCP port allocator
+// offers a port (bind(2) of the shadow to port 0), which must also be free
+// in the registry and in rdma_cm; another port is tried when it is not.
+func (b *Binder) bindEphemeral(op string, sa Sockaddr, eps []rdma.Endpoint, t *phaseTimer) (*binding, error) {
+	var last error
+	for try := 0; try < ephemeralTries; try++ {
+		bd := &binding{sa: sa, eps: eps}
+		var err error
+		if bd.shadow, err = shadow.Bind(sa.AddrPort()); err != nil {
+			return nil, specError(op, sa.AddrPort(), "kernel TCP", err)
+		}
+		t.mark(PhaseShadow)
+		bd.sa.Port = bd.shadow.Addr().Port()
+		ap := bd.sa.AddrPort()
+		// A fresh port: no live claim of anyone may hold it.
+		if _, err = b.reg.FindFreePort(sa.Addr, bd.sa.Port, bd.sa.Port); err == nil {
+			bd.claim, err = b.reg.Claim(registry.ClaimRequest{Addr: sa.Addr, Port: bd.sa.Port, Role: registry.RoleBound})
+		}
+		t.mark(PhaseRegistry)
+		if err != nil {
+			bd.release()
+			last = specError(op, ap, "registry", err)
+			if errors.Is(err, unix.ENOBUFS) || errors.Is(err, unix.EADDRINUSE) {
+				continue
+			}
+			return nil, last
+		}
+		if err = b.bindID(bd); err != nil {
+			bd.release()
+			last = specError(op, ap, "rdma_cm", err)
+			if errors.Is(err, unix.EADDRINUSE) {
+				continue
+			}
+			return nil, last
+		}
+		t.mark(PhaseRDMACM)
+		return bd, nil
+	}
+	return nil, fmt.Errorf("%w (port 0: %d ports offered by the kernel were taken in the registry or rdma_cm)", last, ephemeralTries)
+}
+
+// bindID creates the rdma_cm id of bd and binds it to bd.sa, with REUSEADDR
+// (so sockets of one user share the port) and, for IPv6, AFONLY (as the
+// shadow is V6ONLY).
+func (b *Binder) bindID(bd *binding) error {
+	id, err := b.ch.CreateID(rdmacm.PortSpaceTCP)
+	if err != nil {
+		return err
+	}
+	if err = id.SetReuseAddr(true); err == nil && bd.sa.Family == AFInet6 {
+		err = id.SetAFOnly(true)
+	}
+	if err == nil {
+		err = id.Bind(bd.sa.AddrPort())
+	}
+	if err != nil {
+		id.Close()
+		return err
+	}
+	bd.id = id
+	return nil
+}
