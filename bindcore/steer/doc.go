@@ -19,12 +19,14 @@
 // The program and its maps belong to the reuseport group, which spans
 // processes: Open pins them on bpffs at
 //
-//	/sys/fs/bpf/rdmabind/<netns inode>/<inet|inet6>-<addr>-<port>/{prog,map,active}
+//	/sys/fs/bpf/rdmabind/<netns inode>/<inet|inet6>-<addr>-<port>/{prog,map,active,lock/}
 //
-// (directories mode 0700; bpffs is mounted at /sys/fs/bpf when it is not),
+// (dots in the address written as underscores, as bpffs refuses them;
+// directories mode 0700; bpffs is mounted at /sys/fs/bpf when it is not),
 // loads or creates them, and holds a shared flock on the group's directory
 // for as long as the Group is open. Release removes the pins when no other
-// process holds the group open; Close never does.
+// process holds the group open; Close never does. Slot changes of all
+// processes are serialized by a flock on lock/.
 //
 // Typical use, in every process of the group (all of one uid, one netns):
 //
@@ -34,7 +36,7 @@
 //	if steer.Degraded(err) {
 //		// no BPF privilege or support: run without steering (see below)
 //	}
-//	_ = g.Listen(sock, backlog) // attach, listen
+//	_ = g.Listen(sock, backlog) // listen, attach
 //	_ = g.Standby(sock)         // or g.Designate(sock) in the designated process
 //
 // A graceful handover designates the successor first (Designate), then

@@ -117,8 +117,13 @@ func TestOpenPinsAndJoins(t *testing.T) {
 		}
 	}
 	for _, p := range []string{pinProg, pinSocks, pinActive, lockDir} {
-		if _, err := os.Stat(filepath.Join(want, p)); err != nil {
+		fi, err := os.Stat(filepath.Join(want, p))
+		if err != nil {
 			t.Error(err)
+			continue
+		}
+		if fi.Mode().Perm()&0o077 != 0 {
+			t.Errorf("%s: mode %v, want no group or other access", p, fi.Mode().Perm())
 		}
 	}
 	g2, err := Open(k, nil)
