@@ -20,6 +20,9 @@ type Options struct {
 	// SysfsRoot is the root below which sysfs and /dev are read ("" means
 	// "/"). Only tests point it elsewhere.
 	SysfsRoot string
+	// TracePhases makes every Bind time its phases (Socket.BindPhases),
+	// at the cost of reading the clock six times per Bind.
+	TracePhases bool
 }
 
 // Binder is the provider: it creates sockets and binds them. It owns the

@@ -18,22 +18,34 @@ const (
 // PhaseNames names the phases, by Phase.
 var PhaseNames = [NumPhases]string{"codec", "resolve", "registry", "shadow", "rdma_cm"}
 
-// phaseTimer adds the time since its last mark to a phase.
+// phaseTimer adds the time since its last mark to a phase. A zero
+// phaseTimer that was not started (Options.TracePhases off) does nothing:
+// reading the clock is not free everywhere (a guest without a vDSO clock
+// pays a system call for each).
 type phaseTimer struct {
+	on    bool
 	last  time.Time
 	times [NumPhases]int64
 }
 
-func (t *phaseTimer) start() { t.last = time.Now() }
+func (t *phaseTimer) start(on bool) {
+	if t.on = on; on {
+		t.last = time.Now()
+	}
+}
 
 func (t *phaseTimer) mark(p Phase) {
+	if !t.on {
+		return
+	}
 	now := time.Now()
 	t.times[p] += int64(now.Sub(t.last))
 	t.last = now
 }
 
 // BindPhases returns how long each phase of the socket's Bind took, in
-// nanoseconds, indexed like PhaseNames; zeros for an unbound socket.
+// nanoseconds, indexed like PhaseNames; zeros for an unbound socket, and
+// unless the Binder was opened with Options.TracePhases.
 func (s *Socket) BindPhases() [NumPhases]int64 {
 	if s.lock("phases") != nil {
 		return [NumPhases]int64{}

@@ -134,7 +134,7 @@ func (s *Socket) bind(op string, name func() (Sockaddr, error)) error {
 		return wsa.New(wsa.WSAEINVAL, op, s.bound.sa.String(), "the socket is already bound to %s", s.bound.sa)
 	}
 	var t phaseTimer
-	t.start()
+	t.start(s.b.opts.TracePhases)
 	sa, err := name()
 	t.mark(PhaseCodec)
 	if err != nil {
@@ -252,45 +252,46 @@ func (b *Binder) bindPort(op string, sa Sockaddr, eps []rdma.Endpoint, t *phaseT
 // for the port the kernel offered.
 const ephemeralTries = 16
 
-// bindEphemeral binds sa with port 0: the kernel's TCP port allocator
-// offers a port (bind(2) of the shadow to port 0), which must also be free
-// in the registry and in rdma_cm; another port is tried when it is not.
+// bindEphemeral binds sa with port 0. rdma_cm's allocator picks the port
+// (rdma_bind_addr to port 0 takes a port no rdma_cm id holds), then the
+// shadow binds that very port in kernel TCP, and the registry claims it as
+// a fresh port (no live claim of anyone may hold it). The order is the
+// floor's (rdma_bind_addr, then bind(2) of a TCP socket to the port it
+// got): no extra port search. A port taken in kernel TCP or in the registry
+// is given back and another one tried.
 func (b *Binder) bindEphemeral(op string, sa Sockaddr, eps []rdma.Endpoint, t *phaseTimer) (*binding, error) {
 	var last error
 	for try := 0; try < ephemeralTries; try++ {
 		bd := &binding{sa: sa, eps: eps}
-		var err error
-		if bd.shadow, err = shadow.Bind(sa.AddrPort()); err != nil {
-			return nil, specError(op, sa.AddrPort(), "kernel TCP", err)
+		if err := b.bindID(bd); err != nil {
+			return nil, specError(op, sa.AddrPort(), "rdma_cm", err)
 		}
-		t.mark(PhaseShadow)
-		bd.sa.Port = bd.shadow.Addr().Port()
+		t.mark(PhaseRDMACM)
+		bd.sa.Port = bd.id.LocalAddr().Port()
 		ap := bd.sa.AddrPort()
-		// A fresh port: no live claim of anyone may hold it.
-		if _, err = b.reg.FindFreePort(sa.Addr, bd.sa.Port, bd.sa.Port); err == nil {
-			bd.claim, err = b.reg.Claim(registry.ClaimRequest{Addr: sa.Addr, Port: bd.sa.Port, Role: registry.RoleBound})
-		}
-		t.mark(PhaseRegistry)
-		if err != nil {
+		var err error
+		if bd.shadow, err = shadow.Bind(ap); err != nil {
 			bd.release()
-			last = specError(op, ap, "registry", err)
-			if errors.Is(err, unix.ENOBUFS) || errors.Is(err, unix.EADDRINUSE) {
-				continue
-			}
-			return nil, last
-		}
-		if err = b.bindID(bd); err != nil {
-			bd.release()
-			last = specError(op, ap, "rdma_cm", err)
+			last = specError(op, ap, "kernel TCP", err)
 			if errors.Is(err, unix.EADDRINUSE) {
 				continue
 			}
 			return nil, last
 		}
-		t.mark(PhaseRDMACM)
+		t.mark(PhaseShadow)
+		bd.claim, err = b.reg.Claim(registry.ClaimRequest{Addr: sa.Addr, Port: bd.sa.Port, Role: registry.RoleBound, Fresh: true})
+		t.mark(PhaseRegistry)
+		if err != nil {
+			bd.release()
+			last = specError(op, ap, "registry", err)
+			if errors.Is(err, unix.EADDRINUSE) {
+				continue
+			}
+			return nil, last
+		}
 		return bd, nil
 	}
-	return nil, fmt.Errorf("%w (port 0: %d ports offered by the kernel were taken in the registry or rdma_cm)", last, ephemeralTries)
+	return nil, fmt.Errorf("%w (port 0: %d ports offered by rdma_cm were taken in kernel TCP or the registry)", last, ephemeralTries)
 }
 
 // bindID creates the rdma_cm id of bd and binds it to bd.sa, with REUSEADDR

@@ -47,6 +47,11 @@ type ClaimRequest struct {
 	// The zero value is V6ONLY, as rdmabind's shadow sockets are. It is
 	// ignored for IPv4 addresses.
 	DualStack bool
+	// Fresh asks for a port no live claim holds on an overlapping address,
+	// whoever its owner: the claim of a port 0 bind, which must get a port
+	// of its own. It is a check at claim time only; the record is stored
+	// with Share as usual, so later binds of the port may share it.
+	Fresh bool
 }
 
 // FileName returns the registry file name of user uid in the network

@@ -109,7 +109,8 @@ func (r *Registry) allocate(fd int, req ClaimRequest) (Record, error) {
 			}
 			continue
 		}
-		if Conflicts(rec, req.Addr, req.Port, req.DualStack, req.Share, r.uid) {
+		if Conflicts(rec, req.Addr, req.Port, req.DualStack, req.Share, r.uid) ||
+			req.Fresh && rec.Port == req.Port && Overlap(rec.Addr, rec.DualStack, req.Addr, true) {
 			live, err := r.held(i)
 			if err != nil {
 				return Record{}, err
@@ -210,6 +211,8 @@ func (r *Registry) allocate(fd int, req ClaimRequest) (Record, error) {
 func (r *Registry) conflictError(req ClaimRequest, held Record) error {
 	why := "a claim of another user"
 	switch {
+	case req.Fresh && held.UID == r.uid && held.Share != Exclusive:
+		why = "a claim, and this claim wants a port of its own (port 0)"
 	case held.Share == Exclusive:
 		why = "an exclusive claim"
 	case req.Share == Exclusive:

@@ -347,3 +347,26 @@ func TestConcurrent(t *testing.T) {
 	r1.Close()
 	r2.Close()
 }
+
+// A Fresh claim refuses a port any live claim holds, even one of the same
+// user that would otherwise share; the record it stores shares as usual.
+func TestClaimFresh(t *testing.T) {
+	r := openTest(t, t.TempDir())
+	c, err := r.Claim(ClaimRequest{Addr: a4, Port: 7100})
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, err = r.Claim(ClaimRequest{Addr: any4, Port: 7100, Fresh: true})
+	if !errors.Is(err, wsa.ErrAddrInUse) || !strings.Contains(err.Error(), "port of its own") {
+		t.Fatalf("fresh claim of a held port: %v", err)
+	}
+	f, err := r.Claim(ClaimRequest{Addr: a4, Port: 7101, Fresh: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := r.Claim(ClaimRequest{Addr: a4, Port: 7101}); err != nil {
+		t.Fatalf("sharing a port first claimed fresh: %v", err)
+	}
+	c.Release()
+	f.Release()
+}

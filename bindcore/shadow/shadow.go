@@ -49,7 +49,10 @@ func Bind(ap netip.AddrPort) (*Socket, error) {
 		unix.Close(fd)
 		return nil, fmt.Errorf("shadow bind %s: %w", ap, err)
 	}
-	sa, err := unix.Getsockname(fd)
+	if ap.Port() != 0 {
+		return &Socket{fd: fd, addr: netip.AddrPortFrom(a.WithZone(ap.Addr().Zone()), ap.Port())}, nil
+	}
+	sa, err := unix.Getsockname(fd) // the port the kernel chose
 	if err != nil {
 		unix.Close(fd)
 		return nil, fmt.Errorf("shadow getsockname %s: %w", ap, err)
