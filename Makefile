@@ -70,5 +70,12 @@ endif
 test: build lint unit fuzz harness-test device-test
 	@echo "make test: all steps passed"
 
+# The main job: on this host's RDMA devices, or in a SoftRoCE guest with two.
 demo: build
-	@echo "make demo: not yet the end-to-end job; it lands with the bench/ issue."
+	$(GO) build -o $(CURDIR)/bin/rdmabind ./cmd/rdmabind
+ifneq ($(HAVE_RDMA),)
+	ci/demo $(CURDIR)/bin/rdmabind
+else
+	@$(MAKE) --no-print-directory softroce-prepare
+	$(SOFTROCE_RUN) --nics 2 --timeout 300 -- ci/demo $(CURDIR)/bin/rdmabind
+endif
