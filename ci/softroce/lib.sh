@@ -28,9 +28,3 @@ softroce_die() {
 	softroce_say "$*"
 	exit 125
 }
-
-# softroce_now prints the wall clock in milliseconds.
-softroce_now() {
-	local t=${EPOCHREALTIME/./}
-	printf '%s\n' "$((t / 1000))"
-}
