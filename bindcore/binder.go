@@ -40,6 +40,10 @@ type Binder struct {
 	// WSAENETDOWN with it.
 	chErr error
 	topo  topology
+	// anchor parks this Binder's rdma_cm ids where a listener takes the
+	// port; events hands out the channel's connect requests (listen.go).
+	anchor *anchor
+	events cmEvents
 
 	mu     sync.Mutex
 	socks  map[uint64]*Socket
@@ -57,7 +61,7 @@ func Open(opts Options) (*Binder, error) {
 	if err != nil {
 		return nil, fmt.Errorf("bindcore: open: %w", err)
 	}
-	b := &Binder{opts: opts, reg: reg, socks: map[uint64]*Socket{}}
+	b := &Binder{opts: opts, reg: reg, socks: map[uint64]*Socket{}, anchor: newAnchor(reg)}
 	b.topo.root = opts.SysfsRoot
 	b.ch, b.chErr = rdmacm.NewEventChannel()
 	return b, nil
@@ -130,8 +134,10 @@ func (b *Binder) Close() error {
 	for _, s := range socks {
 		errs = append(errs, s.Close())
 	}
+	errs = append(errs, b.anchor.close())
 	if b.ch != nil {
 		errs = append(errs, b.ch.Close())
+		b.waitEvents()
 	}
 	errs = append(errs, b.reg.Close())
 	return errors.Join(errs...)

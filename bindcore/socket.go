@@ -34,8 +34,14 @@ type binding struct {
 	eps    []rdma.Endpoint  // what the address resolved to
 	claim  *registry.Claim  // the registry record
 	shadow *shadow.Socket   // the kernel TCP reservation
-	id     *rdmacm.ID       // the rdma_cm id bound to the address and port
 	times  [NumPhases]int64 // nanoseconds per phase of the Bind
+
+	// idMu guards id, which a listener of the port may park (anchor.go).
+	idMu      sync.Mutex
+	id        *rdmacm.ID   // the rdma_cm id bound to the address and port; nil once parked
+	parked    bool         // the id was given up to a listener of the port
+	anchorEnt *anchorEntry // id's registration as parkable
+	lis       *listening   // set while listening (listen.go)
 }
 
 // Endpoint is where a bound socket is bound.
@@ -140,7 +146,7 @@ func (s *Socket) bind(op string, name func() (Sockaddr, error)) error {
 	if err != nil {
 		return err
 	}
-	bd, err := s.b.bind(op, sa, &t)
+	bd, err := s.b.bind(op, sa, s.handle, &t)
 	if err != nil {
 		return err
 	}
@@ -168,7 +174,10 @@ func (s *Socket) Endpoint() (Endpoint, error) {
 	} else {
 		ep.Endpoint = rdma.Endpoint{Addr: bd.sa.Addr, GIDIndex: -1}
 	}
-	ep.Device, ep.Port = bd.id.DeviceName(), bd.id.PortNum()
+	// A parked socket (see Listen) has no id: the resolution answers.
+	if id := bd.cmID(); id != nil {
+		ep.Device, ep.Port = id.DeviceName(), id.PortNum()
+	}
 	return ep, nil
 }
 
@@ -189,15 +198,18 @@ func (s *Socket) Close() error {
 	if s.bound == nil {
 		return nil
 	}
-	err := s.bound.release()
+	err := s.bound.release(s.b.anchor)
 	s.bound = nil
 	return err
 }
 
-func (bd *binding) release() error {
+func (bd *binding) release(a *anchor) error {
 	var errs []error
-	if bd.id != nil {
-		errs = append(errs, bd.id.Close())
+	if bd.lis != nil {
+		errs = append(errs, bd.lis.d.close())
+	}
+	if id := bd.takeID(a); id != nil {
+		errs = append(errs, id.Close())
 	}
 	if bd.shadow != nil {
 		errs = append(errs, bd.shadow.Close())
@@ -209,7 +221,7 @@ func (bd *binding) release() error {
 }
 
 // bind does the work of a Bind of sa; on failure it releases what it took.
-func (b *Binder) bind(op string, sa Sockaddr, t *phaseTimer) (*binding, error) {
+func (b *Binder) bind(op string, sa Sockaddr, handle uint64, t *phaseTimer) (*binding, error) {
 	if b.ch == nil {
 		return nil, wsa.Wrap(wsa.WSAENETDOWN, op, sa.String(), b.chErr, "no RDMA subsystem")
 	}
@@ -219,29 +231,29 @@ func (b *Binder) bind(op string, sa Sockaddr, t *phaseTimer) (*binding, error) {
 		return nil, err
 	}
 	if sa.Port != 0 {
-		return b.bindPort(op, sa, eps, t)
+		return b.bindPort(op, sa, eps, handle, t)
 	}
-	return b.bindEphemeral(op, sa, eps, t)
+	return b.bindEphemeral(op, sa, eps, handle, t)
 }
 
 // bindPort binds sa, whose port is not 0: registry first (it names a
 // conflicting owner best), then kernel TCP, then rdma_cm.
-func (b *Binder) bindPort(op string, sa Sockaddr, eps []rdma.Endpoint, t *phaseTimer) (*binding, error) {
+func (b *Binder) bindPort(op string, sa Sockaddr, eps []rdma.Endpoint, handle uint64, t *phaseTimer) (*binding, error) {
 	ap := sa.AddrPort()
 	bd := &binding{sa: sa, eps: eps}
 	var err error
-	bd.claim, err = b.reg.Claim(registry.ClaimRequest{Addr: sa.Addr, Port: sa.Port, Role: registry.RoleBound})
+	bd.claim, err = b.reg.Claim(registry.ClaimRequest{Addr: sa.Addr, Port: sa.Port, Role: registry.RoleBound, SocketID: handle})
 	t.mark(PhaseRegistry)
 	if err != nil {
 		return nil, specError(op, ap, "registry", err)
 	}
 	if bd.shadow, err = shadow.Bind(ap); err != nil {
-		bd.release()
+		bd.release(b.anchor)
 		return nil, specError(op, ap, "kernel TCP", err)
 	}
 	t.mark(PhaseShadow)
-	if err = b.bindID(bd); err != nil {
-		bd.release()
+	if err = b.bindAnchored(bd); err != nil {
+		bd.release(b.anchor)
 		return nil, specError(op, ap, "rdma_cm", err)
 	}
 	t.mark(PhaseRDMACM)
@@ -259,7 +271,7 @@ const ephemeralTries = 16
 // floor's (rdma_bind_addr, then bind(2) of a TCP socket to the port it
 // got): no extra port search. A port taken in kernel TCP or in the registry
 // is given back and another one tried.
-func (b *Binder) bindEphemeral(op string, sa Sockaddr, eps []rdma.Endpoint, t *phaseTimer) (*binding, error) {
+func (b *Binder) bindEphemeral(op string, sa Sockaddr, eps []rdma.Endpoint, handle uint64, t *phaseTimer) (*binding, error) {
 	var last error
 	for try := 0; try < ephemeralTries; try++ {
 		bd := &binding{sa: sa, eps: eps}
@@ -271,7 +283,7 @@ func (b *Binder) bindEphemeral(op string, sa Sockaddr, eps []rdma.Endpoint, t *p
 		ap := bd.sa.AddrPort()
 		var err error
 		if bd.shadow, err = shadow.Bind(ap); err != nil {
-			bd.release()
+			bd.release(b.anchor)
 			last = specError(op, ap, "kernel TCP", err)
 			if errors.Is(err, unix.EADDRINUSE) {
 				continue
@@ -279,10 +291,10 @@ func (b *Binder) bindEphemeral(op string, sa Sockaddr, eps []rdma.Endpoint, t *p
 			return nil, last
 		}
 		t.mark(PhaseShadow)
-		bd.claim, err = b.reg.Claim(registry.ClaimRequest{Addr: sa.Addr, Port: bd.sa.Port, Role: registry.RoleBound, Fresh: true})
+		bd.claim, err = b.reg.Claim(registry.ClaimRequest{Addr: sa.Addr, Port: bd.sa.Port, Role: registry.RoleBound, SocketID: handle, Fresh: true})
 		t.mark(PhaseRegistry)
 		if err != nil {
-			bd.release()
+			bd.release(b.anchor)
 			last = specError(op, ap, "registry", err)
 			if errors.Is(err, unix.EADDRINUSE) {
 				continue
@@ -298,18 +310,8 @@ func (b *Binder) bindEphemeral(op string, sa Sockaddr, eps []rdma.Endpoint, t *p
 // (so sockets of one user share the port) and, for IPv6, AFONLY (as the
 // shadow is V6ONLY).
 func (b *Binder) bindID(bd *binding) error {
-	id, err := b.ch.CreateID(rdmacm.PortSpaceTCP)
+	id, err := b.newCMID(bd.sa)
 	if err != nil {
-		return err
-	}
-	if err = id.SetReuseAddr(true); err == nil && bd.sa.Family == AFInet6 {
-		err = id.SetAFOnly(true)
-	}
-	if err == nil {
-		err = id.Bind(bd.sa.AddrPort())
-	}
-	if err != nil {
-		id.Close()
 		return err
 	}
 	bd.id = id

@@ -1,0 +1,379 @@
+package bindcore
+
+import (
+	"errors"
+	"fmt"
+	"net/netip"
+	"os"
+	"sync"
+	"time"
+
+	"golang.org/x/sys/unix"
+
+	"github.com/rdmabind/rdmabind/bindcore/registry"
+	"github.com/rdmabind/rdmabind/cgo/rdmacm"
+)
+
+// The rdma_cm anchor of a port. rdma_cm lets several ids bind one address
+// and port only while none of them listens (rdma_listen re-checks the port
+// without REUSEADDR), and hands a connect request to the first id on the
+// port that matches it, aborting it if that id does not listen. So once a
+// socket listens on an address and port, its listening id must be the only
+// rdma_cm id there: the other rdmabind sockets sharing the port give theirs
+// up ("park" them) and keep their registry claim and kernel TCP
+// reservation. Before any Listen, every bound socket holds its own id with
+// REUSEADDR, as Bind always did.
+//
+// How a binder learns that a listener appeared, in this process or another:
+//
+//   - a designated listener holds the listener flag of its port (a read
+//     lock, see listenlock.go), sets its registry record's role to
+//     designated, and then rings the doorbell: it sets the registry file's
+//     times (utimensat), which inotify reports as IN_ATTRIB to every Binder
+//     that holds an unparked id;
+//   - such a Binder then lists the registry and parks its ids whose address
+//     and port a designated record overlaps;
+//   - a Bind that got an id checks the flag of its port after binding it (one
+//     F_OFD_GETLK) and, if set, does the same: with the order "flag, role,
+//     doorbell" on the listener's side and "watch, bind, flag" on the
+//     binder's, one of the two always sees the other;
+//   - a Bind whose rdma_bind_addr fails because a listener holds the port
+//     binds no id ("parked" from the start) instead of failing;
+//   - the listener retries rdma_listen until the port is its alone, ringing
+//     again now and then, and gives up after listenAnchorTimeout with
+//     WSAEADDRINUSE naming who still holds the port.
+//
+// Where inotify is not available (no instance left), the Binder polls the
+// flags of its ports instead, every anchorPoll. Parking is for the life of
+// the socket: an outgoing connection from a parked socket gets its own
+// rdma_cm port (a later issue), never the listener's.
+
+// anchorPoll is the poll period without inotify.
+var anchorPoll = 20 * time.Millisecond
+
+// anchor is one Binder's (or a test helper's) set of parkable rdma_cm ids
+// and the watcher that parks them.
+type anchor struct {
+	reg *registry.Registry
+	// noInotify makes the watcher poll (tests).
+	noInotify bool
+
+	mu      sync.Mutex
+	entries map[*anchorEntry]struct{}
+	started bool
+	closed  bool
+	lf      *lockFile // probes; nil if the registry file could not be opened
+	ino     *os.File  // inotify, on the netpoller; nil when polling
+	stop    chan struct{}
+	done    chan struct{}
+	// scans counts scans of the registry, for tests.
+	scans int
+}
+
+// anchorEntry is one parkable id: the address and port it is bound to and
+// the function that closes it.
+type anchorEntry struct {
+	ap   netip.AddrPort
+	park func()
+}
+
+func newAnchor(reg *registry.Registry) *anchor {
+	return &anchor{reg: reg, entries: map[*anchorEntry]struct{}{}}
+}
+
+// start opens the probe fd and the watcher, once. a.mu is held.
+func (a *anchor) startLocked() {
+	if a.started {
+		return
+	}
+	a.started = true
+	a.stop = make(chan struct{})
+	a.done = make(chan struct{})
+	lf, err := openLockFile(a.reg.Path())
+	if err == nil {
+		a.lf = lf
+	}
+	if !a.noInotify {
+		if f, err := inotifyFile(a.reg.Path()); err == nil {
+			a.ino = f
+			go a.watch(f)
+			return
+		}
+	}
+	go a.poll()
+}
+
+// inotifyFile returns an inotify instance watching path for IN_ATTRIB, as a
+// non-blocking *os.File on the netpoller.
+func inotifyFile(path string) (*os.File, error) {
+	fd, err := unix.InotifyInit1(unix.IN_NONBLOCK | unix.IN_CLOEXEC)
+	if err != nil {
+		return nil, fmt.Errorf("inotify_init1: %w", err)
+	}
+	if _, err := unix.InotifyAddWatch(fd, path, unix.IN_ATTRIB); err != nil {
+		unix.Close(fd)
+		return nil, fmt.Errorf("inotify_add_watch %s: %w", path, err)
+	}
+	return os.NewFile(uintptr(fd), "inotify:"+path), nil
+}
+
+// watch scans after each batch of inotify events (a doorbell, or a queue
+// overflow) until the file is closed.
+func (a *anchor) watch(f *os.File) {
+	defer close(a.done)
+	buf := make([]byte, 4096)
+	for {
+		if _, err := f.Read(buf); err != nil {
+			if errors.Is(err, os.ErrClosed) {
+				return
+			}
+			select {
+			case <-a.stop:
+				return
+			case <-time.After(anchorPoll):
+			}
+		}
+		a.scan()
+	}
+}
+
+// poll is watch without inotify: it probes the flags of the ports of its
+// entries every anchorPoll, and scans when one is set.
+func (a *anchor) poll() {
+	defer close(a.done)
+	t := time.NewTicker(anchorPoll)
+	defer t.Stop()
+	for {
+		select {
+		case <-a.stop:
+			return
+		case <-t.C:
+		}
+		a.mu.Lock()
+		ports := map[uint16]bool{}
+		for e := range a.entries {
+			ports[e.ap.Port()] = true
+		}
+		a.mu.Unlock()
+		for p := range ports {
+			if a.flagged(p) {
+				a.scan()
+				break
+			}
+		}
+	}
+}
+
+// flagged reports whether a designated listener of port may exist (its
+// flag is held); true when it cannot tell.
+func (a *anchor) flagged(port uint16) bool {
+	if a.lf == nil {
+		return true
+	}
+	held, err := a.lf.held(flagOffset(port))
+	return held || err != nil
+}
+
+// add registers a parkable id bound to ap. If a listener of ap's port may
+// exist already, it scans at once (the id may be parked before add
+// returns).
+func (a *anchor) add(ap netip.AddrPort, park func()) *anchorEntry {
+	e := &anchorEntry{ap: ap, park: park}
+	a.mu.Lock()
+	if a.closed {
+		a.mu.Unlock()
+		return e
+	}
+	a.startLocked()
+	a.entries[e] = struct{}{}
+	a.mu.Unlock()
+	if a.flagged(ap.Port()) {
+		a.scan()
+	}
+	return e
+}
+
+// remove unregisters e (parked or not). Safe for nil and twice.
+func (a *anchor) remove(e *anchorEntry) {
+	if e == nil {
+		return
+	}
+	a.mu.Lock()
+	delete(a.entries, e)
+	a.mu.Unlock()
+}
+
+// scan parks every entry whose address and port a live designated record
+// of the registry overlaps.
+func (a *anchor) scan() {
+	a.mu.Lock()
+	a.scans++
+	if len(a.entries) == 0 {
+		a.mu.Unlock()
+		return
+	}
+	a.mu.Unlock()
+	// An error may come with the readable records (ErrCorrupt for one it
+	// cannot read): use what there is.
+	recs, _ := a.reg.List()
+	var des []registry.Record
+	for _, r := range recs {
+		if r.Role == registry.RoleDesignated {
+			des = append(des, r)
+		}
+	}
+	if len(des) == 0 {
+		return
+	}
+	a.parkIf(func(ap netip.AddrPort) bool {
+		for _, r := range des {
+			if r.Port == ap.Port() && registry.Overlap(r.Addr, r.DualStack, ap.Addr(), false) {
+				return true
+			}
+		}
+		return false
+	})
+}
+
+// parkLocal parks this anchor's entries that a listener on ap overlaps,
+// without asking the registry (the listener is in this process).
+func (a *anchor) parkLocal(ap netip.AddrPort) {
+	a.parkIf(func(e netip.AddrPort) bool {
+		return e.Port() == ap.Port() && registry.Overlap(ap.Addr(), false, e.Addr(), false)
+	})
+}
+
+func (a *anchor) parkIf(match func(netip.AddrPort) bool) {
+	var park []*anchorEntry
+	a.mu.Lock()
+	for e := range a.entries {
+		if match(e.ap) {
+			delete(a.entries, e)
+			park = append(park, e)
+		}
+	}
+	a.mu.Unlock()
+	for _, e := range park {
+		e.park()
+	}
+}
+
+// pending returns how many entries are not parked (tests).
+func (a *anchor) pending() int {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	return len(a.entries)
+}
+
+// close stops the watcher and closes its fds. Entries are dropped, not
+// parked (their sockets are closing). Safe twice.
+func (a *anchor) close() error {
+	a.mu.Lock()
+	if a.closed {
+		a.mu.Unlock()
+		return nil
+	}
+	a.closed = true
+	started := a.started
+	a.entries = map[*anchorEntry]struct{}{}
+	a.mu.Unlock()
+	if !started {
+		return nil
+	}
+	close(a.stop)
+	var err error
+	if a.ino != nil {
+		err = a.ino.Close()
+	}
+	<-a.done
+	if a.lf != nil {
+		if cerr := a.lf.close(); err == nil {
+			err = cerr
+		}
+	}
+	return err
+}
+
+// ringDoorbell sets the times of the registry file at path, which inotify
+// reports (IN_ATTRIB) to every Binder watching it: "a listener appeared,
+// look at the registry". The registry gives the times no meaning.
+func ringDoorbell(path string) error {
+	now := []unix.Timespec{{Nsec: unix.UTIME_NOW}, {Nsec: unix.UTIME_NOW}}
+	if err := unix.UtimesNanoAt(unix.AT_FDCWD, path, now, unix.AT_SYMLINK_NOFOLLOW); err != nil {
+		return fmt.Errorf("listen doorbell: utimensat %s: %w", path, err)
+	}
+	return nil
+}
+
+// listenerCovers reports whether a live designated listener of the registry
+// overlaps ap: a bind whose rdma_bind_addr that listener refuses binds no
+// id instead of failing.
+func listenerCovers(reg *registry.Registry, ap netip.AddrPort) bool {
+	recs, _ := reg.List()
+	for _, r := range recs {
+		if r.Role == registry.RoleDesignated && r.Port == ap.Port() && registry.Overlap(r.Addr, r.DualStack, ap.Addr(), false) {
+			return true
+		}
+	}
+	return false
+}
+
+// bindAnchored binds bd's rdma_cm id (bindID) and registers it as
+// parkable. When rdma_cm refuses the bind because a designated listener
+// holds the port, the socket binds no id (it is parked from the start).
+func (b *Binder) bindAnchored(bd *binding) error {
+	// Watch first, then bind, then look at the flag (see above).
+	b.anchor.mu.Lock()
+	if !b.anchor.closed {
+		b.anchor.startLocked()
+	}
+	b.anchor.mu.Unlock()
+	err := b.bindID(bd)
+	ap := bd.sa.AddrPort()
+	if err != nil {
+		if (errors.Is(err, unix.EADDRINUSE) || errors.Is(err, unix.EADDRNOTAVAIL)) && listenerCovers(b.reg, ap) {
+			bd.parked = true
+			return nil
+		}
+		return err
+	}
+	bd.anchorEnt = b.anchor.add(ap, bd.parkID)
+	return nil
+}
+
+// parkID closes bd's rdma_cm id, if it has one: a listener took the port.
+func (bd *binding) parkID() {
+	bd.idMu.Lock()
+	id := bd.id
+	bd.id = nil
+	bd.parked = true
+	bd.idMu.Unlock()
+	if id != nil {
+		id.Close()
+	}
+}
+
+// takeID takes bd's rdma_cm id out of the binding (and out of its Binder's
+// anchor): nil if it had none or it was parked. The caller owns it.
+func (bd *binding) takeID(a *anchor) *rdmacm.ID {
+	if a != nil {
+		a.remove(bd.anchorEnt)
+	}
+	bd.idMu.Lock()
+	defer bd.idMu.Unlock()
+	id := bd.id
+	bd.id = nil
+	return id
+}
+
+// cmID returns the rdma_cm id that stands for the socket: its bound id, or
+// its listening id; nil when parked.
+func (bd *binding) cmID() *rdmacm.ID {
+	bd.idMu.Lock()
+	id := bd.id
+	bd.idMu.Unlock()
+	if id == nil && bd.lis != nil {
+		id = bd.lis.cm.listenID()
+	}
+	return id
+}

@@ -1,0 +1,498 @@
+package bindcore
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"net/netip"
+	"os"
+	"sync"
+	"time"
+
+	"golang.org/x/sys/unix"
+
+	"github.com/rdmabind/rdmabind/bindcore/registry"
+	"github.com/rdmabind/rdmabind/bindcore/shadow"
+	"github.com/rdmabind/rdmabind/bindcore/steer"
+)
+
+// Designation: among the listening sockets of one address and port (of one
+// user, in one network namespace), exactly one, the designated listener,
+// receives connection requests, in TCP (the steering program) and in
+// rdma_cm (it alone listens there). One more, the standby, is ready to take
+// over; the others wait in line. docs/listen.md has the protocol; in short:
+//
+//   - the election lock of the address and port (listenlock.go) is held by
+//     the designated listener, the standby lock by the standby; a new
+//     listener that gets neither waits (F_OFD_SETLKW) for the standby lock,
+//     and the standby waits for the election lock. The kernel drops a lock
+//     when its holder closes it or dies, and grants it to one waiter;
+//   - the registry record's role says the same for people and for binders
+//     (designated, standby, listening);
+//   - TCP: the designated socket's shadow is in the designated slot of the
+//     steering group, the standby's in the standby slot, so the kernel
+//     itself sends requests, and migrates queued ones, to the standby the
+//     moment the designated socket closes; queued listeners do not listen
+//     in TCP yet. Without BPF steering (steer.Degraded) only the designated
+//     socket listens.
+//   - rdma_cm: only the designated socket has an id there (see anchor.go).
+
+// cmListener is the rdma_cm half of a listening socket, as designation
+// drives it; nil in tests without RDMA.
+type cmListener interface {
+	// listen listens on the socket's address and port, retrying while other
+	// ids still hold the port, until ctx ends.
+	listen(ctx context.Context, backlog int) error
+	// standby gives up any rdma_cm id of the socket: it is not designated.
+	standby()
+	// close stops listening and rejects the requests not accepted.
+	close() error
+}
+
+// listenAnchorTimeout bounds how long a first Listen waits for the other
+// rdmabind sockets of its port to give up their rdma_cm ids.
+var listenAnchorTimeout = 2 * time.Second
+
+// DefaultBacklog is the backlog Listen uses for a backlog of 0 or less.
+const DefaultBacklog = 128
+
+// listenConfig is what a designation works with. The caller owns every part
+// but the lock file and the steering group, which the designation opens.
+type listenConfig struct {
+	reg     *registry.Registry
+	claim   *registry.Claim
+	shadow  *shadow.Socket
+	backlog int
+	cm      cmListener     // nil: no rdma_cm part
+	anchor  *anchor        // this process's parkable ids; nil: none
+	steer   *steer.Options // nil: the default pin root
+	timeout time.Duration  // 0: listenAnchorTimeout
+}
+
+// designation is one listening socket's part in the designation of its
+// address and port.
+type designation struct {
+	cfg      listenConfig
+	ap       netip.AddrPort
+	lf       *lockFile
+	group    *steer.Group // nil without steering
+	steerErr error        // why there is no steering
+
+	ctx    context.Context
+	cancel context.CancelFunc
+	wg     sync.WaitGroup
+
+	designated chan struct{} // closed once designated
+	desOnce    sync.Once
+	tcp        chan struct{} // closed once the shadow listens
+	tcpOnce    sync.Once
+
+	mu      sync.Mutex
+	role    registry.Role
+	rdma    bool
+	err     error // the last failure of a background step
+	closed  bool
+	accepts map[*os.File]struct{} // AcceptTCP's descriptors in use
+}
+
+// startDesignation makes cfg's socket a listener of its address and port:
+// the designated one if the election lock is free, else the standby if the
+// standby lock is, else a queued listener. It returns once the socket has
+// its first role; promotions happen in the background.
+//
+// On failure nothing of it is left: the record's role is back to bound, no
+// lock is held, no group open, and no rdma_cm id listens. The shadow may
+// have listened (check with shadowListens) if the failure came after its
+// listen(2).
+//
+// Errors: those of the lock file, of steer (except the degraded ones, which
+// turn steering off), of SetRole, of cm.listen, of listen(2).
+func startDesignation(cfg listenConfig) (*designation, error) {
+	if cfg.backlog <= 0 {
+		cfg.backlog = DefaultBacklog
+	}
+	if cfg.timeout <= 0 {
+		cfg.timeout = listenAnchorTimeout
+	}
+	d := &designation{
+		cfg:        cfg,
+		ap:         cfg.shadow.Addr(),
+		designated: make(chan struct{}),
+		tcp:        make(chan struct{}),
+		accepts:    map[*os.File]struct{}{},
+	}
+	var err error
+	if d.lf, err = openLockFile(cfg.reg.Path()); err != nil {
+		return nil, err
+	}
+	d.ctx, d.cancel = context.WithCancel(context.Background())
+	key, err := steer.KeyOf(cfg.shadow)
+	if err == nil {
+		d.group, err = steer.Open(key, cfg.steer)
+	}
+	if err != nil {
+		if !steer.Degraded(err) {
+			d.abort()
+			return nil, err
+		}
+		d.steerErr = err
+	}
+	won, err := d.lf.try(unix.F_WRLCK, listenOffset(d.ap, lockElect))
+	if err != nil {
+		d.abort()
+		return nil, err
+	}
+	if won {
+		if err := d.designate(true); err != nil {
+			d.abort()
+			return nil, err
+		}
+		return d, nil
+	}
+	won, err = d.lf.try(unix.F_WRLCK, listenOffset(d.ap, lockStandby))
+	if err != nil {
+		d.abort()
+		return nil, err
+	}
+	if won {
+		if err := d.becomeStandby(); err != nil {
+			d.abort()
+			return nil, err
+		}
+		d.background(false)
+		return d, nil
+	}
+	if err := d.cfg.claim.SetRole(registry.RoleListening); err != nil {
+		d.abort()
+		return nil, err
+	}
+	d.setRole(registry.RoleListening)
+	if d.cfg.cm != nil {
+		d.cfg.cm.standby()
+	}
+	d.background(true)
+	return d, nil
+}
+
+func (d *designation) setRole(r registry.Role) {
+	d.mu.Lock()
+	d.role = r
+	d.mu.Unlock()
+}
+
+func (d *designation) isClosed() bool {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	return d.closed
+}
+
+func (d *designation) listening() {
+	d.tcpOnce.Do(func() { close(d.tcp) })
+}
+
+// designate makes the socket the designated listener; the caller holds the
+// election lock. first: this is the socket's Listen (rdma_cm first, bounded
+// by the timeout; then TCP). Otherwise it is a standby taking over (TCP
+// first, it listens already; then rdma_cm, for as long as it takes).
+func (d *designation) designate(first bool) error {
+	if _, err := d.lf.try(unix.F_RDLCK, flagOffset(d.ap.Port())); err != nil {
+		return err
+	}
+	if err := d.cfg.claim.SetRole(registry.RoleDesignated); err != nil {
+		return err
+	}
+	d.setRole(registry.RoleDesignated)
+	// Binders of other processes park their ids on the doorbell; this
+	// process's at once. An error here only slows the rdma_cm part down
+	// (its retry rings again).
+	ringDoorbell(d.cfg.reg.Path())
+	if d.cfg.anchor != nil {
+		d.cfg.anchor.parkLocal(d.ap)
+	}
+	if first {
+		// TCP first: a standby arriving meanwhile must find the
+		// designated slot taken, or the program would send it the
+		// requests. If rdma_cm then fails, the caller replaces the
+		// listening shadow.
+		if d.group != nil {
+			if err := d.group.Listen(d.cfg.shadow, d.cfg.backlog); err != nil {
+				return err
+			}
+			if err := d.group.Designate(d.cfg.shadow); err != nil {
+				return err
+			}
+		} else if err := d.cfg.shadow.Listen(d.cfg.backlog); err != nil {
+			return err
+		}
+		if d.cfg.cm != nil {
+			ctx, cancel := context.WithTimeout(d.ctx, d.cfg.timeout)
+			err := d.cfg.cm.listen(ctx, d.cfg.backlog)
+			cancel()
+			if err != nil {
+				return err
+			}
+			d.mu.Lock()
+			d.rdma = true
+			d.mu.Unlock()
+		}
+		d.listening()
+		d.desOnce.Do(func() { close(d.designated) })
+		return nil
+	}
+	// Taking over. The kernel has been sending TCP requests to this socket
+	// (the standby slot) since the designated socket closed; designating it
+	// frees the standby slot for the next in line.
+	var errs []error
+	if d.group != nil {
+		errs = append(errs, d.group.Designate(d.cfg.shadow))
+	} else {
+		errs = append(errs, d.cfg.shadow.Listen(d.cfg.backlog))
+	}
+	d.listening()
+	errs = append(errs, d.lf.unlock(listenOffset(d.ap, lockStandby)))
+	if d.cfg.cm != nil {
+		if err := d.cfg.cm.listen(d.ctx, d.cfg.backlog); err != nil {
+			errs = append(errs, err)
+		} else {
+			d.mu.Lock()
+			d.rdma = true
+			d.mu.Unlock()
+		}
+	}
+	if d.ctx.Err() != nil {
+		return nil
+	}
+	d.desOnce.Do(func() { close(d.designated) })
+	return errors.Join(errs...)
+}
+
+// becomeStandby makes the socket the standby; the caller holds the standby
+// lock. With steering its shadow listens, in the standby slot; without, it
+// does not listen before it is designated.
+func (d *designation) becomeStandby() error {
+	if d.group != nil {
+		if err := d.group.Listen(d.cfg.shadow, d.cfg.backlog); err != nil {
+			return err
+		}
+		if err := d.group.Standby(d.cfg.shadow); err != nil {
+			return err
+		}
+		d.listening()
+	}
+	if err := d.cfg.claim.SetRole(registry.RoleStandby); err != nil {
+		return err
+	}
+	d.setRole(registry.RoleStandby)
+	if d.cfg.cm != nil {
+		d.cfg.cm.standby()
+	}
+	return nil
+}
+
+// background waits, in a goroutine, for the standby lock (queued) and then
+// for the election lock, and takes each role as it comes.
+func (d *designation) background(queued bool) {
+	d.wg.Add(1)
+	go func() {
+		defer d.wg.Done()
+		if queued {
+			if err := d.lf.wait(d.ctx, listenOffset(d.ap, lockStandby)); err != nil {
+				d.fail(err)
+				return
+			}
+			if err := d.becomeStandby(); err != nil {
+				d.fail(err)
+			}
+		}
+		if err := d.lf.wait(d.ctx, listenOffset(d.ap, lockElect)); err != nil {
+			d.fail(err)
+			return
+		}
+		if err := d.designate(false); err != nil {
+			d.fail(err)
+		}
+	}()
+}
+
+// fail records a failure of a background step, unless the designation is
+// being closed.
+func (d *designation) fail(err error) {
+	if d.ctx.Err() != nil {
+		return
+	}
+	d.mu.Lock()
+	d.err = err
+	d.mu.Unlock()
+}
+
+// abort undoes a failed start: no lock, no group, no rdma_cm listen, the
+// role back to bound.
+func (d *designation) abort() {
+	if d.cancel != nil {
+		d.cancel()
+	}
+	if d.cfg.cm != nil {
+		d.cfg.cm.close()
+	}
+	d.cfg.claim.SetRole(registry.RoleBound)
+	d.lf.close()
+	if d.group != nil {
+		d.group.Close()
+	}
+}
+
+// ListenState is what a listening socket is doing.
+type ListenState struct {
+	// Role is registry.RoleDesignated (it receives the connection
+	// requests), RoleStandby (it takes over when the designated listener
+	// goes) or RoleListening (in line to become the standby).
+	Role registry.Role `json:"-"`
+	// RoleName is Role as a string, "designated", "standby", "listening".
+	RoleName string `json:"role"`
+	Backlog  int    `json:"backlog"`
+	// Steering says the BPF steering program chooses the TCP listener;
+	// without it (SteeringError says why) only the designated socket
+	// listens in TCP and a handover loses the old listener's queue.
+	Steering      bool   `json:"steering"`
+	SteeringError string `json:"steering_error,omitempty"`
+	// RDMA says the socket's rdma_cm id listens (designated only).
+	RDMA bool `json:"rdma"`
+	// Error is the last failure of a background step of the takeover, if
+	// any ("" when none).
+	Error string `json:"error,omitempty"`
+}
+
+func (d *designation) state() ListenState {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	st := ListenState{Role: d.role, RoleName: d.role.String(), Backlog: d.cfg.backlog, Steering: d.group != nil, RDMA: d.rdma}
+	if d.steerErr != nil {
+		st.SteeringError = d.steerErr.Error()
+	}
+	if d.err != nil {
+		st.Error = d.err.Error()
+	}
+	return st
+}
+
+// errListenClosed is what accepts return once the socket is closed; it
+// matches net.ErrClosed.
+var errListenClosed = fmt.Errorf("listening socket closed: %w", net.ErrClosed)
+
+// acceptTCP accepts the next connection of the shadow listener's queue,
+// waiting until the shadow listens (a standby without steering listens once
+// designated). Each call waits on a duplicate of the listener's fd of its
+// own, so that ctx cancels only this call; close closes them all. The
+// connection is a plain TCP net.Conn.
+func (d *designation) acceptTCP(ctx context.Context) (net.Conn, error) {
+	select {
+	case <-d.tcp:
+	case <-ctx.Done():
+		return nil, ctx.Err()
+	case <-d.ctx.Done():
+		return nil, errListenClosed
+	}
+	f, err := d.cfg.shadow.Dup()
+	if err != nil {
+		if errors.Is(err, shadow.ErrClosed) {
+			return nil, errListenClosed
+		}
+		return nil, err
+	}
+	d.mu.Lock()
+	if d.closed {
+		d.mu.Unlock()
+		f.Close()
+		return nil, errListenClosed
+	}
+	d.accepts[f] = struct{}{}
+	d.mu.Unlock()
+	defer func() {
+		d.mu.Lock()
+		delete(d.accepts, f)
+		d.mu.Unlock()
+		f.Close()
+	}()
+	rc, err := f.SyscallConn()
+	if err != nil {
+		return nil, err
+	}
+	stop := context.AfterFunc(ctx, func() { f.SetReadDeadline(time.Unix(1, 0)) })
+	defer stop()
+	nfd := -1
+	var aerr error
+	err = rc.Read(func(fd uintptr) bool {
+		for {
+			nfd, _, aerr = unix.Accept4(int(fd), unix.SOCK_CLOEXEC|unix.SOCK_NONBLOCK)
+			if aerr != unix.ECONNABORTED && aerr != unix.EINTR {
+				break
+			}
+		}
+		return aerr != unix.EAGAIN
+	})
+	switch {
+	case err != nil && ctx.Err() != nil && errors.Is(err, os.ErrDeadlineExceeded):
+		return nil, ctx.Err()
+	case err != nil && d.isClosed():
+		// The file's error is internal/poll's ErrFileClosing.
+		return nil, errListenClosed
+	case err != nil:
+		return nil, err
+	case aerr != nil:
+		return nil, fmt.Errorf("accept4 %s: %w", d.ap, aerr)
+	}
+	cf := os.NewFile(uintptr(nfd), "tcp:"+d.ap.String())
+	c, err := net.FileConn(cf)
+	cf.Close()
+	return c, err
+}
+
+// close leaves the designation. A designated socket's successor learns of
+// it from its lock (the kernel grants the election lock to the standby the
+// moment it is dropped) and, for TCP, needs nothing: the standby slot takes
+// the new requests and the old listener's queue as the shadow closes. So:
+// stop the background work, close the rdma_cm listener (its port is then
+// free for the successor), drop the locks, close the TCP listener (its
+// queued connections migrate), leave the steering group. The registry
+// claim is the caller's. Safe twice.
+func (d *designation) close() error {
+	d.mu.Lock()
+	if d.closed {
+		d.mu.Unlock()
+		return nil
+	}
+	d.closed = true
+	acc := make([]*os.File, 0, len(d.accepts))
+	for f := range d.accepts {
+		acc = append(acc, f)
+	}
+	d.mu.Unlock()
+	d.cancel()
+	for _, f := range acc {
+		f.Close()
+	}
+	d.wg.Wait()
+	var errs []error
+	if d.cfg.cm != nil {
+		errs = append(errs, d.cfg.cm.close())
+	}
+	errs = append(errs, d.lf.close())
+	errs = append(errs, d.cfg.shadow.Close())
+	if d.group != nil {
+		_, err := d.group.Release()
+		errs = append(errs, err)
+	}
+	return errors.Join(errs...)
+}
+
+// shadowListens reports whether sh is listening (SO_ACCEPTCONN).
+func shadowListens(sh *shadow.Socket) bool {
+	on := false
+	sh.Control(func(fd int) error {
+		v, err := unix.GetsockoptInt(fd, unix.SOL_SOCKET, unix.SO_ACCEPTCONN)
+		on = err == nil && v != 0
+		return nil
+	})
+	return on
+}
