@@ -8,13 +8,15 @@ import (
 	"net/netip"
 	"os"
 	"os/signal"
+	"sync"
 	"syscall"
 
 	"github.com/rdmabind/rdmabind/bindcore"
+	"github.com/rdmabind/rdmabind/bindcore/registry"
 )
 
 func init() {
-	commands["bind"] = command{"bind ADDR:PORT, print a JSON line when bound, hold until signalled", runBind}
+	commands["bind"] = command{"bind ADDR:PORT [--listen [--backlog N]], print JSON lines (bound, listening, accept), hold until signalled", runBind}
 }
 
 // boundEvent is the JSON line bind prints once bound.
@@ -26,10 +28,51 @@ type boundEvent struct {
 	PhasesNS map[string]int64 `json:"phases_ns"`
 }
 
+// listenEvent is the line printed once listening ("listening", with the
+// role Listen gave) and when a standby takes over ("designated").
+type listenEvent struct {
+	Event  string         `json:"event"`
+	PID    int            `json:"pid"`
+	Socket string         `json:"socket"`
+	Local  netip.AddrPort `json:"local"`
+	bindcore.ListenState
+}
+
+// acceptEvent is the line printed per accepted connection. transport is
+// "tcp" (a connection of the kernel TCP listener, closed after the report)
+// or "rdma" (an rdma_cm connection request, rejected after the report:
+// connected queue pairs come with qp/).
+type acceptEvent struct {
+	Event     string `json:"event"` // "accept"
+	Transport string `json:"transport"`
+	PID       int    `json:"pid"`
+	Socket    string `json:"socket"`
+	Local     string `json:"local"`
+	Remote    string `json:"remote,omitempty"`
+	Device    string `json:"device,omitempty"`
+	Port      int    `json:"port,omitempty"`
+	Rejected  bool   `json:"rejected,omitempty"`
+}
+
+// lineWriter writes JSON lines from several goroutines, one whole line at a
+// time.
+type lineWriter struct {
+	mu sync.Mutex
+	w  io.Writer
+}
+
+func (lw *lineWriter) write(v any) error {
+	lw.mu.Lock()
+	defer lw.mu.Unlock()
+	return writeJSON(lw.w, v)
+}
+
 func runBind(args []string, stdout io.Writer) error {
 	fs := flag.NewFlagSet("bind", flag.ContinueOnError)
 	fs.Bool("json", true, "print JSON (bind always does)")
 	regDir := fs.String("registry", os.Getenv("RDMABIND_REGISTRY_DIR"), "registry directory (default /dev/shm; env RDMABIND_REGISTRY_DIR)")
+	listen := fs.Bool("listen", false, "listen after binding: designated listener of the port, or standby; print a line per accepted connection")
+	backlog := fs.Int("backlog", bindcore.DefaultBacklog, "listen backlog (with --listen)")
 	pos, err := parse(fs, args, 1, 1)
 	if err != nil {
 		return err
@@ -65,13 +108,69 @@ func runBind(args []string, stdout io.Writer) error {
 	if err != nil {
 		return err
 	}
-	ev := boundEvent{Event: "bound", PID: os.Getpid(), Socket: fmt.Sprintf("%#x", s.Handle()), Endpoint: ep, PhasesNS: map[string]int64{}}
+	handle := fmt.Sprintf("%#x", s.Handle())
+	ev := boundEvent{Event: "bound", PID: os.Getpid(), Socket: handle, Endpoint: ep, PhasesNS: map[string]int64{}}
 	for i, ns := range s.BindPhases() {
 		ev.PhasesNS[bindcore.PhaseNames[i]] = ns
 	}
-	if err := writeJSON(stdout, ev); err != nil {
+	out := &lineWriter{w: stdout}
+	if err := out.write(ev); err != nil {
 		return err
 	}
+	if !*listen {
+		<-ctx.Done()
+		return s.Close()
+	}
+	if err := s.Listen(*backlog); err != nil {
+		return err
+	}
+	st, err := s.ListenState()
+	if err != nil {
+		return err
+	}
+	if err := out.write(listenEvent{Event: "listening", PID: os.Getpid(), Socket: handle, Local: ep.Local, ListenState: st}); err != nil {
+		return err
+	}
+	var wg sync.WaitGroup
+	wg.Add(3)
+	go func() {
+		defer wg.Done()
+		if st.Role == registry.RoleDesignated {
+			return
+		}
+		select {
+		case <-s.Designated():
+			now, _ := s.ListenState()
+			out.write(listenEvent{Event: "designated", PID: os.Getpid(), Socket: handle, Local: ep.Local, ListenState: now})
+		case <-ctx.Done():
+		}
+	}()
+	go func() {
+		defer wg.Done()
+		for {
+			c, err := s.AcceptTCP(ctx)
+			if err != nil {
+				return
+			}
+			out.write(acceptEvent{Event: "accept", Transport: "tcp", PID: os.Getpid(), Socket: handle,
+				Local: c.LocalAddr().String(), Remote: c.RemoteAddr().String()})
+			c.Close()
+		}
+	}()
+	go func() {
+		defer wg.Done()
+		for {
+			r, err := s.AcceptRDMA(ctx)
+			if err != nil {
+				return
+			}
+			out.write(acceptEvent{Event: "accept", Transport: "rdma", PID: os.Getpid(), Socket: handle,
+				Local: ep.Local.String(), Device: r.ID.DeviceName(), Port: r.ID.PortNum(), Rejected: true})
+			r.ID.Close()
+		}
+	}()
 	<-ctx.Done()
-	return s.Close()
+	err = s.Close()
+	wg.Wait()
+	return err
 }

@@ -4,6 +4,7 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"net/netip"
 	"os"
 	"text/tabwriter"
 	"time"
@@ -12,7 +13,7 @@ import (
 )
 
 func init() {
-	commands["ls"] = command{"the registry of this network namespace: ports, owners, roles", runLs}
+	commands["ls"] = command{"the registry of this network namespace: ports, owners, roles (bound, designated, standby, listening)", runLs}
 }
 
 // lsRecord is the --json form of one registry record.
@@ -28,9 +29,65 @@ type lsRecord struct {
 }
 
 type lsOutput struct {
-	Registry string     `json:"registry"`
-	Netns    uint64     `json:"netns"`
-	Records  []lsRecord `json:"records"`
+	Registry  string     `json:"registry"`
+	Netns     uint64     `json:"netns"`
+	Records   []lsRecord `json:"records"`
+	Listeners []lsPort   `json:"listeners"`
+}
+
+// lsPort sums up the listening sockets of one address and port: the
+// designated one receives the connection requests, the standby takes over
+// when it goes, the others wait in line.
+type lsPort struct {
+	Addr       string    `json:"addr"`
+	Port       uint16    `json:"port"`
+	Designated *lsOwner  `json:"designated"` // null while there is none (a takeover in progress)
+	Standby    *lsOwner  `json:"standby"`
+	Listening  []lsOwner `json:"listening"`
+	Bound      int       `json:"bound"` // sockets of the address and port that do not listen
+}
+
+type lsOwner struct {
+	PID    uint32 `json:"pid"`
+	Socket string `json:"socket"`
+}
+
+// listeners sums up recs by address and port, for the ports where a socket
+// listens, in the order of recs.
+func listeners(recs []registry.Record) []lsPort {
+	var order []netip.AddrPort
+	by := map[netip.AddrPort]*lsPort{}
+	listens := map[netip.AddrPort]bool{}
+	for _, r := range recs {
+		ap := r.AddrPort()
+		p := by[ap]
+		if p == nil {
+			p = &lsPort{Addr: r.Addr.String(), Port: r.Port, Listening: []lsOwner{}}
+			by[ap] = p
+			order = append(order, ap)
+		}
+		o := lsOwner{PID: r.PID, Socket: fmt.Sprintf("%#x", r.SocketID)}
+		switch r.Role {
+		case registry.RoleDesignated:
+			p.Designated = &o
+			listens[ap] = true
+		case registry.RoleStandby:
+			p.Standby = &o
+			listens[ap] = true
+		case registry.RoleListening:
+			p.Listening = append(p.Listening, o)
+			listens[ap] = true
+		default:
+			p.Bound++
+		}
+	}
+	out := []lsPort{}
+	for _, ap := range order {
+		if listens[ap] {
+			out = append(out, *by[ap])
+		}
+	}
+	return out
 }
 
 func runLs(args []string, stdout io.Writer) error {
@@ -49,7 +106,7 @@ func runLs(args []string, stdout io.Writer) error {
 	if err != nil {
 		return err
 	}
-	out := lsOutput{Registry: reg.Path(), Netns: reg.Netns(), Records: []lsRecord{}}
+	out := lsOutput{Registry: reg.Path(), Netns: reg.Netns(), Records: []lsRecord{}, Listeners: listeners(recs)}
 	for _, r := range recs {
 		out.Records = append(out.Records, lsRecord{
 			Addr: r.Addr.String(), Port: r.Port, Role: r.Role.String(), PID: r.PID, UID: r.UID,
@@ -64,6 +121,19 @@ func runLs(args []string, stdout io.Writer) error {
 	fmt.Fprintf(tw, "PORT\tADDRESS\tROLE\tPID\tUID\tSOCKET\n")
 	for _, r := range out.Records {
 		fmt.Fprintf(tw, "%d\t%s\t%s\t%d\t%d\t%s\n", r.Port, r.Addr, r.Role, r.PID, r.UID, r.Socket)
+	}
+	if len(out.Listeners) > 0 {
+		fmt.Fprintf(tw, "\nLISTENING ON\tRECEIVES (DESIGNATED)\tSTANDBY\tIN LINE\tBOUND\n")
+		owner := func(o *lsOwner) string {
+			if o == nil {
+				return "-"
+			}
+			return fmt.Sprintf("pid %d", o.PID)
+		}
+		for _, p := range out.Listeners {
+			fmt.Fprintf(tw, "%s\t%s\t%s\t%d\t%d\n", netip.AddrPortFrom(netip.MustParseAddr(p.Addr), p.Port),
+				owner(p.Designated), owner(p.Standby), len(p.Listening), p.Bound)
+		}
 	}
 	return tw.Flush()
 }
