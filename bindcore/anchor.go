@@ -66,8 +66,6 @@ type anchor struct {
 	ino     *os.File  // inotify, on the netpoller; nil when polling
 	stop    chan struct{}
 	done    chan struct{}
-	// scans counts scans of the registry, for tests.
-	scans int
 }
 
 // anchorEntry is one parkable id: the address and port it is bound to and
@@ -207,7 +205,6 @@ func (a *anchor) remove(e *anchorEntry) {
 // of the registry overlaps.
 func (a *anchor) scan() {
 	a.mu.Lock()
-	a.scans++
 	if len(a.entries) == 0 {
 		a.mu.Unlock()
 		return

@@ -28,7 +28,7 @@ import (
 // the registry in LISTEN_DIR) and listens on it. It prints
 //
 //	ready <role> <steering 0|1> <pid>
-//	designated <mono ns>
+//	designated <mono ns> <rdma_listen calls> <ns waited for the port>
 //	rdma <mono ns>                 per rdma_cm connect request (then rejected)
 //	tcp <mono ns>                  per TCP connection (then closed)
 //
@@ -60,6 +60,12 @@ func rdmaListenerMain() int {
 		return fail(err)
 	}
 	took := time.Since(t0)
+	s.mu.Lock()
+	cm := s.bound.lis.cm
+	s.mu.Unlock()
+	cm.mu.Lock()
+	tries, waited := cm.tries, cm.waited
+	cm.mu.Unlock()
 	st, _ := s.ListenState()
 	steering := 0
 	if st.Steering {
@@ -85,10 +91,13 @@ func rdmaListenerMain() int {
 			c.Close()
 		}
 	}()
-	emit("ready %s %d %d %d", st.Role, steering, os.Getpid(), took)
+	emit("ready %s %d %d %d %d %d", st.Role, steering, os.Getpid(), took, tries, waited)
 	go func() {
 		<-s.Designated()
-		emit("designated %d", mono())
+		cm.mu.Lock()
+		tries, waited := cm.tries, cm.waited
+		cm.mu.Unlock()
+		emit("designated %d %d %d", mono(), tries, waited)
 	}()
 	var extra []*Socket
 	in := bufio.NewScanner(os.Stdin)
@@ -124,22 +133,33 @@ func rdmaListenerMain() int {
 	return 0
 }
 
+// listenTook is how a helper's Listen went: how long it took, and its
+// rdma_cm part (rdma_listen calls, time waiting for the port).
+type listenTook struct {
+	took, waited time.Duration
+	tries        int
+}
+
+func (l listenTook) String() string {
+	return fmt.Sprintf("Listen %v, of which %v waiting for the rdma_cm port (%d rdma_listen calls)", l.took, l.waited, l.tries)
+}
+
 // startRDMAListener starts an rdmaListenerMain helper and returns its role
-// and how long its Listen took.
-func startRDMAListener(t *testing.T, dir string, ap netip.AddrPort, name string) (*proc, string, time.Duration) {
+// and how its Listen went.
+func startRDMAListener(t *testing.T, dir string, ap netip.AddrPort, name string) (*proc, string, listenTook) {
 	t.Helper()
 	p := startProc(t, name, 0, listenHelperEnv+"=rdma", "LISTEN_ADDR="+ap.String(), "LISTEN_DIR="+dir)
 	var role string
 	var steering int
-	var took time.Duration
+	var lt listenTook
 	r := p.reply("ready")
-	if _, err := fmt.Sscanf(r, "ready %s %d %d %d", &role, &steering, &p.pid, &took); err != nil {
+	if _, err := fmt.Sscanf(r, "ready %s %d %d %d %d %d", &role, &steering, &p.pid, &lt.took, &lt.tries, &lt.waited); err != nil {
 		t.Fatalf("%s: %q", name, r)
 	}
 	if steering != 1 {
 		t.Errorf("%s: steering off inside the guest", name)
 	}
-	return p, role, took
+	return p, role, lt
 }
 
 // rdmaReqs counts a helper's "rdma" lines.
@@ -194,7 +214,7 @@ func TestDeviceListenTwoProcesses(t *testing.T) {
 	if role != "designated" {
 		t.Fatalf("A is %s", role)
 	}
-	t.Logf("A's Listen took %v (guest time), the bound process parking its rdma_cm id meanwhile", took)
+	t.Logf("A: %v (guest time; the bound process parked its rdma_cm id meanwhile)", took)
 	b, role, _ := startRDMAListener(t, dir, ap, "B")
 	if role != "standby" {
 		t.Fatalf("B is %s", role)
@@ -221,7 +241,12 @@ func TestDeviceListenTwoProcesses(t *testing.T) {
 	t.Logf("registry roles of %s: %v", ap, roles(t, reg, ap))
 	_, tKill := a.stopAndKill()
 	tDes := b.waitDesignated(30 * time.Second)
-	t.Logf("kill -> standby designated and listening in rdma_cm: %v (guest time, TCG)", time.Duration(tDes-tKill))
+	var tk listenTook
+	b.mu.Lock()
+	fmt.Sscanf(b.desLine, "designated %d %d %d", new(int64), &tk.tries, &tk.waited)
+	b.mu.Unlock()
+	t.Logf("kill -> standby designated and listening in rdma_cm: %v (guest time, TCG); its rdma_cm part waited %v for the dead process's id (%d rdma_listen calls)",
+		time.Duration(tDes-tKill), tk.waited, tk.tries)
 	rping(t, ap)
 	waitCount(t, "B's rdma_cm requests", b.rdmaReqs, 1, 10*time.Second)
 	if st := b.do("state", "state "); !strings.Contains(st, `"rdma":true`) || !strings.Contains(st, `"role":"designated"`) {

@@ -320,7 +320,8 @@ type proc struct {
 	mu         sync.Mutex
 	accepts    map[uint64]int64 // connection id -> accept time
 	accErrs    []string
-	designated int64 // mono ns, 0 until designated
+	designated int64  // mono ns, 0 until designated
+	desLine    string // the whole "designated" line
 	parked     map[string]int64
 	rdma, tcp  int // rdma_cm requests and TCP connections an RDMA listener reported
 	errs       []string
@@ -394,7 +395,7 @@ func (p *proc) read(r io.Reader) {
 			p.accErrs = append(p.accErrs, line)
 		case strings.HasPrefix(line, "designated "):
 			fmt.Sscanf(line, "designated %d", &ts)
-			p.designated = ts
+			p.designated, p.desLine = ts, line
 		case strings.HasPrefix(line, "parked "):
 			var ap string
 			fmt.Sscanf(line, "parked %s %d", &ap, &ts)
