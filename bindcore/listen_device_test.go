@@ -504,3 +504,51 @@ func TestDeviceListenConcurrent(t *testing.T) {
 		t.Fatal(err)
 	}
 }
+
+// IPv6: a listener of an IPv6 RDMA address (fd77::1 in the guest) with a
+// bound socket of the port; rping's request reaches AcceptRDMA.
+func TestDeviceListenIPv6(t *testing.T) {
+	var addr netip.Addr
+	for a := range rdmaAddrs(t) {
+		if a.Is6() && !a.Is4In6() {
+			addr = a
+			break
+		}
+	}
+	if !addr.IsValid() {
+		if testutil.InGuest() {
+			t.Fatal("no IPv6 address served by RDMA in the guest")
+		}
+		t.Skip("no IPv6 address served by RDMA")
+	}
+	b := openBinder(t)
+	ap := netip.AddrPortFrom(addr, freePort(t, addr))
+	bound, _ := b.Socket(AFInet6)
+	if err := bound.BindAddrPort(ap); err != nil {
+		t.Fatal(err)
+	}
+	s, _ := b.Socket(AFInet6)
+	if err := s.BindAddrPort(ap); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Listen(4); err != nil {
+		t.Fatal(err)
+	}
+	if st, _ := s.ListenState(); st.Role != registry.RoleDesignated || !st.RDMA {
+		t.Fatalf("%+v", st)
+	}
+	got := make(chan error, 1)
+	go func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+		defer cancel()
+		r, err := s.AcceptRDMA(ctx)
+		if err == nil {
+			r.ID.Close()
+		}
+		got <- err
+	}()
+	out := rping(t, ap)
+	if err := <-got; err != nil {
+		t.Fatalf("AcceptRDMA on %s: %v (rping: %q)", ap, err, out)
+	}
+}

@@ -682,7 +682,13 @@ func (t tally) String() string {
 // freeLoopPort returns a port of 127.0.0.1 no one holds now.
 func freeLoopPort(t testing.TB) netip.AddrPort {
 	t.Helper()
-	l, err := net.Listen("tcp4", "127.0.0.1:0")
+	return freePortOn(t, "127.0.0.1:0")
+}
+
+// freePortOn returns a port of the address of ap (port 0) no one holds now.
+func freePortOn(t testing.TB, ap string) netip.AddrPort {
+	t.Helper()
+	l, err := net.Listen("tcp", ap)
 	if err != nil {
 		t.Fatal(err)
 	}

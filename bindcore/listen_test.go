@@ -325,10 +325,10 @@ func TestDesignationInProcess(t *testing.T) {
 	}
 }
 
-// Four listener processes on one port: the first is designated, the second
-// the standby, the others in line, as the registry lists them; 1000
-// connections are all accepted by the designated one (as the clients and the
-// listeners both report).
+// Four listener processes on one port (IPv4 and IPv6): the first is
+// designated, the second the standby, the others in line, as the registry
+// lists them; 1000 connections are all accepted by the designated one (as
+// the clients and the listeners both report).
 func TestListenFourProcesses(t *testing.T) {
 	if testutil.InGuest() {
 		t.Skip("a host test (make unit); the guest runs the device tests")
@@ -336,48 +336,52 @@ func TestListenFourProcesses(t *testing.T) {
 	if !inListenNS(t) {
 		return
 	}
-	dir := t.TempDir()
-	ap := freeLoopPort(t)
-	var ps []*proc
-	wantRole := []string{"designated", "standby", "listening", "listening"}
-	for i, id := range []byte("ABCD") {
-		p, role, steering := startListenProc(t, dir, ap, id, listenerOpts{})
-		requireSteering(t, steering)
-		if role != wantRole[i] {
-			t.Fatalf("listener %c is %s, want %s", id, role, wantRole[i])
-		}
-		ps = append(ps, p)
+	for _, addr := range []string{"127.0.0.1:0", "[::1]:0"} {
+		t.Run(addr, func(t *testing.T) {
+			dir := t.TempDir()
+			ap := freePortOn(t, addr)
+			var ps []*proc
+			wantRole := []string{"designated", "standby", "listening", "listening"}
+			for i, id := range []byte("ABCD") {
+				p, role, steering := startListenProc(t, dir, ap, id, listenerOpts{})
+				requireSteering(t, steering)
+				if role != wantRole[i] {
+					t.Fatalf("listener %c is %s, want %s", id, role, wantRole[i])
+				}
+				ps = append(ps, p)
+			}
+			reg, err := registry.Open(registry.Options{Dir: dir})
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer reg.Close()
+			if got := roles(t, reg, ap); !slices.Equal(got, []string{"designated", "listening", "listening", "standby"}) {
+				t.Fatalf("registry roles %v", got)
+			}
+			const n = 1000
+			res := storm(ap, n, 16, nil)
+			tl := countConns(res)
+			if tl.by['A'] != n || len(tl.by) != 1 {
+				t.Fatalf("clients: %v, want all %d by A", tl, n)
+			}
+			for i, p := range ps {
+				want := 0
+				if i == 0 {
+					want = n
+				}
+				if got := p.count(); got != want {
+					t.Errorf("%s accepted %d, want %d", p.name, got, want)
+				}
+			}
+			acc := ps[0].acceptsCopy()
+			for _, c := range res {
+				if _, ok := acc[c.id]; !ok {
+					t.Fatalf("connection %d not among A's accepts", c.id)
+				}
+			}
+			t.Logf("%s: %v", ap, tl)
+		})
 	}
-	reg, err := registry.Open(registry.Options{Dir: dir})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer reg.Close()
-	if got := roles(t, reg, ap); !slices.Equal(got, []string{"designated", "listening", "listening", "standby"}) {
-		t.Fatalf("registry roles %v", got)
-	}
-	const n = 1000
-	res := storm(ap, n, 16, nil)
-	tl := countConns(res)
-	if tl.by['A'] != n || len(tl.by) != 1 {
-		t.Fatalf("clients: %v, want all %d by A", tl, n)
-	}
-	for i, p := range ps {
-		want := 0
-		if i == 0 {
-			want = n
-		}
-		if got := p.count(); got != want {
-			t.Errorf("%s accepted %d, want %d", p.name, got, want)
-		}
-	}
-	acc := ps[0].acceptsCopy()
-	for _, c := range res {
-		if _, ok := acc[c.id]; !ok {
-			t.Fatalf("connection %d not among A's accepts", c.id)
-		}
-	}
-	t.Logf("%s: %v", ap, tl)
 }
 
 // Graceful close of the designated process's listener under a storm of
