@@ -192,9 +192,9 @@ func (d *designation) listening() {
 }
 
 // designate makes the socket the designated listener; the caller holds the
-// election lock. first: this is the socket's Listen (rdma_cm first, bounded
-// by the timeout; then TCP). Otherwise it is a standby taking over (TCP
-// first, it listens already; then rdma_cm, for as long as it takes).
+// election lock. first: this is the socket's Listen (TCP, then rdma_cm
+// bounded by the timeout). Otherwise it is a standby taking over (TCP, where
+// it listens already; then rdma_cm, for as long as it takes).
 func (d *designation) designate(first bool) error {
 	if _, err := d.lf.try(unix.F_RDLCK, flagOffset(d.ap.Port())); err != nil {
 		return err
