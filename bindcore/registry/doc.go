@@ -49,6 +49,17 @@
 // designated listener's record to take over when it dies. Wait is
 // cancellable through its context.
 //
+// # Concurrent claims
+//
+// A claim takes no registry-wide lock: its one system call is its own
+// record's lock. It publishes its record as pending, takes a ticket (an
+// atomic fetch-and-add on a counter in the file's header), checks every
+// other record, and commits. Of two conflicting claims made at once, the
+// one with the later ticket backs out; the protocol and why it is exact
+// (no two conflicting claims live at once, exactly one winner of a round of
+// conflicting claims, nothing lost to a SIGKILL at any step) are in
+// docs/registry.md.
+//
 // # Lifetime
 //
 // A Registry owns its file descriptors and its mapping of the file; Close

@@ -51,7 +51,8 @@ func TestOpenRefusesBadFiles(t *testing.T) {
 		msg   string
 	}{
 		{"wrong magic", func(t *testing.T, p string) { patch(t, p, 0, []byte("NOTAREG!")) }, ErrCorrupt, "not an rdmabind registry"},
-		{"wrong version", func(t *testing.T, p string) { patch(t, p, hVersion, u32(2)) }, ErrVersion, "version 2"},
+		{"wrong version", func(t *testing.T, p string) { patch(t, p, hVersion, u32(Version+1)) }, ErrVersion, "version 3"},
+		{"version 1", func(t *testing.T, p string) { patch(t, p, hVersion, u32(1)) }, ErrVersion, "file format version 1, this rdmabind reads version 2"},
 		{"header checksum", func(t *testing.T, p string) { patch(t, p, hCount, u32(17)) }, ErrCorrupt, "checksum"},
 		{"truncated", func(t *testing.T, p string) { os.Truncate(p, HeaderSize+3*RecordSize+5) }, ErrCorrupt, "truncated"},
 		{"truncated header", func(t *testing.T, p string) { os.Truncate(p, 100) }, ErrCorrupt, "truncated"},

@@ -4,20 +4,22 @@ import (
 	"bytes"
 	"encoding/binary"
 	"errors"
+	"math/rand/v2"
 	"net/netip"
 	"testing"
 )
 
 func sampleImage(n int) []byte {
 	h := Header{Version: Version, HeaderSize: HeaderSize, RecordSize: RecordSize, Records: uint32(n),
-		Netns: 4026531840, CreatorUID: 1000, Created: 1700000000123456789, HighWater: 2}
+		Netns: 4026531840, CreatorUID: 1000, Created: 1700000000123456789, HighWater: 2, Tickets: 77}
 	recs := make([]Record, n)
 	recs[0] = Record{Seq: 4, State: StateUsed, Addr: netip.MustParseAddr("192.168.1.7"), Port: 18515,
 		Role: RoleListening, Generation: 3, SocketID: 0xfeedface, UID: 1000, PID: 4242, StartTime: 987654,
-		Netns: 4026531840, Claimed: 1700000000999}
+		Netns: 4026531840, Claimed: 1700000000999, Ticket: 70}
 	if n > 1 {
 		recs[1] = Record{Seq: 2, State: StateUsed, Addr: netip.IPv6Unspecified(), Port: 7471, Role: RoleBound,
-			Share: Exclusive, DualStack: true, Generation: 1, SocketID: 9, UID: 0, PID: 1, StartTime: 1, Netns: 4026531840}
+			Share: Exclusive, DualStack: true, Generation: 1, SocketID: 9, UID: 0, PID: 1, StartTime: 1, Netns: 4026531840,
+			Pending: true} // a claim in progress, without its ticket yet
 	}
 	if n > 2 {
 		recs[2] = Record{Seq: 8, Generation: 9} // released
@@ -60,6 +62,12 @@ func TestFormatRoundTrip(t *testing.T) {
 	if le.Uint32(img[68:]) != ^uint32(2) {
 		t.Errorf("high-water check %#x", le.Uint32(img[68:]))
 	}
+	if le.Uint64(img[72:]) != 77 || le.Uint64(r0[80:]) != 70 || r0[11] != 0 {
+		t.Errorf("ticket counter %d, record ticket %d, flags %#x", le.Uint64(img[72:]), le.Uint64(r0[80:]), r0[11])
+	}
+	if r1 := img[HeaderSize+RecordSize:]; r1[11] != 0b111 || le.Uint64(r1[80:]) != 0 {
+		t.Errorf("pending record: flags %#x, ticket %d", r1[11], le.Uint64(r1[80:]))
+	}
 }
 
 func TestDecodeRejects(t *testing.T) {
@@ -74,7 +82,8 @@ func TestDecodeRejects(t *testing.T) {
 		{"extended", func(b []byte) []byte { return append(b, 0) }, ErrCorrupt},
 		{"short header", func(b []byte) []byte { return b[:HeaderSize-1] }, ErrCorrupt},
 		{"magic", func(b []byte) []byte { b[0] = 'X'; return b }, ErrCorrupt},
-		{"version", func(b []byte) []byte { b[hVersion] = 2; return b }, ErrVersion},
+		{"version", func(b []byte) []byte { b[hVersion] = Version + 1; return b }, ErrVersion},
+		{"version 1", func(b []byte) []byte { b[hVersion] = 1; return b }, ErrVersion},
 		{"header crc", func(b []byte) []byte { b[hCount] ^= 1; return b }, ErrCorrupt},
 		{"high-water", func(b []byte) []byte { b[hHighWater] ^= 1; return b }, ErrCorrupt},
 		{"header reserved", func(b []byte) []byte { b[100] = 1; return b }, ErrCorrupt},
@@ -87,6 +96,9 @@ func TestDecodeRejects(t *testing.T) {
 		{"family 6 mapped", func(b []byte) []byte { return resum(b, 0, func(r []byte) { r[rFamily] = 6 }) }, ErrCorrupt},
 		{"flags", func(b []byte) []byte { return resum(b, 0, func(r []byte) { r[rFlags] |= 0x80 }) }, ErrCorrupt},
 		{"used without role", func(b []byte) []byte { return resum(b, 0, func(r []byte) { r[rRole] = 0 }) }, ErrCorrupt},
+		{"finished claim without ticket", func(b []byte) []byte { return resum(b, 0, func(r []byte) { clear(r[rTicket : rTicket+8]) }) }, ErrCorrupt},
+		{"free with ticket", func(b []byte) []byte { return resum(b, 2, func(r []byte) { r[rTicket] = 1 }) }, ErrCorrupt},
+		{"free and pending", func(b []byte) []byte { return resum(b, 2, func(r []byte) { r[rFlags] = flagPending }) }, ErrCorrupt},
 	} {
 		b := c.mutate(bytes.Clone(good))
 		if _, _, err := Decode(b); !errors.Is(err, c.want) {
@@ -156,6 +168,28 @@ func roundTrip(t *testing.T, b []byte) {
 	if r, err := DecodeRecord(b); err == nil {
 		if got := r.Encode(); !bytes.Equal(got, b[:RecordSize]) {
 			t.Fatalf("DecodeRecord: re-encoding differs:\n in % x\nout % x", b[:RecordSize], got)
+		}
+	}
+}
+
+// TestCRCPatch: a checksum patched byte by byte is the checksum computed
+// afresh.
+func TestCRCPatch(t *testing.T) {
+	rng := rand.New(rand.NewPCG(1, 2))
+	for i := 0; i < 2000; i++ {
+		var b [RecordSize]byte
+		for j := rState; j < RecordSize; j++ {
+			b[j] = byte(rng.Uint32())
+		}
+		binary.LittleEndian.PutUint32(b[rCRC:], crc32c(b[rState:]))
+		off := patchable[rng.IntN(len(patchable))]
+		if rng.IntN(2) == 0 && off >= rTicket {
+			crcPatch64(&b, rTicket, rng.Uint64())
+		} else {
+			crcPatch(&b, off, byte(rng.Uint32()))
+		}
+		if got, want := binary.LittleEndian.Uint32(b[rCRC:]), crc32c(b[rState:]); got != want {
+			t.Fatalf("patched checksum %#08x, computed %#08x", got, want)
 		}
 	}
 }

@@ -6,13 +6,14 @@ import (
 	"math/rand/v2"
 	"net/netip"
 	"runtime/debug"
-	"slices"
 
 	"github.com/rdmabind/rdmabind/bindcore/wsa"
 )
 
 // List returns the live claims, by slot. A used record whose lock is free
-// is stale: List reclaims it (under the registry lock) and leaves it out.
+// is stale: List reclaims it and leaves it out. A claim still being made
+// (pending: published, its conflict check not finished) is left out too;
+// it is listed once it commits.
 //
 // A record List cannot read while its claim is live is left out too, and
 // reported in the error (wrapping ErrCorrupt, one entry per record, joined);
@@ -25,60 +26,49 @@ func (r *Registry) List() (recs []Record, err error) {
 	if r.closed.Load() {
 		return nil, r.closedErr("list")
 	}
-	// Without the registry lock: a claim made meanwhile may or may not be
+	// Lock-free, like a claim: a claim made meanwhile may or may not be
 	// listed, as if it came just after.
 	hw := r.scanLimit()
-	var todo []int // stale or unreadable: settled under the registry lock
+	var errs []error
 	buf := new([RecordSize]byte)
 	for i := 0; i < hw; i++ {
-		rec, _, rerr := r.readInto(i, buf)
-		if rerr != nil {
-			todo = append(todo, i)
-			continue
-		}
-		if rec.State != StateUsed {
-			continue
-		}
-		live, err := r.held(i)
-		if err != nil {
-			return nil, err
-		}
-		if live {
-			recs = append(recs, rec)
-		} else {
-			todo = append(todo, i)
-		}
-	}
-	if len(todo) == 0 {
-		return recs, nil
-	}
-	if err := r.lockRegistry(); err != nil {
-		return recs, err
-	}
-	defer r.unlockRegistry()
-	var errs []error
-	for _, i := range todo {
-		rec, _, rerr := r.read(i)
-		if rerr != nil {
-			if rec, rerr = r.settle(i, rerr); rerr != nil {
-				errs = append(errs, rerr)
+		for try := 0; ; try++ {
+			rec, _, rerr := r.readInto(i, buf)
+			if rerr != nil {
+				var stale bool
+				rec, stale, rerr = r.settle(i, rerr)
+				if rerr != nil {
+					errs = append(errs, rerr)
+					break
+				}
+				if stale {
+					if err := r.reclaim(i, nil); err != nil {
+						return recs, err
+					}
+					break
+				}
+			}
+			if rec.State != StateUsed {
+				break
+			}
+			live, changed, err := r.probe(i, rec)
+			if err != nil {
+				return recs, err
+			}
+			if changed && try < 8 {
 				continue
 			}
-		}
-		if rec.State != StateUsed {
-			continue
-		}
-		live, err := r.held(i)
-		if err != nil {
-			return recs, err
-		}
-		if live {
-			recs = append(recs, rec)
-		} else {
-			r.reclaim(i, rec.Generation)
+			switch {
+			case !live && !changed:
+				if err := r.reclaim(i, &rec); err != nil {
+					return recs, err
+				}
+			case live && !rec.Pending:
+				recs = append(recs, rec)
+			}
+			break
 		}
 	}
-	slices.SortFunc(recs, func(a, b Record) int { return a.Slot - b.Slot })
 	return recs, errors.Join(errs...)
 }
 
@@ -106,23 +96,28 @@ func (r *Registry) FindFreePort(addr netip.Addr, lo, hi uint16) (port uint16, er
 	if r.closed.Load() {
 		return 0, r.closedErr("find free port")
 	}
-	if err := r.lockRegistry(); err != nil {
-		return 0, err
-	}
-	defer r.unlockRegistry()
 	byPort := map[uint16][]Record{}
 	hw := r.scanLimit()
+	b := new([RecordSize]byte)
+	var cu cacheUse
+	defer cu.done(r)
 	for i := 0; i < hw; i++ {
-		rec, _, err := r.readCached(i)
+		rec, _, err := r.readScan(i, b, &cu)
 		if err != nil {
-			if rec, err = r.settle(i, err); err != nil {
+			var stale bool
+			if rec, stale, err = r.settle(i, err); err != nil {
 				return 0, err
 			}
+			if stale {
+				continue
+			}
 		}
+		// A claim in progress (pending) counts: it will most likely win.
 		if rec.State == StateUsed && rec.Port >= lo && rec.Port <= hi && Overlap(rec.Addr, rec.DualStack, addr, true) {
 			byPort[rec.Port] = append(byPort[rec.Port], rec)
 		}
 	}
+	cu.done(r)
 	n := int(hi-lo) + 1
 	start := rand.IntN(n)
 next:
@@ -130,16 +125,18 @@ next:
 		p := lo + uint16((start+k)%n)
 		held := byPort[p]
 		for _, rec := range held {
-			live, err := r.held(rec.Slot)
+			live, changed, err := r.probe(rec.Slot, rec)
 			if err != nil {
 				return 0, err
 			}
-			if live {
+			if live || changed { // changed: most likely a new claim
 				continue next
 			}
 		}
 		for _, rec := range held { // all stale
-			r.reclaim(rec.Slot, rec.Generation)
+			if err := r.reclaim(rec.Slot, &rec); err != nil {
+				return 0, err
+			}
 		}
 		return p, nil
 	}

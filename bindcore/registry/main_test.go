@@ -77,6 +77,7 @@ var (
 //	create open (maybe creating the file), print "ready", hold
 //	claim  claim, print "ok <slot>" or "err <WSA code> <message>", exit
 //	open   open, print "ok" or "err <message>", exit
+//	race   see raceHelper
 //
 // REG_PATH, when set, names the registry file itself (Options.Path).
 func helperMain(mode string) int {
@@ -98,6 +99,8 @@ func helperMain(mode string) int {
 		return 0
 	}
 	switch mode {
+	case "race":
+		return raceHelper(r)
 	case "open":
 		fmt.Println("ok")
 		return 0

@@ -16,7 +16,8 @@ import (
 // model: all of them are sequentially consistent atomics.
 //
 // Records use a sequence lock. A writer makes the sequence odd, stores the
-// words, then the checksum, then makes the sequence even again; a reader
+// words that change, then the checksum and the even sequence (word 0) in
+// one store; a reader
 // copies the record between two loads of the sequence and retries when they
 // differ or are odd. Writers of one record never overlap: see the locking
 // protocol in docs/registry.md.
@@ -37,15 +38,49 @@ func recOff(slot int) int { return HeaderSize + slot*RecordSize }
 // highWater returns the header's high-water mark, and false when the word
 // holding it and its complement is damaged.
 func (m mem) highWater() (uint32, bool) {
-	w := atomic.LoadUint64(m.u64(hHighWater))
+	return splitHighWater(m.highWaterWord())
+}
+
+// highWaterWord loads the word holding the mark and its complement.
+func (m mem) highWaterWord() uint64 { return atomic.LoadUint64(m.u64(hHighWater)) }
+
+func splitHighWater(w uint64) (uint32, bool) {
 	hw := uint32(w)
 	return hw, uint32(w>>32) == ^hw
 }
 
-// setHighWater stores the mark and its complement in one atomic store.
-func (m mem) setHighWater(v uint32) {
-	atomic.StoreUint64(m.u64(hHighWater), uint64(^v)<<32|uint64(v))
+// packHighWater makes the word holding the mark v and its complement.
+func packHighWater(v uint32) uint64 { return uint64(^v)<<32 | uint64(v) }
+
+// casHighWater replaces the word old by the mark v, if it still is old.
+func (m mem) casHighWater(old uint64, v uint32) bool {
+	return atomic.CompareAndSwapUint64(m.u64(hHighWater), old, packHighWater(v))
 }
+
+// raiseHighWater makes the mark at least n, unless it is damaged (scans then
+// cover the whole table until it is repaired) or above count. It only ever
+// raises the mark; lowering it takes the locks of the slots it gives up
+// (see Registry.lowerHighWater).
+func (m mem) raiseHighWater(n uint32, count int) {
+	p := m.u64(hHighWater)
+	for {
+		w := atomic.LoadUint64(p)
+		hw, ok := splitHighWater(w)
+		if !ok || int(hw) > count || hw >= n {
+			return
+		}
+		if atomic.CompareAndSwapUint64(p, w, packHighWater(n)) {
+			return
+		}
+	}
+}
+
+// tickets loads the header's counter: the last ticket handed out.
+func (m mem) tickets() uint64 { return atomic.LoadUint64(m.u64(hTickets)) }
+
+// nextTicket hands out a claim ticket: the header's counter after an atomic
+// increment. Tickets are never 0 and never handed out twice.
+func (m mem) nextTicket() uint64 { return atomic.AddUint64(m.u64(hTickets), 1) }
 
 // load64 loads one aligned word.
 func (m mem) load64(off int) uint64 { return atomic.LoadUint64(m.u64(off)) }
@@ -95,18 +130,46 @@ func (m mem) snapshot(slot int, dst *[RecordSize]byte) bool {
 
 // write stores src (whose bytes [4, 128) are the new record, checksum
 // included) into slot and returns the new, even, sequence. The caller is the
-// slot's only writer (see the locking protocol).
+// slot's only writer: it holds the slot's write lock (see the locking
+// protocol).
 func (m mem) write(slot int, src *[RecordSize]byte) uint32 {
-	off := recOff(slot)
-	seqp := m.u32(off + rSeq)
-	s := atomic.LoadUint32(seqp)
-	s |= 1 // odd: a writer is inside. An odd s left by a dead writer stays odd.
-	atomic.StoreUint32(seqp, s)
-	for w := 8; w < RecordSize; w += 8 {
-		atomic.StoreUint64(m.u64(off+w), binary.LittleEndian.Uint64(src[w:]))
-	}
-	atomic.StoreUint32(m.u32(off+rCRC), binary.LittleEndian.Uint32(src[rCRC:]))
-	s++
+	return m.finish(slot, src, m.begin(slot))
+}
+
+// begin opens a write of slot: it makes the sequence odd (a writer is
+// inside) and returns it. An odd sequence left by a dead writer stays odd.
+func (m mem) begin(slot int) uint32 {
+	seqp := m.u32(recOff(slot) + rSeq)
+	s := atomic.LoadUint32(seqp) | 1
 	atomic.StoreUint32(seqp, s)
 	return s
+}
+
+// finish completes the write begin opened (s is what it returned): it
+// stores the words of src that differ from the slot's (only the writer
+// changes them, so it may compare), then word 0, the checksum and the next,
+// even, sequence together in one store. It returns the new sequence.
+func (m mem) finish(slot int, src *[RecordSize]byte, s uint32) uint32 {
+	off := recOff(slot)
+	for w := 8; w < RecordSize; w += 8 {
+		p := m.u64(off + w)
+		if v := binary.LittleEndian.Uint64(src[w:]); atomic.LoadUint64(p) != v {
+			atomic.StoreUint64(p, v)
+		}
+	}
+	s++
+	atomic.StoreUint64(m.u64(off), uint64(binary.LittleEndian.Uint32(src[rCRC:]))<<32|uint64(s))
+	return s
+}
+
+// copyOwn copies the record of a slot whose write lock the caller holds
+// (nobody else writes it, so no sequence check), with the sequence word
+// made even (it may be odd: the caller's own open write, or a dead
+// writer's), for DecodeRecord.
+func (m mem) copyOwn(slot int, dst *[RecordSize]byte) {
+	off := recOff(slot)
+	for w := 0; w < RecordSize; w += 8 {
+		binary.LittleEndian.PutUint64(dst[w:], atomic.LoadUint64(m.u64(off+w)))
+	}
+	dst[rSeq] &^= 1
 }

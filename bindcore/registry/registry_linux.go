@@ -21,9 +21,10 @@ import (
 const poolMax = 16
 
 // settleTimeout bounds how long a scan waits for a live writer to finish a
-// record (a write takes well under a microsecond; only a stopped process
-// takes longer).
-const settleTimeout = 10 * time.Millisecond
+// record (a write takes well under a microsecond; only a stopped or long
+// descheduled process takes longer). Claims write concurrently with scans,
+// so it is generous.
+var settleTimeout = time.Second
 
 // Registry is an open registry file: the port registry of one network
 // namespace, shared with every other process that opens the same file.
@@ -42,19 +43,35 @@ type Registry struct {
 	// exclusively by Close, which unmaps it.
 	rw     sync.RWMutex
 	closed atomic.Bool
-	// mu serializes this process's holders of the registry lock: the OFD
-	// lock on the header is the registry's fd's, which does not conflict
-	// with itself.
-	mu  sync.Mutex
-	res *resources
+	res    *resources
 	// cache holds, per slot, the last record this process validated and
-	// the word 0 (sequence and checksum) it was validated at; guarded by mu.
-	// See readCached.
-	cache []cached
-	// scratch is the record buffer of registry-lock holders (guarded by mu):
-	// crc32 makes any buffer it sees escape, so a local one is a heap
-	// allocation per record scanned.
-	scratch [RecordSize]byte
+	// the word 0 (sequence and checksum) it was validated at; guarded by
+	// cacheMu, which a scan takes with TryLock (see readScan).
+	cacheMu sync.Mutex
+	cache   []cached
+	// clock is the base of claimTime.
+	clock atomic.Pointer[wallBase]
+}
+
+// wallBase is a wall-clock reading with its monotonic one.
+type wallBase struct {
+	t    time.Time
+	wall int64
+}
+
+// claimTime returns the wall-clock time for a record's Claimed field, in
+// Unix nanoseconds: a reading taken at most a second ago plus the monotonic
+// time since (one clock read where time.Now makes two). It is off by at
+// most the wall clock's adjustments within that second.
+func (r *Registry) claimTime() int64 {
+	if b := r.clock.Load(); b != nil {
+		if d := time.Since(b.t); d >= 0 && d < time.Second {
+			return b.wall + int64(d)
+		}
+	}
+	t := time.Now()
+	r.clock.Store(&wallBase{t: t, wall: t.UnixNano()})
+	return t.UnixNano()
 }
 
 type cached struct {
@@ -66,14 +83,18 @@ type cached struct {
 // Registry became unreachable) gives back. Nothing here points at the
 // Registry.
 type resources struct {
-	fd  int // the registry's own open file description: registry lock, probes
+	fd  int // the registry's own open file description: registry lock at Open, probes
 	mem mem
 
-	poolMu sync.Mutex
-	pool   []int
+	// pool holds open file descriptions that hold no lock, as fd+1 (0:
+	// empty). Lock-free: a claim takes one and a release gives it back;
+	// Close (which excludes both, through Registry.rw) empties it.
+	pool [poolMax]atomic.Int32
 
-	claimsMu sync.Mutex
-	claims   []*claimState // live claims made through this Registry, by slot
+	// claims are the live claims made through this Registry, by slot. A
+	// claim stores itself once it holds its slot and clears itself on
+	// Release; Close (which excludes both) releases the rest.
+	claims []atomic.Pointer[claimState]
 
 	waitMu sync.Mutex
 	waits  map[*waiter]struct{}
@@ -83,8 +104,8 @@ type resources struct {
 
 func (res *resources) free() {
 	res.once.Do(func() {
-		res.claimsMu.Lock()
-		for _, cs := range res.claims {
+		for i := range res.claims {
+			cs := res.claims[i].Swap(nil)
 			if cs == nil {
 				continue
 			}
@@ -95,8 +116,6 @@ func (res *resources) free() {
 			}
 			cs.mu.Unlock()
 		}
-		res.claims = nil
-		res.claimsMu.Unlock()
 		res.waitMu.Lock()
 		ws := res.waits
 		res.waits = nil
@@ -104,12 +123,11 @@ func (res *resources) free() {
 		for w := range ws {
 			w.finish()
 		}
-		res.poolMu.Lock()
-		for _, fd := range res.pool {
-			unix.Close(fd)
+		for i := range res.pool {
+			if v := res.pool[i].Swap(0); v != 0 {
+				unix.Close(int(v - 1))
+			}
 		}
-		res.pool = nil
-		res.poolMu.Unlock()
 		if res.mem != nil {
 			unix.Munmap(res.mem)
 			res.mem = nil
@@ -287,10 +305,10 @@ func (r *Registry) setup(n int) error {
 			return fmt.Errorf("%w: the file is the registry of network namespace %d, not %d", ErrCorrupt, h.Netns, r.netns)
 		}
 	}
-	if _, ok := r.res.mem.highWater(); !ok {
+	r.res.claims = make([]atomic.Pointer[claimState], r.count)
+	if hw, ok := r.res.mem.highWater(); !ok || int(hw) > r.count {
 		r.repairHighWater()
 	}
-	r.res.claims = make([]*claimState, r.count)
 	return nil
 }
 
@@ -348,8 +366,8 @@ func (r *Registry) initialize(n int, size int64) error {
 	return nil
 }
 
-// repairHighWater recomputes a damaged high-water mark from every record.
-// The caller holds the registry lock (or is setup, which does).
+// repairHighWater recomputes a damaged high-water mark from every record
+// (see lowerHighWater).
 func (r *Registry) repairHighWater() {
 	hw := 0
 	var b [RecordSize]byte
@@ -363,7 +381,66 @@ func (r *Registry) repairHighWater() {
 			hw = i + 1
 		}
 	}
-	r.res.mem.setHighWater(uint32(hw))
+	r.lowerHighWater(hw)
+}
+
+// lowerHighWater lowers the high-water mark to target, or as close above it
+// as the records allow, or repairs a damaged mark. Claims raise the mark
+// with a compare-and-swap, before they publish, and never lower it; this
+// lowers it safely without a registry-wide lock: it takes the write locks
+// of every slot it gives up, as one byte range through an open file
+// description of its own, so that no claim can take one of them meanwhile;
+// checks that they are free; and swaps the mark only if nobody changed it
+// in between. Best effort: when a slot of the range is locked (a claim, a
+// waiter) it does nothing.
+func (r *Registry) lowerHighWater(target int) {
+	m := r.res.mem
+	w := m.highWaterWord()
+	hw, ok := splitHighWater(w)
+	top := int(hw)
+	if !ok || top > r.count {
+		top, ok = r.count, false
+	}
+	target = max(target, 0)
+	if target >= top {
+		if !ok {
+			m.casHighWater(w, uint32(top))
+		}
+		return
+	}
+	fd, err := r.takeFD()
+	if err != nil {
+		return
+	}
+	off, _ := slotRange(target)
+	n := int64(top-target) * RecordSize
+	if err := ofdSet(fd, unix.F_WRLCK, off, n, false); err != nil {
+		r.putFD(fd)
+		return
+	}
+	defer func() {
+		if v := recover(); v != nil {
+			unix.Close(fd) // drops the range
+			panic(v)
+		}
+	}()
+	newHW := target
+	var b [RecordSize]byte
+	for i := top - 1; i >= target; i-- {
+		m.copyOwn(i, &b) // we hold its lock: nobody writes it
+		if rec, err := DecodeRecord(b[:]); err != nil || rec.State != StateFree {
+			newHW = i + 1
+			break
+		}
+	}
+	if newHW < top || !ok {
+		m.casHighWater(w, uint32(newHW))
+	}
+	if err := ofdSet(fd, unix.F_UNLCK, off, n, false); err != nil {
+		unix.Close(fd)
+		return
+	}
+	r.putFD(fd)
 }
 
 // Path returns the registry file's path.
@@ -386,8 +463,8 @@ func (r *Registry) Close() error {
 		return nil
 	}
 	res := r.res
-	res.claimsMu.Lock()
-	for i, cs := range res.claims {
+	for i := range res.claims {
+		cs := res.claims[i].Swap(nil)
 		if cs == nil {
 			continue
 		}
@@ -396,9 +473,7 @@ func (r *Registry) Close() error {
 			r.releaseLocked(cs)
 		}
 		cs.mu.Unlock()
-		res.claims[i] = nil
 	}
-	res.claimsMu.Unlock()
 	res.free()
 	return nil
 }
@@ -420,22 +495,6 @@ func faultGuard(old bool, errp *error) {
 		}
 		panic(v)
 	}
-}
-
-// lockRegistry takes the registry lock: this process's mutex, then the OFD
-// write lock on the header.
-func (r *Registry) lockRegistry() error {
-	r.mu.Lock()
-	if err := ofdSet(r.res.fd, unix.F_WRLCK, 0, HeaderSize, true); err != nil {
-		r.mu.Unlock()
-		return fmt.Errorf("registry: %s: registry lock: %w", r.path, err)
-	}
-	return nil
-}
-
-func (r *Registry) unlockRegistry() {
-	ofdSet(r.res.fd, unix.F_UNLCK, 0, HeaderSize, false)
-	r.mu.Unlock()
 }
 
 // openFD opens a new open file description of the registry file and checks
@@ -460,28 +519,25 @@ func (r *Registry) openFD() (int, error) {
 // takeFD returns an open file description for a claim: a pooled one, or a
 // new one.
 func (r *Registry) takeFD() (int, error) {
-	res := r.res
-	res.poolMu.Lock()
-	if n := len(res.pool); n > 0 {
-		fd := res.pool[n-1]
-		res.pool = res.pool[:n-1]
-		res.poolMu.Unlock()
-		return fd, nil
+	for i := range r.res.pool {
+		p := &r.res.pool[i]
+		if v := p.Load(); v != 0 && p.CompareAndSwap(v, 0) {
+			return int(v - 1), nil
+		}
 	}
-	res.poolMu.Unlock()
 	return r.openFD()
 }
 
 // putFD gives back an fd that holds no lock.
 func (r *Registry) putFD(fd int) {
-	res := r.res
-	res.poolMu.Lock()
-	if !r.closed.Load() && len(res.pool) < poolMax {
-		res.pool = append(res.pool, fd)
-		res.poolMu.Unlock()
-		return
+	if !r.closed.Load() {
+		for i := range r.res.pool {
+			p := &r.res.pool[i]
+			if p.Load() == 0 && p.CompareAndSwap(0, int32(fd+1)) {
+				return
+			}
+		}
 	}
-	res.poolMu.Unlock()
 	unix.Close(fd)
 }
 
@@ -515,19 +571,52 @@ func (r *Registry) readInto(slot int, b *[RecordSize]byte) (Record, bool, error)
 	return rec, false, nil
 }
 
-// readCached is read for holders of the registry lock (r.mu). It copies the
-// record and checks its checksum, as read does; when the copy's word 0
-// (sequence and checksum) is the one this process last decoded the record
-// at, the record is that one, and decoding is skipped. Every write through
-// the protocol changes the sequence; a byte changed outside it fails the
-// checksum. So every scan still verifies every record it looks at.
-func (r *Registry) readCached(slot int) (Record, bool, error) {
-	b := &r.scratch
+// cacheUse is a scan's use of the decoded-record cache: not tried yet,
+// held (the scan holds r.cacheMu), or busy (another goroutine of this
+// process holds it; the scan decodes for itself).
+type cacheUse int8
+
+const (
+	cacheUntried cacheUse = iota
+	cacheHeld
+	cacheBusy
+)
+
+// done releases the cache if the scan holds it.
+func (c *cacheUse) done(r *Registry) {
+	if *c == cacheHeld {
+		r.cacheMu.Unlock()
+	}
+	*c = cacheUntried
+}
+
+// readScan is readInto for scans. It copies the record and checks its
+// checksum, as read does. A free record needs nothing else. For a used
+// one it takes the cache if it can (TryLock, kept until cu.done): when the
+// copy's word 0 (sequence and checksum) is the one this process last
+// decoded the record at, the record is that one, and decoding is skipped.
+// Every write through the protocol changes the sequence; a byte changed
+// outside it fails the checksum. So every scan still verifies every record
+// it looks at.
+func (r *Registry) readScan(slot int, b *[RecordSize]byte, cu *cacheUse) (Record, bool, error) {
 	if !r.res.mem.snapshot(slot, b) {
 		return Record{Slot: slot}, true, fmt.Errorf("slot %d: %w: a write is in progress, or its writer died in it", slot, ErrCorrupt)
 	}
 	w0 := binary.LittleEndian.Uint64(b[:8])
-	if slot < len(r.cache) && r.cache[slot].w0 == w0 && crc32c(b[rState:]) == uint32(w0>>32) {
+	crcOK := crc32c(b[rState:]) == uint32(w0>>32)
+	if crcOK && b[rState] == byte(StateFree) && b[rFlags]&flagPending == 0 && allZero(b[rTicket:rTicket+8]) {
+		// A free slot (a process that churns claims rewrites one all the
+		// time): a scan needs its sequence only.
+		return Record{Slot: slot, Seq: uint32(w0), Generation: binary.LittleEndian.Uint64(b[rGen:])}, false, nil
+	}
+	if *cu == cacheUntried {
+		*cu = cacheBusy
+		if r.cacheMu.TryLock() {
+			*cu = cacheHeld
+		}
+	}
+	cache := *cu == cacheHeld
+	if cache && crcOK && slot < len(r.cache) && r.cache[slot].w0 == w0 {
 		return r.cache[slot].rec, false, nil
 	}
 	rec, err := DecodeRecord(b[:])
@@ -535,27 +624,31 @@ func (r *Registry) readCached(slot int) (Record, bool, error) {
 	if err != nil {
 		return rec, false, fmt.Errorf("slot %d: %w", slot, err)
 	}
-	r.remember(slot, w0, rec)
-	return rec, false, nil
-}
-
-// remember caches a validated record (the caller holds r.mu).
-func (r *Registry) remember(slot int, w0 uint64, rec Record) {
+	if !cache {
+		return rec, false, nil
+	}
 	if slot >= len(r.cache) {
 		r.cache = append(r.cache, make([]cached, min(r.count, max(2*slot+1, 64))-len(r.cache))...)
 	}
 	r.cache[slot] = cached{w0: w0, rec: rec}
+	return rec, false, nil
 }
 
-// store writes rec into its slot through the buffer b and, for a holder of
-// r.mu (locked, b is then r.scratch), caches it.
-func (r *Registry) store(rec *Record, b *[RecordSize]byte, locked bool) {
-	*b = [RecordSize]byte{}
-	rec.encodeTo(b)
-	rec.Seq = r.res.mem.write(rec.Slot, b)
-	if locked {
-		r.remember(rec.Slot, uint64(rec.Seq)|uint64(binary.LittleEndian.Uint32(b[rCRC:]))<<32, *rec)
-	}
+// storeImage writes the record image b, which the caller (the slot's lock
+// holder) made from the slot's current image with crcPatch, and returns the
+// new sequence.
+func (r *Registry) storeImage(slot int, b *[RecordSize]byte) uint32 {
+	return r.res.mem.write(slot, b)
+}
+
+// freeImage turns the image of a used record into the image of the slot
+// freed: state free, no ticket, not pending. The other fields stay as they
+// were (they mean nothing in a free record), so that freeing a slot, and
+// the next claim of it, store few words.
+func freeImage(b *[RecordSize]byte) {
+	crcPatch(b, rState, byte(StateFree))
+	crcPatch(b, rFlags, b[rFlags]&^flagPending)
+	crcPatch64(b, rTicket, 0)
 }
 
 // held reports whether a slot's claim is live: whether some open file
@@ -569,44 +662,89 @@ func (r *Registry) held(slot int) (bool, error) {
 	return held, nil
 }
 
-// reclaim rewrites a slot whose claim is not live as free. The caller holds
-// the registry lock and has just seen the slot's lock free: no claim can
-// take it before the registry lock is released, so the caller is its only
-// writer.
-func (r *Registry) reclaim(slot int, gen uint64) Record {
-	rec := Record{Slot: slot, Generation: gen}
-	r.store(&rec, &r.scratch, true)
-	return rec
+// reclaim rewrites as free a slot whose claim is over, if it still holds
+// what the caller saw: want is the stale record, or nil for an unreadable
+// one. It first takes the slot's write lock (through a pooled open file
+// description), so that it is the record's only writer, and begins the
+// write at once; it drops the lock when done. When the lock is taken (a
+// live claim, a waiter) it does nothing.
+func (r *Registry) reclaim(slot int, want *Record) error {
+	fd, err := r.takeFD()
+	if err != nil {
+		return err
+	}
+	off, n := slotRange(slot)
+	if err := ofdSet(fd, unix.F_WRLCK, off, n, false); err != nil {
+		r.putFD(fd)
+		if isBusy(err) {
+			return nil
+		}
+		return fmt.Errorf("registry: %s: slot %d: F_OFD_SETLK: %w", r.path, slot, err)
+	}
+	defer func() {
+		if v := recover(); v != nil {
+			unix.Close(fd) // drops the lock
+			panic(v)
+		}
+	}()
+	m := r.res.mem
+	s := m.begin(slot)
+	b := new([RecordSize]byte)
+	m.copyOwn(slot, b)
+	cur, derr := DecodeRecord(b[:])
+	gen := m.load64(recOff(slot) + rGen)
+	switch {
+	case derr != nil && want == nil: // still unreadable: free, in a new generation
+		gen++
+	case derr == nil && want != nil && sameClaim(cur, *want): // still the stale claim
+	default: // changed meanwhile: leave it as it is
+		m.finish(slot, b, s)
+		r.unlockPut(fd, slot)
+		return nil
+	}
+	free := Record{Slot: slot, Generation: gen}
+	*b = [RecordSize]byte{}
+	free.encodeTo(b)
+	m.finish(slot, b, s)
+	r.unlockPut(fd, slot)
+	return nil
 }
 
-// rawGeneration reads a slot's generation word without checks (for a
-// record too damaged to decode).
-func (r *Registry) rawGeneration(slot int) uint64 {
-	return r.res.mem.load64(recOff(slot) + rGen)
+// unlockPut drops fd's lock on slot and gives fd back to the pool (or
+// closes it, if the unlock failed).
+func (r *Registry) unlockPut(fd, slot int) {
+	off, n := slotRange(slot)
+	if err := ofdSet(fd, unix.F_UNLCK, off, n, false); err != nil {
+		unix.Close(fd)
+		return
+	}
+	r.putFD(fd)
 }
 
-// settle resolves an unreadable record under the registry lock: reclaimed
-// (and returned free) when its lock is free; reread after a live writer
-// finishes; an error wrapping ErrCorrupt when it stays unreadable while its
-// claim is live.
-func (r *Registry) settle(slot int, firstErr error) (Record, error) {
+// settle resolves an unreadable record (firstErr is why) without writing
+// it. stale: its lock is free, so its claim is over (its writer died inside
+// it, or it was damaged); the caller may reclaim it. Otherwise it rereads
+// the record while a live writer is inside, and fails with an error
+// wrapping ErrCorrupt when the record stays unreadable while its claim is
+// live.
+func (r *Registry) settle(slot int, firstErr error) (rec Record, stale bool, err error) {
 	deadline := time.Now().Add(settleTimeout)
-	err := firstErr
+	err = firstErr
 	for {
 		held, herr := r.held(slot)
 		if herr != nil {
-			return Record{}, herr
+			return Record{}, false, herr
 		}
 		if !held {
-			return r.reclaim(slot, r.rawGeneration(slot)+1), nil
+			return Record{Slot: slot}, true, nil
 		}
 		rec, torn, rerr := r.read(slot)
 		if rerr == nil {
-			return rec, nil
+			return rec, false, nil
 		}
 		err = rerr
 		if !torn || time.Now().After(deadline) {
-			return Record{}, fmt.Errorf("registry: %s: %w (its claim is live: the record is reclaimed when its holder exits)", r.path, err)
+			return Record{}, false, fmt.Errorf("registry: %s: %w (its claim is live: the record is reclaimed when its holder exits)", r.path, err)
 		}
 		time.Sleep(20 * time.Microsecond)
 	}

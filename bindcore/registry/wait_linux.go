@@ -107,20 +107,15 @@ func (r *Registry) reclaimIfStale(rec Record) (err error) {
 	if r.closed.Load() {
 		return nil // it ended all the same
 	}
-	if err := r.lockRegistry(); err != nil {
-		return err
-	}
-	defer r.unlockRegistry()
 	cur, _, rerr := r.read(rec.Slot)
 	if rerr != nil || !sameClaim(cur, rec) {
 		return nil
 	}
-	held, err := r.held(rec.Slot)
-	if err != nil || held {
+	live, _, err := r.probe(rec.Slot, cur)
+	if err != nil || live {
 		return err
 	}
-	r.reclaim(rec.Slot, cur.Generation)
-	return nil
+	return r.reclaim(rec.Slot, &cur)
 }
 
 // waiter is one blocked F_OFD_SETLKW on a slot's range.
