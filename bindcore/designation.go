@@ -7,6 +7,7 @@ import (
 	"net"
 	"net/netip"
 	"os"
+	"runtime"
 	"sync"
 	"time"
 
@@ -448,14 +449,15 @@ func (d *designation) acceptTCP(ctx context.Context) (net.Conn, error) {
 	return c, err
 }
 
-// close leaves the designation. A designated socket's successor learns of
-// it from its lock (the kernel grants the election lock to the standby the
-// moment it is dropped) and, for TCP, needs nothing: the standby slot takes
-// the new requests and the old listener's queue as the shadow closes. So:
-// stop the background work, close the rdma_cm listener (its port is then
-// free for the successor), drop the locks, close the TCP listener (its
-// queued connections migrate), leave the steering group. The registry
-// claim is the caller's. Safe twice.
+// close leaves the designation: stop the background work, close the
+// rdma_cm listener (its port is then free for the successor), hand over
+// (handOver: with steering and a standby in its slot, the standby is
+// designated before the TCP listener closes), close the TCP listener (its
+// queued connections migrate to the standby), drop the locks (if handOver
+// did not), leave the steering group. Without steering the TCP listener
+// closes before the locks go, so that the successor never listens while it
+// still does (the kernel would share the requests between the two). The
+// registry claim is the caller's. Safe twice.
 func (d *designation) close() error {
 	d.mu.Lock()
 	if d.closed {
@@ -477,13 +479,65 @@ func (d *designation) close() error {
 	if d.cfg.cm != nil {
 		errs = append(errs, d.cfg.cm.close())
 	}
-	errs = append(errs, d.lf.close())
+	d.handOver()
 	errs = append(errs, d.cfg.shadow.Close())
+	errs = append(errs, d.lf.close())
 	if d.group != nil {
 		_, err := d.group.Release()
 		errs = append(errs, err)
 	}
 	return errors.Join(errs...)
+}
+
+// handoverWait bounds how long a closing designated listener waits for its
+// standby to take the designated slot before it closes anyway.
+var handoverWait = 500 * time.Millisecond
+
+// handOver is the graceful half of a designated listener's close, with
+// steering: "designate the successor first, then close" (docs/steering.md).
+// The closing socket cannot designate the standby itself (it has not its
+// fd), so it drops its locks, which the kernel grants to the standby; the
+// standby designates itself (one map update switches the slots), and from
+// then on no new request reaches the closing socket. Once the group's
+// status shows that, or after handoverWait, the caller closes the TCP
+// listener: its queue migrates to the successor, and no handshake is
+// started on it meanwhile. (Closing while still designated relies on the
+// standby slot alone: the requests of handshakes the closing socket had
+// started then migrate lazily, which was seen to reset one connection in
+// about half a million under a storm.) Without steering, without a
+// standby, or when not designated, it does nothing.
+func (d *designation) handOver() {
+	d.mu.Lock()
+	role := d.role
+	d.mu.Unlock()
+	if d.group == nil || role != registry.RoleDesignated {
+		return
+	}
+	cookie, err := d.cfg.shadow.Cookie()
+	if err != nil {
+		return
+	}
+	st, err := d.group.Status()
+	if err != nil || st.Designated != cookie || st.Standby == 0 {
+		return
+	}
+	d.lf.close()
+	// The standby takes tens of microseconds: poll without sleeping for the
+	// first millisecond (a Go sleep that short can last a millisecond).
+	start := time.Now()
+	for {
+		if st, err := d.group.Status(); err != nil || st.Designated != cookie {
+			return
+		}
+		switch el := time.Since(start); {
+		case el > handoverWait:
+			return
+		case el < time.Millisecond:
+			runtime.Gosched()
+		default:
+			time.Sleep(100 * time.Microsecond)
+		}
+	}
 }
 
 // shadowListens reports whether sh is listening (SO_ACCEPTCONN).

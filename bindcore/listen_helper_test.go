@@ -661,6 +661,9 @@ func countConns(res []conn) tally {
 			t.refused++
 		case errors.Is(c.err, unix.ECONNRESET) || errors.Is(c.err, io.EOF) || errors.Is(c.err, io.ErrUnexpectedEOF):
 			t.reset++
+			if len(t.errs) < 5 {
+				t.errs = append(t.errs, fmt.Errorf("connection %d (port %d): %w", c.id, c.port, c.err))
+			}
 		default:
 			t.other++
 			if len(t.errs) < 5 {

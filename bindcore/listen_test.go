@@ -427,7 +427,13 @@ func TestListenGracefulStorm(t *testing.T) {
 	elapsed := time.Since(start)
 	tl := countConns(res)
 	if tl.refused+tl.reset+tl.other != 0 || tl.by['A']+tl.by['B'] != n {
-		t.Fatalf("clients: %v", tl)
+		a.mu.Lock()
+		aErrs := slices.Clone(a.accErrs)
+		a.mu.Unlock()
+		b.mu.Lock()
+		bErrs := slices.Clone(b.accErrs)
+		b.mu.Unlock()
+		t.Fatalf("clients: %v (A's accept errors %q, B's %q; A closed at %d, B designated at %d)", tl, aErrs, bErrs, tClose, tDes)
 	}
 	if bc := b.count(); aCount != tl.by['A'] || bc != tl.by['B'] {
 		t.Fatalf("listeners counted A %d B %d, clients %v", aCount, bc, tl)
