@@ -181,7 +181,8 @@ func (s *Socket) Endpoint() (Endpoint, error) {
 	return ep, nil
 }
 
-// Close releases the socket: its rdma_cm id, its kernel TCP reservation and
+// Close releases the socket: its listening (a designated listener hands over
+// to its standby, see Listen), its rdma_cm id, its kernel TCP reservation and
 // its registry record, in that order. It is safe to call more than once; a
 // nil or zero Socket gives WSAENOTSOCK.
 func (s *Socket) Close() error {
