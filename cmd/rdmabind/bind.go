@@ -83,7 +83,7 @@ func runBind(args []string, stdout io.Writer) error {
 	}
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM, syscall.SIGHUP)
 	defer stop()
-	b, err := bindcore.Open(bindcore.Options{RegistryDir: *regDir})
+	b, err := bindcore.Open(bindcore.Options{RegistryDir: *regDir, TracePhases: true})
 	if err != nil {
 		return err
 	}

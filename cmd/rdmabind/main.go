@@ -1,16 +1,20 @@
 // Command rdmabind binds sockets to RDMA devices with WSPBind's semantics and
-// shows what it does: the devices, how an address resolves, the registry of
-// bound ports, and the bind benchmark.
+// shows what it does: the devices, how an address resolves, binding and
+// listening, and the registry of bound ports.
 //
 // Usage:
 //
 //	rdmabind devices [--json]            devices, ports, state, link layer, GID table
 //	rdmabind resolve ADDR:PORT [--json]  the device/port/GID a bind of it would use
+//	rdmabind bind ADDR:PORT [--listen] [--backlog N]
+//	                                     binds (and listens), prints one JSON line when
+//	                                     bound and one per event (listening, designated,
+//	                                     accept), holds until signalled
+//	rdmabind ls [--json]                 the registry: ports, owners, roles, listeners
 //
 // Errors print "rdmabind: WSAEADDRNOTAVAIL (10049): ..." on stderr, and with
 // --json also an object {"error","wsa","errno","message"} on stdout. The exit
 // status is 2 for a spec error (one with a WSA code), 1 for anything else.
-// docs/cli.md has the details.
 package main
 
 import (
