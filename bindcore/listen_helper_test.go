@@ -14,7 +14,6 @@ import (
 	"os"
 	"os/exec"
 	"regexp"
-	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -488,41 +487,7 @@ func (p *proc) acceptsCopy() map[uint64]int64 {
 // one reset in its queue. It returns the time just before the kill.
 func (p *proc) stopAndKill() (held map[int]bool, tKill int64) {
 	p.t.Helper()
-	unix.Kill(p.pid, unix.SIGSTOP)
-	for deadline := time.Now().Add(5 * time.Second); ; time.Sleep(50 * time.Microsecond) {
-		b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", p.pid))
-		if err != nil {
-			p.t.Fatal(err)
-		}
-		if _, rest, _ := strings.Cut(string(b), ") "); strings.HasPrefix(rest, "T") {
-			break
-		}
-		if time.Now().After(deadline) {
-			p.t.Fatalf("%s did not stop", p.name)
-		}
-	}
-	inodes := map[string]bool{}
-	fds, _ := os.ReadDir(fmt.Sprintf("/proc/%d/fd", p.pid))
-	for _, fd := range fds {
-		target, err := os.Readlink(fmt.Sprintf("/proc/%d/fd/%s", p.pid, fd.Name()))
-		if err == nil && strings.HasPrefix(target, "socket:[") {
-			inodes[strings.TrimSuffix(strings.TrimPrefix(target, "socket:["), "]")] = true
-		}
-	}
-	held = map[int]bool{}
-	for _, f := range []string{"/proc/net/tcp", "/proc/net/tcp6"} {
-		b, _ := os.ReadFile(f)
-		for _, line := range strings.Split(string(b), "\n")[1:] {
-			fs := strings.Fields(line)
-			if len(fs) < 10 || !inodes[fs[9]] || fs[3] == "0A" {
-				continue
-			}
-			if _, port, ok := strings.Cut(fs[2], ":"); ok {
-				p, _ := strconv.ParseUint(port, 16, 16)
-				held[int(p)] = true
-			}
-		}
-	}
+	held = testutil.StopAndHeldPorts(p.t, p.pid)
 	t := mono()
 	unix.Kill(p.pid, unix.SIGKILL)
 	return held, t

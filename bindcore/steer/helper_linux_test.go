@@ -449,42 +449,7 @@ func (l *listener) sigkill() int64 {
 // time just before the kill.
 func (l *listener) stopAndKill() (held map[int]bool, tKill int64) {
 	l.t.Helper()
-	unix.Kill(l.pid, unix.SIGSTOP)
-	for deadline := time.Now().Add(5 * time.Second); ; time.Sleep(50 * time.Microsecond) {
-		b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", l.pid))
-		if err != nil {
-			l.t.Fatal(err)
-		}
-		if _, rest, _ := strings.Cut(string(b), ") "); strings.HasPrefix(rest, "T") {
-			break
-		}
-		if time.Now().After(deadline) {
-			l.t.Fatalf("listener %c did not stop", l.id)
-		}
-	}
-	inodes := map[string]bool{}
-	fds, _ := os.ReadDir(fmt.Sprintf("/proc/%d/fd", l.pid))
-	for _, fd := range fds {
-		target, err := os.Readlink(fmt.Sprintf("/proc/%d/fd/%s", l.pid, fd.Name()))
-		if err == nil && strings.HasPrefix(target, "socket:[") {
-			inodes[strings.TrimSuffix(strings.TrimPrefix(target, "socket:["), "]")] = true
-		}
-	}
-	held = map[int]bool{}
-	for _, f := range []string{"/proc/net/tcp", "/proc/net/tcp6"} {
-		b, _ := os.ReadFile(f)
-		for _, line := range strings.Split(string(b), "\n")[1:] {
-			fs := strings.Fields(line)
-			// sl local rem st tx:rx tr:when retrnsmt uid timeout inode
-			if len(fs) < 10 || !inodes[fs[9]] || fs[3] == "0A" {
-				continue
-			}
-			if _, port, ok := strings.Cut(fs[2], ":"); ok {
-				p, _ := strconv.ParseUint(port, 16, 16)
-				held[int(p)] = true
-			}
-		}
-	}
+	held = testutil.StopAndHeldPorts(l.t, l.pid)
 	return held, l.sigkill()
 }
 
