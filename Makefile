@@ -74,6 +74,7 @@ test: build lint unit fuzz harness-test device-test
 demo: build
 	$(GO) build -o $(CURDIR)/bin/rdmabind ./cmd/rdmabind
 ifneq ($(HAVE_RDMA),)
+	@ci/deps busybox-static
 	ci/demo $(CURDIR)/bin/rdmabind
 else
 	@$(MAKE) --no-print-directory softroce-prepare
