@@ -401,23 +401,7 @@ func (g *Group) Listen(s Socket, backlog int) error {
 // not listening; unix.EBUSY when s is in another map's slot; ErrClosed; the
 // socket's Control error.
 func (g *Group) Designate(s Socket) error {
-	return g.do("designate", s, func(fd int) error {
-		if err := g.checkMember(fd); err != nil {
-			return err
-		}
-		cookie, err := unix.GetsockoptUint64(fd, unix.SOL_SOCKET, unix.SO_COOKIE)
-		if err != nil {
-			return fmt.Errorf("SO_COOKIE: %w", err)
-		}
-		unlock, err := g.lockSlots()
-		if err != nil {
-			return err
-		}
-		defer unlock()
-		st, err := g.status()
-		if err != nil {
-			return err
-		}
+	return g.withSlots("designate", s, func(fd int, cookie uint64, st Status) error {
 		switch cookie {
 		case st.Designated:
 			return nil
@@ -438,23 +422,10 @@ func (g *Group) Designate(s Socket) error {
 	})
 }
 
-// lockSlots takes the group's slot lock, shared by every process of the
-// group; the returned func releases it.
-func (g *Group) lockSlots() (func(), error) {
-	if err := flock(g.lockfd, unix.LOCK_EX); err != nil {
-		return nil, fmt.Errorf("flock %s/%s: %w", g.dir, lockDir, err)
-	}
-	return func() { unix.Flock(g.lockfd, unix.LOCK_UN) }, nil
-}
-
-// Standby puts s in the standby slot, replacing the standby there: when the
-// designated socket closes or its process dies, the kernel sends the
-// group's requests, and migrates the queued ones, to s at once, before any
-// process learns of it. TakeOver then makes s the designated one.
-//
-// Errors: those of Designate; unix.EBUSY when s is the designated socket.
-func (g *Group) Standby(s Socket) error {
-	return g.do("standby", s, func(fd int) error {
+// withSlots runs f for the member socket s under the group's slot lock,
+// with s's fd, its socket cookie and the slots' status.
+func (g *Group) withSlots(op string, s Socket, f func(fd int, cookie uint64, st Status) error) error {
+	return g.do(op, s, func(fd int) error {
 		if err := g.checkMember(fd); err != nil {
 			return err
 		}
@@ -471,6 +442,27 @@ func (g *Group) Standby(s Socket) error {
 		if err != nil {
 			return err
 		}
+		return f(fd, cookie, st)
+	})
+}
+
+// lockSlots takes the group's slot lock, shared by every process of the
+// group; the returned func releases it.
+func (g *Group) lockSlots() (func(), error) {
+	if err := flock(g.lockfd, unix.LOCK_EX); err != nil {
+		return nil, fmt.Errorf("flock %s/%s: %w", g.dir, lockDir, err)
+	}
+	return func() { unix.Flock(g.lockfd, unix.LOCK_UN) }, nil
+}
+
+// Standby puts s in the standby slot, replacing the standby there: when the
+// designated socket closes or its process dies, the kernel sends the
+// group's requests, and migrates the queued ones, to s at once, before any
+// process learns of it. TakeOver then makes s the designated one.
+//
+// Errors: those of Designate; unix.EBUSY when s is the designated socket.
+func (g *Group) Standby(s Socket) error {
+	return g.withSlots("standby", s, func(fd int, cookie uint64, st Status) error {
 		switch cookie {
 		case st.Designated:
 			return fmt.Errorf("socket is the designated listener: %w", unix.EBUSY)
