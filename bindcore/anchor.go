@@ -172,10 +172,14 @@ func (a *anchor) flagged(port uint16) bool {
 	return held || err != nil
 }
 
-// add registers a parkable id bound to ap. If a listener of ap's port may
-// exist already, it scans at once (the id may be parked before add
-// returns).
-func (a *anchor) add(ap netip.AddrPort, park func()) *anchorEntry {
+// add registers a parkable id bound to ap. With check, if a listener of
+// ap's port may exist already, it scans at once (the id may be parked
+// before add returns). A port 0 bind passes check false: the Fresh claim
+// that follows its add fails if a designated listener's record holds the
+// port, and a listener designated after that claim rings the doorbell,
+// whose scan finds the id registered (the watch was started before the id
+// was bound, see arm).
+func (a *anchor) add(ap netip.AddrPort, park func(), check bool) *anchorEntry {
 	e := &anchorEntry{ap: ap, park: park}
 	a.mu.Lock()
 	if a.closed {
@@ -185,10 +189,20 @@ func (a *anchor) add(ap netip.AddrPort, park func()) *anchorEntry {
 	a.startLocked()
 	a.entries[e] = struct{}{}
 	a.mu.Unlock()
-	if a.flagged(ap.Port()) {
+	if check && a.flagged(ap.Port()) {
 		a.scan()
 	}
 	return e
+}
+
+// arm starts the doorbell watch, if it is not running: before an id is
+// bound, so that no listener's doorbell can ring unheard after it.
+func (a *anchor) arm() {
+	a.mu.Lock()
+	if !a.closed {
+		a.startLocked()
+	}
+	a.mu.Unlock()
 }
 
 // remove unregisters e (parked or not). Safe for nil and twice.
@@ -320,11 +334,7 @@ func listenerCovers(reg *registry.Registry, ap netip.AddrPort) bool {
 // holds the port, the socket binds no id (it is parked from the start).
 func (b *Binder) bindAnchored(bd *binding) error {
 	// Watch first, then bind, then look at the flag (see above).
-	b.anchor.mu.Lock()
-	if !b.anchor.closed {
-		b.anchor.startLocked()
-	}
-	b.anchor.mu.Unlock()
+	b.anchor.arm()
 	err := b.bindID(bd)
 	ap := bd.sa.AddrPort()
 	if err != nil {
@@ -334,7 +344,7 @@ func (b *Binder) bindAnchored(bd *binding) error {
 		}
 		return err
 	}
-	bd.anchorEnt = b.anchor.add(ap, bd.parkID)
+	bd.anchorEnt = b.anchor.add(ap, bd.parkID, true)
 	return nil
 }
 

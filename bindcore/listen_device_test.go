@@ -552,3 +552,39 @@ func TestDeviceListenIPv6(t *testing.T) {
 		t.Fatalf("AcceptRDMA on %s: %v (rping: %q)", ap, err, out)
 	}
 }
+
+// A socket bound with port 0 gives its rdma_cm id up when another socket
+// of the port listens, as a socket bound to the port by number does: the
+// listener's rdma_listen gets the port, and at once.
+func TestDeviceListenParksPortZero(t *testing.T) {
+	addr := guestAddr(t)
+	b := openBinder(t)
+	s0, _ := b.Socket(AFInet)
+	if err := s0.BindAddrPort(netip.AddrPortFrom(addr, 0)); err != nil {
+		t.Fatal(err)
+	}
+	ep, _ := s0.Endpoint()
+	l, _ := b.Socket(AFInet)
+	if err := l.BindAddrPort(ep.Local); err != nil {
+		t.Fatalf("sharing the port-0 socket's port %s: %v", ep.Local, err)
+	}
+	start := time.Now()
+	if err := l.Listen(8); err != nil {
+		t.Fatalf("Listen on %s beside a port-0 socket: %v", ep.Local, err)
+	}
+	took := time.Since(start)
+	st, err := l.ListenState()
+	if err != nil || st.RoleName != "designated" || !st.RDMA {
+		t.Fatalf("listen state %+v %v: want designated, listening in rdma_cm", st, err)
+	}
+	s0.bound.idMu.Lock()
+	held := s0.bound.id != nil
+	s0.bound.idMu.Unlock()
+	if held {
+		t.Fatalf("the port-0 socket still holds its rdma_cm id")
+	}
+	t.Logf("Listen beside a port-0 socket on %s took %v", ep.Local, took)
+	if took > time.Second {
+		t.Errorf("Listen took %v: the port-0 socket's id was not parked by the doorbell", took)
+	}
+}

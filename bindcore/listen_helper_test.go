@@ -284,7 +284,7 @@ func parkerMain() int {
 	a.noInotify = os.Getenv("LISTEN_POLL") == "1"
 	add := func(s string) {
 		ap := netip.MustParseAddrPort(s)
-		a.add(ap, func() { emit("parked %s %d", ap, mono()) })
+		a.add(ap, func() { emit("parked %s %d", ap, mono()) }, true)
 	}
 	for _, s := range strings.Split(os.Getenv("LISTEN_PARK"), ",") {
 		add(s)

@@ -742,7 +742,7 @@ func TestAnchorParkLocal(t *testing.T) {
 	var mu sync.Mutex
 	parked := map[string]bool{}
 	for _, s := range []string{"10.0.0.1:5000", "0.0.0.0:5000", "10.0.0.2:5000", "10.0.0.1:5001", "[::]:5000"} {
-		a.add(netip.MustParseAddrPort(s), func() { mu.Lock(); parked[s] = true; mu.Unlock() })
+		a.add(netip.MustParseAddrPort(s), func() { mu.Lock(); parked[s] = true; mu.Unlock() }, true)
 	}
 	a.parkLocal(netip.MustParseAddrPort("10.0.0.1:5000"))
 	mu.Lock()

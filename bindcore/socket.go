@@ -274,6 +274,7 @@ const ephemeralTries = 16
 // is given back and another one tried.
 func (b *Binder) bindEphemeral(op string, sa Sockaddr, eps []rdma.Endpoint, handle uint64, t *phaseTimer) (*binding, error) {
 	var last error
+	b.anchor.arm()
 	for try := 0; try < ephemeralTries; try++ {
 		bd := &binding{sa: sa, eps: eps}
 		if err := b.bindID(bd); err != nil {
@@ -282,6 +283,8 @@ func (b *Binder) bindEphemeral(op string, sa Sockaddr, eps []rdma.Endpoint, hand
 		t.mark(PhaseRDMACM)
 		bd.sa.Port = bd.id.LocalAddr().Port()
 		ap := bd.sa.AddrPort()
+		// Parkable before the claim (see anchor.add).
+		bd.anchorEnt = b.anchor.add(ap, bd.parkID, false)
 		var err error
 		if bd.shadow, err = shadow.Bind(ap); err != nil {
 			bd.release(b.anchor)
