@@ -77,7 +77,7 @@ func rdmaListenerMain() int {
 			if err != nil {
 				return
 			}
-			emit("rdma %d", mono())
+			emit("rdma %d", testutil.Mono())
 			r.ID.Close()
 		}
 	}()
@@ -87,7 +87,7 @@ func rdmaListenerMain() int {
 			if err != nil {
 				return
 			}
-			emit("tcp %d", mono())
+			emit("tcp %d", testutil.Mono())
 			c.Close()
 		}
 	}()
@@ -97,7 +97,7 @@ func rdmaListenerMain() int {
 		cm.mu.Lock()
 		tries, waited := cm.tries, cm.waited
 		cm.mu.Unlock()
-		emit("designated %d %d %d", mono(), tries, waited)
+		emit("designated %d %d %d", testutil.Mono(), tries, waited)
 	}()
 	var extra []*Socket
 	in := bufio.NewScanner(os.Stdin)

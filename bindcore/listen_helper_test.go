@@ -144,14 +144,6 @@ func inListenNS(tb testing.TB) bool {
 	return false
 }
 
-// mono returns CLOCK_MONOTONIC in nanoseconds: one clock for the test and
-// its helpers.
-func mono() int64 {
-	var ts unix.Timespec
-	unix.ClockGettime(unix.CLOCK_MONOTONIC, &ts)
-	return ts.Nano()
-}
-
 // listenerMain is one listening socket in a process of its own, over the
 // real registry, steering group and shadow socket (no rdma_cm). Environment:
 // LISTEN_ADDR, LISTEN_DIR (the registry directory), LISTEN_ID (the byte it
@@ -223,7 +215,7 @@ func listenerMain() int {
 				continue
 			}
 			count.Add(1)
-			emit("acc %d %d", binary.LittleEndian.Uint64(b[:]), mono())
+			emit("acc %d %d", binary.LittleEndian.Uint64(b[:]), testutil.Mono())
 			c.Write([]byte{id})
 			c.Close()
 		}
@@ -231,7 +223,7 @@ func listenerMain() int {
 	emit("ready %s %d %d", st.Role, steering, os.Getpid())
 	go func() {
 		<-d.designated
-		emit("designated %d", mono())
+		emit("designated %d", testutil.Mono())
 	}()
 	in := bufio.NewScanner(os.Stdin)
 	for in.Scan() {
@@ -247,7 +239,7 @@ func listenerMain() int {
 		case "count":
 			emit("count %d", count.Load())
 		case "close":
-			t := mono()
+			t := testutil.Mono()
 			err := d.close()
 			<-accDone
 			claim.Release()
@@ -284,7 +276,7 @@ func parkerMain() int {
 	a.noInotify = os.Getenv("LISTEN_POLL") == "1"
 	add := func(s string) {
 		ap := netip.MustParseAddrPort(s)
-		a.add(ap, func() { emit("parked %s %d", ap, mono()) }, true)
+		a.add(ap, func() { emit("parked %s %d", ap, testutil.Mono()) }, true)
 	}
 	for _, s := range strings.Split(os.Getenv("LISTEN_PARK"), ",") {
 		add(s)
@@ -488,7 +480,7 @@ func (p *proc) acceptsCopy() map[uint64]int64 {
 func (p *proc) stopAndKill() (held map[int]bool, tKill int64) {
 	p.t.Helper()
 	held = testutil.StopAndHeldPorts(p.t, p.pid)
-	t := mono()
+	t := testutil.Mono()
 	unix.Kill(p.pid, unix.SIGKILL)
 	return held, t
 }
@@ -509,142 +501,6 @@ func (p *proc) kill() {
 		p.t.Errorf("%s: %s", p.name, e)
 	}
 	p.errs = nil
-}
-
-// conn is one client connection of a storm.
-type conn struct {
-	id     uint64
-	start  int64 // mono ns before connect
-	port   int   // client port, 0 when connect failed
-	server byte  // the greeting: which listener accepted, 0 if none
-	err    error
-	dial   bool // err is from connect
-
-	skipped bool
-}
-
-// storm makes n connections to addr, conc at a time; each sends its id
-// (8 bytes, unique in the test process), then reads the one-byte greeting and EOF. at(i) is called
-// before connection i; once it returns false no connection starts any more.
-func storm(addr netip.AddrPort, n, conc int, at func(i int) bool) []conn {
-	base := stormIDs.Add(uint64(n)) - uint64(n) // ids unique in the test process
-	res := make([]conn, n)
-	var next atomic.Int64
-	var stop atomic.Bool
-	var wg sync.WaitGroup
-	for range conc {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			for !stop.Load() {
-				i := int(next.Add(1) - 1)
-				if i >= n {
-					return
-				}
-				if at != nil && !at(i) {
-					stop.Store(true)
-					res[i].skipped = true
-					continue
-				}
-				res[i] = dialOne(addr, base+uint64(i))
-			}
-		}()
-	}
-	wg.Wait()
-	made := res[:0]
-	for _, c := range res[:min(n, int(next.Load()))] {
-		if !c.skipped {
-			made = append(made, c)
-		}
-	}
-	return made
-}
-
-// stormIDs hands out connection ids to storms.
-var stormIDs atomic.Uint64
-
-// stormAsync runs storm in the background; reached is closed when
-// connection at is about to start; stop ends the storm early.
-func stormAsync(addr netip.AddrPort, n, conc, at int) (reached <-chan struct{}, stop func(), done <-chan []conn) {
-	r := make(chan struct{})
-	d := make(chan []conn, 1)
-	var stopped atomic.Bool
-	go func() {
-		d <- storm(addr, n, conc, func(i int) bool {
-			if i == at {
-				close(r)
-			}
-			return !stopped.Load()
-		})
-	}()
-	return r, func() { stopped.Store(true) }, d
-}
-
-func dialOne(addr netip.AddrPort, id uint64) conn {
-	c := conn{id: id, start: mono()}
-	d := net.Dialer{Timeout: 10 * time.Second}
-	nc, err := d.Dial("tcp", addr.String())
-	if err != nil {
-		c.err, c.dial = err, true
-		return c
-	}
-	defer nc.Close()
-	c.port = nc.LocalAddr().(*net.TCPAddr).Port
-	nc.SetDeadline(time.Now().Add(10 * time.Second))
-	var idb [8]byte
-	binary.LittleEndian.PutUint64(idb[:], id)
-	if _, err := nc.Write(idb[:]); err != nil {
-		c.err = err
-		return c
-	}
-	var b [2]byte
-	if _, err := io.ReadFull(nc, b[:1]); err != nil {
-		c.err = err
-		return c
-	}
-	c.server = b[0]
-	if m, err := nc.Read(b[1:]); m != 0 || err != io.EOF {
-		c.err = fmt.Errorf("after the greeting: %d bytes, %v", m, err)
-	}
-	return c
-}
-
-// tally counts a storm's results by listener and error.
-type tally struct {
-	by                    map[byte]int
-	refused, reset, other int
-	errs                  []error
-}
-
-func countConns(res []conn) tally {
-	t := tally{by: map[byte]int{}}
-	for _, c := range res {
-		switch {
-		case c.err == nil:
-			t.by[c.server]++
-		case errors.Is(c.err, unix.ECONNREFUSED):
-			t.refused++
-		case errors.Is(c.err, unix.ECONNRESET) || errors.Is(c.err, io.EOF) || errors.Is(c.err, io.ErrUnexpectedEOF):
-			t.reset++
-			if len(t.errs) < 5 {
-				t.errs = append(t.errs, fmt.Errorf("connection %d (port %d): %w", c.id, c.port, c.err))
-			}
-		default:
-			t.other++
-			if len(t.errs) < 5 {
-				t.errs = append(t.errs, c.err)
-			}
-		}
-	}
-	return t
-}
-
-func (t tally) String() string {
-	by := []string{}
-	for k, v := range t.by {
-		by = append(by, fmt.Sprintf("%c:%d", k, v))
-	}
-	return fmt.Sprintf("accepted {%s}, refused %d, reset %d, other %d %v", strings.Join(by, " "), t.refused, t.reset, t.other, t.errs)
 }
 
 // freeLoopPort returns a port of 127.0.0.1 no one holds now.

@@ -372,9 +372,9 @@ func TestListenFourProcesses(t *testing.T) {
 				t.Fatalf("registry roles %v", got)
 			}
 			const n = 1000
-			res := storm(ap, n, 16, nil)
-			tl := countConns(res)
-			if tl.by['A'] != n || len(tl.by) != 1 {
+			res := testutil.Storm(ap, n, 16, nil)
+			tl := testutil.CountConns(res)
+			if tl.By['A'] != n || len(tl.By) != 1 {
 				t.Fatalf("clients: %v, want all %d by A", tl, n)
 			}
 			for i, p := range ps {
@@ -388,8 +388,8 @@ func TestListenFourProcesses(t *testing.T) {
 			}
 			acc := ps[0].acceptsCopy()
 			for _, c := range res {
-				if _, ok := acc[c.id]; !ok {
-					t.Fatalf("connection %d not among A's accepts", c.id)
+				if _, ok := acc[c.ID]; !ok {
+					t.Fatalf("connection %d not among A's accepts", c.ID)
 				}
 			}
 			t.Logf("%s: %v", ap, tl)
@@ -417,7 +417,7 @@ func TestListenGracefulStorm(t *testing.T) {
 	c, _, _ := startListenProc(t, dir, ap, 'C', listenerOpts{})
 	const n, conc, at = 10000, 64, 3000
 	start := time.Now()
-	reached, _, done := stormAsync(ap, n, conc, at)
+	reached, _, done := testutil.StormAsync(ap, n, conc, at)
 	<-reached
 	var aCount int
 	var tClose int64
@@ -425,8 +425,8 @@ func TestListenGracefulStorm(t *testing.T) {
 	tDes := b.waitDesignated(5 * time.Second)
 	res := <-done
 	elapsed := time.Since(start)
-	tl := countConns(res)
-	if tl.refused+tl.reset+tl.other != 0 || tl.by['A']+tl.by['B'] != n {
+	tl := testutil.CountConns(res)
+	if tl.Refused+tl.Reset+tl.Other != 0 || tl.By['A']+tl.By['B'] != n {
 		a.mu.Lock()
 		aErrs := slices.Clone(a.accErrs)
 		a.mu.Unlock()
@@ -435,15 +435,15 @@ func TestListenGracefulStorm(t *testing.T) {
 		b.mu.Unlock()
 		t.Fatalf("clients: %v (A's accept errors %q, B's %q; A closed at %d, B designated at %d)", tl, aErrs, bErrs, tClose, tDes)
 	}
-	if bc := b.count(); aCount != tl.by['A'] || bc != tl.by['B'] {
+	if bc := b.count(); aCount != tl.By['A'] || bc != tl.By['B'] {
 		t.Fatalf("listeners counted A %d B %d, clients %v", aCount, bc, tl)
 	}
 	after := 0
 	for _, cn := range res {
-		if cn.start > tDes {
+		if cn.Start > tDes {
 			after++
-			if cn.server != 'B' {
-				t.Fatalf("connection %d started %v after B's designation, accepted by %c", cn.id, time.Duration(cn.start-tDes), cn.server)
+			if cn.Server != 'B' {
+				t.Fatalf("connection %d started %v after B's designation, accepted by %c", cn.ID, time.Duration(cn.Start-tDes), cn.Server)
 			}
 		}
 	}
@@ -451,7 +451,7 @@ func TestListenGracefulStorm(t *testing.T) {
 		t.Fatalf("C is %s after the handover, want standby", r)
 	}
 	t.Logf("%d connections in %v (%.0f/s): A %d, B %d, C %d; close -> B designated %v; %d started after that",
-		n, elapsed.Round(time.Millisecond), float64(n)/elapsed.Seconds(), tl.by['A'], tl.by['B'], c.count(),
+		n, elapsed.Round(time.Millisecond), float64(n)/elapsed.Seconds(), tl.By['A'], tl.By['B'], c.count(),
 		time.Duration(tDes-tClose), after)
 }
 
@@ -496,7 +496,7 @@ func killRuns(t *testing.T, runs int, o listenerOpts) killStats {
 			t.Fatalf("run %d: B is %s", run, role)
 		}
 		const n, conc, at, after = 1_000_000, 32, 1000, 1000
-		reached, stop, done := stormAsync(ap, n, conc, at)
+		reached, stop, done := testutil.StormAsync(ap, n, conc, at)
 		<-reached
 		held, tKill := a.stopAndKill()
 		for deadline := time.Now().Add(10 * time.Second); time.Now().Before(deadline); time.Sleep(time.Millisecond) {
@@ -529,20 +529,20 @@ func killRuns(t *testing.T, runs int, o listenerOpts) killStats {
 		ks.firstAcc = append(ks.firstAcc, time.Duration(first-tKill))
 		ks.designated = append(ks.designated, time.Duration(tDes-tKill))
 		for _, c := range res {
-			_, byA := aAcc[c.id]
+			_, byA := aAcc[c.ID]
 			switch {
-			case c.err == nil && (c.server == 'A') == byA:
+			case c.Err == nil && (c.Server == 'A') == byA:
 				ks.ok++
-			case c.err == nil:
-				t.Fatalf("run %d: connection %d greeted by %c, A reported %v", run, c.id, c.server, byA)
-			case c.dial && errors.Is(c.err, unix.ECONNREFUSED):
+			case c.Err == nil:
+				t.Fatalf("run %d: connection %d greeted by %c, A reported %v", run, c.ID, c.Server, byA)
+			case c.Dial && errors.Is(c.Err, unix.ECONNREFUSED):
 				ks.refused++
-			case byA || held[c.port]:
+			case byA || held[c.Port]:
 				ks.lostAccepted++
-			case errors.Is(c.err, unix.ECONNRESET) || errors.Is(c.err, unix.EPIPE) || strings.Contains(c.err.Error(), "EOF"):
+			case errors.Is(c.Err, unix.ECONNRESET) || errors.Is(c.Err, unix.EPIPE) || strings.Contains(c.Err.Error(), "EOF"):
 				ks.lostQueued++
 			default:
-				t.Fatalf("run %d: connection %d: %v", run, c.id, c.err)
+				t.Fatalf("run %d: connection %d: %v", run, c.ID, c.Err)
 			}
 		}
 		ks.aAcc += len(aAcc)
@@ -605,26 +605,26 @@ func TestListenDegraded(t *testing.T) {
 	if !strings.Contains(st, `"role":"standby"`) || !strings.Contains(st, `"tcp_listening":false`) || !strings.Contains(st, "not supported") {
 		t.Fatalf("B: %s", st)
 	}
-	res := storm(ap, 300, 8, nil)
-	if tl := countConns(res); tl.by['A'] != 300 {
+	res := testutil.Storm(ap, 300, 8, nil)
+	if tl := testutil.CountConns(res); tl.By['A'] != 300 {
 		t.Fatalf("clients: %v, want all by A", tl)
 	}
 	// Graceful handover under a storm.
-	reached, _, done := stormAsync(ap, 3000, 16, 1000)
+	reached, _, done := testutil.StormAsync(ap, 3000, 16, 1000)
 	<-reached
 	var tClose int64
 	var aCount int
 	fmt.Sscanf(a.do("close", "closed"), "closed %d %d", &aCount, &tClose)
 	tDes := b.waitDesignated(5 * time.Second)
 	res = <-done
-	tl := countConns(res)
+	tl := testutil.CountConns(res)
 	for _, c := range res {
-		if c.start > tDes && c.err == nil && c.server != 'B' {
-			t.Fatalf("connection started after B's designation accepted by %c", c.server)
+		if c.Start > tDes && c.Err == nil && c.Server != 'B' {
+			t.Fatalf("connection started after B's designation accepted by %c", c.Server)
 		}
 	}
 	t.Logf("degraded graceful handover, 3000 connections: %v; close -> B designated %v", tl, time.Duration(tDes-tClose))
-	if tl.by['B'] == 0 {
+	if tl.By['B'] == 0 {
 		t.Fatal("B accepted nothing after the handover")
 	}
 	ks := killRuns(t, max(listenKillRuns/2, 3), o)
@@ -656,8 +656,8 @@ func TestListenDegradedOtherUser(t *testing.T) {
 	if !strings.Contains(st, `"tcp_listening":false`) || !strings.Contains(st, "not permitted") {
 		t.Fatalf("B (uid 65534): %s", st)
 	}
-	res := storm(ap, 200, 8, nil)
-	if tl := countConns(res); tl.by['A'] != 200 {
+	res := testutil.Storm(ap, 200, 8, nil)
+	if tl := testutil.CountConns(res); tl.By['A'] != 200 {
 		t.Fatalf("clients: %v, want all by A", tl)
 	}
 	t.Logf("uid 65534, steering refused (%s): 200 of 200 by the designated listener", st)
@@ -691,7 +691,7 @@ func TestAnchorParking(t *testing.T) {
 				t.Fatal(err)
 			}
 			defer reg.Close()
-			t0 := mono()
+			t0 := testutil.Mono()
 			l := startLocal(t, reg, nil, ap, nil)
 			defer l.close()
 			var lat []string

@@ -8,7 +8,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"net"
 	"net/netip"
 	"os"
 	"os/exec"
@@ -25,14 +24,6 @@ import (
 	"github.com/rdmabind/rdmabind/bindcore/shadow"
 	"github.com/rdmabind/rdmabind/internal/testutil"
 )
-
-// mono returns CLOCK_MONOTONIC in nanoseconds: one clock for the test and
-// its helper processes.
-func mono() int64 {
-	var ts unix.Timespec
-	unix.ClockGettime(unix.CLOCK_MONOTONIC, &ts)
-	return ts.Nano()
-}
 
 func runHelper(mode string) int {
 	switch mode {
@@ -151,7 +142,7 @@ func listenerHelper() int {
 				continue
 			}
 			count.Add(1)
-			emit("acc %d %d", binary.LittleEndian.Uint64(b[:]), mono())
+			emit("acc %d %d", binary.LittleEndian.Uint64(b[:]), testutil.Mono())
 			unix.Write(nfd, []byte{id})
 			unix.Close(nfd)
 		}
@@ -172,7 +163,7 @@ func listenerHelper() int {
 				emit("err takeover: %v", err)
 				return
 			}
-			emit("takeover %d", mono())
+			emit("takeover %d", testutil.Mono())
 		}()
 	}
 	cookie, _ := sock.Cookie()
@@ -185,7 +176,7 @@ func listenerHelper() int {
 				emit("err %v", err)
 				continue
 			}
-			emit("designated %d", mono())
+			emit("designated %d", testutil.Mono())
 		case "standby":
 			if err := g.Standby(sock); err != nil {
 				emit("err %v", err)
@@ -194,9 +185,9 @@ func listenerHelper() int {
 			emit("ok")
 		case "pause":
 			stop()
-			emit("paused %d", mono())
+			emit("paused %d", testutil.Mono())
 		case "close":
-			t := mono()
+			t := testutil.Mono()
 			stop()
 			unix.Close(lfd)
 			sock.Close()
@@ -436,7 +427,7 @@ func (l *listener) acceptsCopy() map[uint64]int64 {
 
 // sigkill kills the process and returns the time just before the kill.
 func (l *listener) sigkill() int64 {
-	t := mono()
+	t := testutil.Mono()
 	unix.Kill(l.pid, unix.SIGKILL)
 	return t
 }
@@ -463,118 +454,4 @@ func (l *listener) kill() {
 		}
 		l.cmd.Wait()
 	}
-}
-
-// conn is one client connection of a storm.
-type conn struct {
-	id     uint64 // its index in the storm, sent to the listener first
-	start  int64  // mono ns before connect
-	port   int    // client port, 0 when connect failed
-	server byte   // the greeting: which listener accepted, 0 if none
-	err    error  // connect or read error
-	dial   bool   // err is from connect
-
-	skipped bool // never started: the storm was stopped
-}
-
-// storm makes n connections to addr with conc at a time; each sends its
-// index (8 bytes), then reads the listener's one-byte greeting and EOF.
-// at(i) is called (from the worker that starts it) before connection i, so
-// a test can act mid-storm; once at returns false (it must keep doing so)
-// no connection starts any more. It returns the connections made, in order.
-func storm(addr netip.AddrPort, n, conc int, at func(i int) bool) []conn {
-	res := make([]conn, n)
-	var next atomic.Int64
-	var stop atomic.Bool
-	var wg sync.WaitGroup
-	for range conc {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			for {
-				if stop.Load() {
-					return
-				}
-				i := int(next.Add(1) - 1)
-				if i >= n {
-					return
-				}
-				if at != nil && !at(i) {
-					stop.Store(true)
-					res[i].skipped = true
-					continue
-				}
-				res[i] = dialOne(addr, uint64(i))
-			}
-		}()
-	}
-	wg.Wait()
-	made := res[:0]
-	for _, c := range res[:min(n, int(next.Load()))] {
-		if !c.skipped {
-			made = append(made, c)
-		}
-	}
-	return made
-}
-
-func dialOne(addr netip.AddrPort, id uint64) conn {
-	c := conn{id: id, start: mono()}
-	d := net.Dialer{Timeout: 10 * time.Second}
-	nc, err := d.Dial("tcp", addr.String())
-	if err != nil {
-		c.err, c.dial = err, true
-		return c
-	}
-	defer nc.Close()
-	c.port = nc.LocalAddr().(*net.TCPAddr).Port
-	nc.SetDeadline(time.Now().Add(10 * time.Second))
-	var idb [8]byte
-	binary.LittleEndian.PutUint64(idb[:], id)
-	if _, err := nc.Write(idb[:]); err != nil {
-		c.err = err
-		return c
-	}
-	var b [2]byte
-	m, err := io.ReadFull(nc, b[:1])
-	if err != nil {
-		c.err = err
-		return c
-	}
-	c.server = b[0]
-	if m, err = nc.Read(b[1:]); m != 0 || err != io.EOF {
-		c.err = fmt.Errorf("after the greeting: %d bytes, %v", m, err)
-	}
-	return c
-}
-
-// tally counts a storm's results by listener and error.
-type tally struct {
-	by                    map[byte]int
-	refused, reset, other int
-	errs                  []error
-}
-
-func count(res []conn) tally {
-	t := tally{by: map[byte]int{}}
-	for _, c := range res {
-		switch {
-		case c.err == nil:
-			t.by[c.server]++
-		case errors.Is(c.err, unix.ECONNREFUSED):
-			t.refused++
-		case errors.Is(c.err, unix.ECONNRESET) || errors.Is(c.err, io.EOF) || errors.Is(c.err, io.ErrUnexpectedEOF):
-			t.reset++
-		default:
-			t.other++
-			if len(t.errs) < 5 {
-				t.errs = append(t.errs, c.err)
-			}
-		}
-	}
-	return t
-}
-
-func (t tally) String() string {
-	return fmt.Sprintf("accepted %v, refused %d, reset %d, other %d %v", t.by, t.refused, t.reset, t.other, t.errs)
 }

@@ -5,12 +5,11 @@ import (
 	"flag"
 	"fmt"
 	"io"
-	"net/netip"
 	"slices"
-	"sync/atomic"
 	"testing"
 	"time"
 
+	"github.com/rdmabind/rdmabind/internal/testutil"
 	"golang.org/x/sys/unix"
 )
 
@@ -27,9 +26,9 @@ func TestFourProcessesOneReceives(t *testing.T) {
 			ls = append(ls, startListener(t, addr, 'B', listenerOpts{role: "standby"}))
 			ls = append(ls, startListener(t, addr, 'C', listenerOpts{}), startListener(t, addr, 'D', listenerOpts{}))
 			const n = 1000
-			res := storm(addr, n, 16, nil)
-			tl := count(res)
-			if tl.by['A'] != n || len(tl.by) != 1 {
+			res := testutil.Storm(addr, n, 16, nil)
+			tl := testutil.CountConns(res)
+			if tl.By['A'] != n || len(tl.By) != 1 {
 				t.Fatalf("clients: %v, want all %d by A", tl, n)
 			}
 			for i, l := range ls {
@@ -44,8 +43,8 @@ func TestFourProcessesOneReceives(t *testing.T) {
 			// Every connection the clients saw greeted by A, A reported.
 			acc := ls[0].acceptsCopy()
 			for _, c := range res {
-				if _, ok := acc[c.id]; !ok {
-					t.Fatalf("connection %d not among A's accepts", c.id)
+				if _, ok := acc[c.ID]; !ok {
+					t.Fatalf("connection %d not among A's accepts", c.ID)
 				}
 			}
 			t.Logf("%s: %v", addr, tl)
@@ -70,23 +69,6 @@ func percentiles(ds []time.Duration) string {
 	return fmt.Sprintf("min %v p50 %v p90 %v max %v (n=%d)", s[0], p(0.5), p(0.9), s[len(s)-1], len(s))
 }
 
-// stormAsync runs storm in the background; reached is closed when
-// connection at is about to start; stop ends the storm early.
-func stormAsync(addr netip.AddrPort, n, conc, at int) (reached <-chan struct{}, stop func(), done <-chan []conn) {
-	r := make(chan struct{})
-	d := make(chan []conn, 1)
-	var stopped atomic.Bool
-	go func() {
-		d <- storm(addr, n, conc, func(i int) bool {
-			if i == at {
-				close(r)
-			}
-			return !stopped.Load()
-		})
-	}()
-	return r, func() { stopped.Store(true) }, d
-}
-
 // Graceful handover under a storm of 10,000 connections (64 at a time):
 // the successor B is designated first, then the old listener A closes. No
 // connection is refused or reset, every one is accepted by A or B, A
@@ -104,7 +86,7 @@ func TestHandoverStorm(t *testing.T) {
 			b := startListener(t, addr, 'B', listenerOpts{})
 			const n, conc, at = 10000, 64, 3000
 			start := time.Now()
-			reached, _, done := stormAsync(addr, n, conc, at)
+			reached, _, done := testutil.StormAsync(addr, n, conc, at)
 			<-reached
 			if mode == "paused" {
 				a.do("pause", "paused")
@@ -120,34 +102,34 @@ func TestHandoverStorm(t *testing.T) {
 			res := <-done
 			elapsed := time.Since(start)
 
-			tl := count(res)
-			if tl.refused+tl.reset+tl.other != 0 || tl.by['A']+tl.by['B'] != n {
+			tl := testutil.CountConns(res)
+			if tl.Refused+tl.Reset+tl.Other != 0 || tl.By['A']+tl.By['B'] != n {
 				t.Fatalf("clients: %v", tl)
 			}
-			if bCount := b.count(); aCount != tl.by['A'] || bCount != tl.by['B'] {
+			if bCount := b.count(); aCount != tl.By['A'] || bCount != tl.By['B'] {
 				t.Fatalf("listeners counted A %d B %d, clients %v", aCount, bCount, tl)
 			}
 			aAcc := a.acceptsCopy()
 			migrated, afterFlip, beforeClose := 0, 0, 0
 			for _, c := range res {
-				_, byA := aAcc[c.id]
-				if byA != (c.server == 'A') {
-					t.Fatalf("connection %d greeted by %c, A's report says %v", c.id, c.server, byA)
+				_, byA := aAcc[c.ID]
+				if byA != (c.Server == 'A') {
+					t.Fatalf("connection %d greeted by %c, A's report says %v", c.ID, c.Server, byA)
 				}
 				switch {
-				case c.start > tFlip && c.server != 'B':
-					t.Fatalf("connection started %v after the switch accepted by %c", time.Duration(c.start-tFlip), c.server)
-				case c.start > tFlip:
+				case c.Start > tFlip && c.Server != 'B':
+					t.Fatalf("connection started %v after the switch accepted by %c", time.Duration(c.Start-tFlip), c.Server)
+				case c.Start > tFlip:
 					afterFlip++
-					if c.start < tClose {
+					if c.Start < tClose {
 						beforeClose++
 					}
-				case c.server == 'B':
+				case c.Server == 'B':
 					migrated++ // started before the switch, ended at B
 				}
 			}
 			t.Logf("%s: %d connections in %v (%.0f/s): A %d, B %d; started before the switch and accepted by B (migrated from A's queue or SYN in flight): %d; started after the switch: %d (%d while A still listened)",
-				mode, n, elapsed.Round(time.Millisecond), float64(n)/elapsed.Seconds(), tl.by['A'], tl.by['B'], migrated, afterFlip, beforeClose)
+				mode, n, elapsed.Round(time.Millisecond), float64(n)/elapsed.Seconds(), tl.By['A'], tl.By['B'], migrated, afterFlip, beforeClose)
 			if mode == "paused" && migrated == 0 {
 				t.Fatal("nothing migrated from the paused listener's queue")
 			}
@@ -198,7 +180,7 @@ func TestKillTakeover(t *testing.T) {
 				// From the 1,000th connection on, kill; then go on until B
 				// has accepted 1,000 and taken over (or 10 s).
 				const n, conc, at, after = 1_000_000, 32, 1000, 1000
-				reached, stop, done := stormAsync(addr, n, conc, at)
+				reached, stop, done := testutil.StormAsync(addr, n, conc, at)
 				<-reached
 				held, tKill := a.stopAndKill()
 				for deadline := time.Now().Add(10 * time.Second); time.Now().Before(deadline); time.Sleep(time.Millisecond) {
@@ -245,23 +227,23 @@ func TestKillTakeover(t *testing.T) {
 
 				var refused, lostAccepted, lostQueued, ok int
 				for _, c := range res {
-					_, byA := aAcc[c.id]
+					_, byA := aAcc[c.ID]
 					switch {
-					case c.err == nil && (c.server == 'A') == byA:
+					case c.Err == nil && (c.Server == 'A') == byA:
 						ok++
-					case c.err == nil:
-						t.Fatalf("run %d: connection %d greeted by %c, A reported %v", run, c.id, c.server, byA)
-					case c.dial && errors.Is(c.err, unix.ECONNREFUSED):
+					case c.Err == nil:
+						t.Fatalf("run %d: connection %d greeted by %c, A reported %v", run, c.ID, c.Server, byA)
+					case c.Dial && errors.Is(c.Err, unix.ECONNREFUSED):
 						refused++ // the SYN found no socket to select
-					case byA || held[c.port]:
+					case byA || held[c.Port]:
 						lostAccepted++ // A had accepted it when it died
-					case errors.Is(c.err, unix.ECONNRESET) || errors.Is(c.err, io.EOF) || errors.Is(c.err, io.ErrUnexpectedEOF):
+					case errors.Is(c.Err, unix.ECONNRESET) || errors.Is(c.Err, io.EOF) || errors.Is(c.Err, io.ErrUnexpectedEOF):
 						lostQueued++ // handshake done, reset with A's queue
 						if len(lostSample) < 3 {
-							lostSample = append(lostSample, c.err)
+							lostSample = append(lostSample, c.Err)
 						}
 					default:
-						t.Fatalf("run %d: connection %d: %v", run, c.id, c.err)
+						t.Fatalf("run %d: connection %d: %v", run, c.ID, c.Err)
 					}
 				}
 				sum.ok += ok
