@@ -1,0 +1,338 @@
+package bench
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net/netip"
+	"runtime"
+	"slices"
+	"strings"
+	"time"
+)
+
+// Variant describes one measured operation and its floor.
+type Variant struct {
+	Name      string `json:"name"`
+	What      string `json:"what"`
+	Floor     string `json:"floor,omitempty"`      // "" for a variant that is a floor itself
+	FloorWhat string `json:"floor_what,omitempty"` // what the floor does
+	Needs     string `json:"needs,omitempty"`      // what the machine must have
+}
+
+// The variants, in the order they run and print.
+var variants = []Variant{
+	{Name: "kernel-bind", What: "socket(2) + bind(2) of a TCP socket, port 0 (the kernel's own bind; a floor itself)"},
+	{Name: "rdma-bind", What: "rdma_create_id + rdma_set_option(REUSEADDR) + rdma_bind_addr, port 0 (librdmacm's bind; a floor itself)",
+		Needs: "an RDMA device"},
+	{Name: "bind", What: "rdmabind Socket.Bind of a raw sockaddr, port 0: codec, resolution, registry claim, shadow TCP socket, rdma_cm",
+		Floor: "raw-bind", FloorWhat: "rdma-bind, then socket(2) + SO_REUSEPORT + bind(2) of a TCP socket to the port rdma_cm chose",
+		Needs: "an RDMA device"},
+	{Name: "phases", What: "the phases of a Bind (Options.TracePhases), from a Binder of their own",
+		Needs: "an RDMA device"},
+	{Name: "claim", What: "registry Claim of an address and port (lock a record, publish, ticket, conflict scan, commit)",
+		Floor: "ofd-lock", FloorWhat: "one fcntl(F_OFD_SETLK) write lock on a byte of a tmpfs file: what keeps a claim live"},
+	{Name: "listen", What: "Socket.Listen of a bound socket, the first of its port: election lock, steering group, listen(2), attach, designate, rdma_listen",
+		Floor: "raw-listen", FloorWhat: "rdma_listen of a raw-bound cm_id + listen(2) of its TCP socket",
+		Needs: "an RDMA device; root for the steering (degraded without)"},
+	{Name: "switch", What: "steer Group.Designate, alternating between two listeners of a port (slot reads, standby slot, designated slot)",
+		Floor: "map-update", FloorWhat: "one bpf(2) update of a REUSEPORT_SOCKARRAY slot with a listener",
+		Needs: "root (CAP_BPF, CAP_NET_ADMIN) and SK_REUSEPORT programs"},
+}
+
+// Variants returns the variants Run knows, in their order.
+func Variants() []Variant { return slices.Clone(variants) }
+
+// Config says what Run measures.
+type Config struct {
+	// Samples and Warmup are per variant (and per floor); 0 means the
+	// defaults, DefaultSamples and DefaultWarmup.
+	Samples, Warmup int
+	// Variants to run, by name; nil means all.
+	Variants []string
+	// Addr is the local address to bind; the zero value means the first
+	// IPv4 address an RDMA device serves, or 127.0.0.1 without one.
+	Addr netip.Addr
+	// Short marks a short run (it is recorded in the Report).
+	Short bool
+	// Progress, if set, is called after each round with the samples taken
+	// and the total.
+	Progress func(done, total int)
+}
+
+// Defaults of Config.
+const (
+	DefaultSamples = 1000
+	DefaultWarmup  = 50
+	ShortSamples   = 200
+	ShortWarmup    = 20
+)
+
+// Summary is a latency distribution, in nanoseconds.
+type Summary struct {
+	N    int     `json:"n"`
+	Min  int64   `json:"min_ns"`
+	Mean float64 `json:"mean_ns"`
+	P50  int64   `json:"p50_ns"`
+	P90  int64   `json:"p90_ns"`
+	P99  int64   `json:"p99_ns"`
+	P999 int64   `json:"p99_9_ns"`
+	Max  int64   `json:"max_ns"`
+}
+
+// Summarize returns the distribution of ns (nearest-rank percentiles).
+func Summarize(ns []int64) Summary {
+	if len(ns) == 0 {
+		return Summary{}
+	}
+	s := slices.Clone(ns)
+	slices.Sort(s)
+	var sum float64
+	for _, v := range s {
+		sum += float64(v)
+	}
+	return Summary{
+		N: len(s), Min: s[0], Mean: sum / float64(len(s)),
+		P50: quantile(s, 0.50), P90: quantile(s, 0.90), P99: quantile(s, 0.99), P999: quantile(s, 0.999),
+		Max: s[len(s)-1],
+	}
+}
+
+// quantile is the nearest-rank q-quantile of sorted s.
+func quantile(sorted []int64, q float64) int64 {
+	i := int(q*float64(len(sorted))+0.999999) - 1
+	return sorted[min(max(i, 0), len(sorted)-1)]
+}
+
+// Ratios are a variant's quantiles divided by its floor's.
+type Ratios struct {
+	P50 float64 `json:"p50"`
+	P90 float64 `json:"p90"`
+	P99 float64 `json:"p99"`
+}
+
+// Series is one measured distribution: a variant, a floor or a phase.
+type Series struct {
+	Name    string  `json:"name"`
+	Summary Summary `json:"summary"`
+	Samples []int64 `json:"-"` // in the order taken; for plots
+}
+
+// Result is a variant's outcome: its samples, its floor's, their ratios,
+// and for "phases" one series per phase of a Bind.
+type Result struct {
+	Variant
+	Summary     Summary  `json:"summary"`
+	Samples     []int64  `json:"-"`
+	FloorSeries *Series  `json:"floor_series,omitempty"`
+	Ratio       *Ratios  `json:"ratio,omitempty"`
+	Phases      []Series `json:"phases,omitempty"`
+}
+
+// Unavailable is a variant this machine cannot run, and why.
+type Unavailable struct {
+	Name   string `json:"name"`
+	Reason string `json:"reason"`
+}
+
+// Report is the outcome of Run.
+type Report struct {
+	Machine     Machine       `json:"machine"`
+	Version     string        `json:"version"`
+	Commit      string        `json:"commit,omitempty"`
+	Date        time.Time     `json:"date"`
+	Addr        string        `json:"addr"`
+	Samples     int           `json:"samples"`
+	Warmup      int           `json:"warmup"`
+	Short       bool          `json:"short,omitempty"`
+	Interleaved bool          `json:"interleaved"`
+	Seconds     float64       `json:"seconds"`
+	Results     []Result      `json:"results"`
+	Unavailable []Unavailable `json:"unavailable,omitempty"`
+}
+
+// Result returns the result of the named variant, or nil.
+func (r *Report) Result(name string) *Result {
+	for i := range r.Results {
+		if r.Results[i].Name == name {
+			return &r.Results[i]
+		}
+	}
+	return nil
+}
+
+// Ratios returns the p50 ratio of every variant that has a floor.
+func (r *Report) Ratios() map[string]float64 {
+	m := map[string]float64{}
+	for _, res := range r.Results {
+		if res.Ratio != nil {
+			m[res.Name] = res.Ratio.P50
+		}
+	}
+	return m
+}
+
+// ErrUnknownVariant is returned by Run for a variant name it does not know.
+var ErrUnknownVariant = errors.New("unknown variant")
+
+// sampler is a prepared variant: each call of sample (and of floor) takes
+// one timed sample and releases what it took, off the clock. phases, when
+// set, is filled by sample with the phases of the Bind it made.
+type sampler struct {
+	v      Variant
+	sample func() (time.Duration, error)
+	floor  func() (time.Duration, error)
+	phases func() []int64
+	close  func()
+}
+
+// selectVariants checks names and returns the variants to run, in order.
+func selectVariants(names []string) ([]Variant, error) {
+	if len(names) == 0 {
+		return Variants(), nil
+	}
+	want := map[string]bool{}
+	for _, n := range names {
+		n = strings.TrimSpace(n)
+		if !slices.ContainsFunc(variants, func(v Variant) bool { return v.Name == n }) {
+			known := make([]string, len(variants))
+			for i, v := range variants {
+				known[i] = v.Name
+			}
+			return nil, fmt.Errorf("bench: %w %q (known: %s)", ErrUnknownVariant, n, strings.Join(known, ", "))
+		}
+		want[n] = true
+	}
+	var out []Variant
+	for _, v := range variants {
+		if want[v.Name] {
+			out = append(out, v)
+		}
+	}
+	return out, nil
+}
+
+// Run measures the variants of cfg on this machine and returns the Report.
+// Variants the machine cannot run are in Report.Unavailable; Run fails only
+// when it cannot measure at all, or when a sample of a variant that worked
+// during preparation fails.
+//
+// Errors: ErrUnknownVariant (wrapped); a *wsa.Error WSAEADDRNOTAVAIL when
+// cfg.Addr is not an address of this host; ctx's error; the error of a
+// failing sample.
+func Run(ctx context.Context, cfg Config) (*Report, error) {
+	vs, err := selectVariants(cfg.Variants)
+	if err != nil {
+		return nil, err
+	}
+	if cfg.Samples <= 0 {
+		cfg.Samples = DefaultSamples
+	}
+	if cfg.Warmup < 0 {
+		cfg.Warmup = 0
+	} else if cfg.Warmup == 0 {
+		cfg.Warmup = DefaultWarmup
+	}
+	start := time.Now()
+	env, err := newEnv(cfg.Addr)
+	if err != nil {
+		return nil, err
+	}
+	defer env.close()
+	rep := &Report{
+		Machine: describeMachine(), Date: start.UTC().Truncate(time.Second), Addr: env.addr.String(),
+		Samples: cfg.Samples, Warmup: cfg.Warmup, Short: cfg.Short, Interleaved: true,
+	}
+	rep.Version, rep.Commit = Version()
+	var ss []*sampler
+	defer func() {
+		for _, s := range ss {
+			s.close()
+		}
+	}()
+	for _, v := range vs {
+		s, err := env.prepare(v)
+		if err != nil {
+			rep.Unavailable = append(rep.Unavailable, Unavailable{Name: v.Name, Reason: err.Error()})
+			continue
+		}
+		ss = append(ss, s)
+	}
+	type acc struct {
+		v, f   []int64
+		phases [][]int64
+	}
+	accs := make([]acc, len(ss))
+	total := (cfg.Warmup + cfg.Samples) * len(ss)
+	done := 0
+	runtime.GC()
+	for round := 0; round < cfg.Warmup+cfg.Samples; round++ {
+		if err := ctx.Err(); err != nil {
+			return nil, err
+		}
+		keep := round >= cfg.Warmup
+		for i, s := range ss {
+			var dv, df time.Duration
+			var err error
+			// Alternate which goes first, so neither always follows the
+			// other's cleanup.
+			if s.floor != nil && round%2 == 1 {
+				if df, err = s.floor(); err == nil {
+					dv, err = s.sample()
+				}
+			} else {
+				if dv, err = s.sample(); err == nil && s.floor != nil {
+					df, err = s.floor()
+				}
+			}
+			if err != nil {
+				return nil, fmt.Errorf("bench: %s: sample %d: %w", s.v.Name, round, err)
+			}
+			if !keep {
+				continue
+			}
+			a := &accs[i]
+			a.v = append(a.v, int64(dv))
+			if s.floor != nil {
+				a.f = append(a.f, int64(df))
+			}
+			if s.phases != nil {
+				ph := s.phases()
+				if a.phases == nil {
+					a.phases = make([][]int64, len(ph))
+				}
+				for p, ns := range ph {
+					a.phases[p] = append(a.phases[p], ns)
+				}
+			}
+		}
+		done += len(ss)
+		if cfg.Progress != nil {
+			cfg.Progress(done, total)
+		}
+	}
+	for i, s := range ss {
+		a := accs[i]
+		res := Result{Variant: s.v, Summary: Summarize(a.v), Samples: a.v}
+		if s.floor != nil {
+			res.FloorSeries = &Series{Name: s.v.Floor, Summary: Summarize(a.f), Samples: a.f}
+			res.Ratio = ratios(res.Summary, res.FloorSeries.Summary)
+		}
+		for p, ns := range a.phases {
+			res.Phases = append(res.Phases, Series{Name: phaseName(p), Summary: Summarize(ns), Samples: ns})
+		}
+		rep.Results = append(rep.Results, res)
+	}
+	rep.Seconds = time.Since(start).Seconds()
+	return rep, nil
+}
+
+func ratios(v, f Summary) *Ratios {
+	div := func(a, b int64) float64 {
+		if b <= 0 {
+			return 0
+		}
+		return float64(a) / float64(b)
+	}
+	return &Ratios{P50: div(v.P50, f.P50), P90: div(v.P90, f.P90), P99: div(v.P99, f.P99)}
+}
