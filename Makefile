@@ -22,7 +22,26 @@ HAVE_RDMA   := $(shell test -c /dev/infiniband/rdma_cm && ls /sys/class/infiniba
 HOST_CRASH_ITERS  ?= 900
 GUEST_CRASH_ITERS ?= 100
 
-.PHONY: all test demo deps build lint unit fuzz device-test harness-test
+# The bind-latency benchmark (docs/bench.md). bin/rdmabind is stamped with
+# the version its results are recorded under in bench/history: a
+# pseudo-version of the commit, "+dirty" when the tree has changes.
+BENCH_VERSION ?= $(shell TZ=UTC git log -1 --abbrev=12 --format='v0.0.0-%cd-%h' --date=format-local:%Y%m%d%H%M%S 2>/dev/null)$(shell git diff --quiet HEAD -- 2>/dev/null || echo +dirty)
+BENCH_COMMIT  ?= $(shell git rev-parse HEAD 2>/dev/null)
+RDMABIND_LDFLAGS := -X github.com/rdmabind/rdmabind/bench.buildVersion=$(BENCH_VERSION) -X github.com/rdmabind/rdmabind/bench.buildCommit=$(BENCH_COMMIT)
+BENCH_HISTORY ?= $(CURDIR)/bench/history
+BENCH_PLOT    ?= $(CURDIR)/bin/bench.svg
+BENCH_FLAGS   ?=
+# BENCH_INJECT=bind=1.5 multiplies a measured ratio before bench-check
+# compares it: the check's own test, from the command line.
+BENCH_INJECT  ?=
+# Where rdmabind bench runs: here on RDMA devices, else in the SoftRoCE guest.
+ifneq ($(HAVE_RDMA),)
+BENCH_RUN :=
+else
+BENCH_RUN := $(SOFTROCE_RUN) --nics 2 --timeout 300 --
+endif
+
+.PHONY: all test demo deps build lint unit fuzz device-test harness-test bench bench-check rdmabind-bin
 
 all: build
 
@@ -67,12 +86,11 @@ else
 	@echo "harness-test: this host has RDMA devices; the SoftRoCE harness is not needed"
 endif
 
-test: build lint unit fuzz harness-test device-test
+test: build lint unit fuzz harness-test device-test bench-check
 	@echo "make test: all steps passed"
 
 # The main job: on this host's RDMA devices, or in a SoftRoCE guest with two.
-demo: build
-	$(GO) build -o $(CURDIR)/bin/rdmabind ./cmd/rdmabind
+demo: build rdmabind-bin
 ifneq ($(HAVE_RDMA),)
 	@ci/deps busybox-static
 	ci/demo $(CURDIR)/bin/rdmabind
@@ -80,3 +98,23 @@ else
 	@$(MAKE) --no-print-directory softroce-prepare
 	$(SOFTROCE_RUN) --nics 2 --timeout 300 -- ci/demo $(CURDIR)/bin/rdmabind
 endif
+
+# bin/rdmabind, stamped with BENCH_VERSION.
+rdmabind-bin: deps
+	$(GO) build -ldflags '$(RDMABIND_LDFLAGS)' -o $(CURDIR)/bin/rdmabind ./cmd/rdmabind
+
+# The bind-latency benchmark, full length: the table and the CDF plot
+# (BENCH_PLOT). `make bench BENCH_FLAGS='--record bench/history'` records it.
+bench: rdmabind-bin
+ifeq ($(HAVE_RDMA),)
+	@$(MAKE) --no-print-directory softroce-prepare
+endif
+	$(BENCH_RUN) $(CURDIR)/bin/rdmabind bench --plot $(BENCH_PLOT) $(BENCH_FLAGS)
+
+# The short benchmark's p50 ratios (variant / floor) against the newest
+# recorded run in bench/history; fails on a ratio worse than its tolerance.
+bench-check: rdmabind-bin
+ifeq ($(HAVE_RDMA),)
+	@$(MAKE) --no-print-directory softroce-prepare
+endif
+	$(BENCH_RUN) $(CURDIR)/bin/rdmabind bench --short --check $(BENCH_HISTORY) $(if $(BENCH_INJECT),--inject $(BENCH_INJECT)) $(BENCH_FLAGS)

@@ -20,7 +20,8 @@ type Variant struct {
 	Needs     string `json:"needs,omitempty"`      // what the machine must have
 }
 
-// The variants, in the order they run and print.
+// The variants, in the order they run and print (listen last: its BPF
+// program loads disturb a TCG guest for a while after).
 var variants = []Variant{
 	{Name: "kernel-bind", What: "socket(2) + bind(2) of a TCP socket, port 0 (the kernel's own bind; a floor itself)"},
 	{Name: "rdma-bind", What: "rdma_create_id + rdma_set_option(REUSEADDR) + rdma_bind_addr, port 0 (librdmacm's bind; a floor itself)",
@@ -32,12 +33,12 @@ var variants = []Variant{
 		Needs: "an RDMA device"},
 	{Name: "claim", What: "registry Claim of an address and port (lock a record, publish, ticket, conflict scan, commit)",
 		Floor: "ofd-lock", FloorWhat: "one fcntl(F_OFD_SETLK) write lock on a byte of a tmpfs file: what keeps a claim live"},
-	{Name: "listen", What: "Socket.Listen of a bound socket, the first of its port: election lock, steering group, listen(2), attach, designate, rdma_listen",
-		Floor: "raw-listen", FloorWhat: "rdma_listen of a raw-bound cm_id + listen(2) of its TCP socket",
-		Needs: "an RDMA device; root for the steering (degraded without)"},
 	{Name: "switch", What: "steer Group.Designate, alternating between two listeners of a port (slot reads, standby slot, designated slot)",
 		Floor: "map-update", FloorWhat: "one bpf(2) update of a REUSEPORT_SOCKARRAY slot with a listener",
 		Needs: "root (CAP_BPF, CAP_NET_ADMIN) and SK_REUSEPORT programs"},
+	{Name: "listen", What: "Socket.Listen of a bound socket, the first of its port: election lock, steering group, listen(2), attach, designate, rdma_listen",
+		Floor: "raw-listen", FloorWhat: "rdma_listen of a raw-bound cm_id + listen(2) of its TCP socket",
+		Needs: "an RDMA device; root for the steering (degraded without)"},
 }
 
 // Variants returns the variants Run knows, in their order.
@@ -244,87 +245,92 @@ func Run(ctx context.Context, cfg Config) (*Report, error) {
 		Samples: cfg.Samples, Warmup: cfg.Warmup, Short: cfg.Short, Interleaved: true,
 	}
 	rep.Version, rep.Commit = Version()
-	var ss []*sampler
-	defer func() {
-		for _, s := range ss {
-			s.close()
-		}
-	}()
-	for _, v := range vs {
-		s, err := env.prepare(v)
-		if err != nil {
-			rep.Unavailable = append(rep.Unavailable, Unavailable{Name: v.Name, Reason: err.Error()})
-			continue
-		}
-		ss = append(ss, s)
-	}
-	type acc struct {
-		v, f   []int64
-		phases [][]int64
-	}
-	accs := make([]acc, len(ss))
-	total := (cfg.Warmup + cfg.Samples) * len(ss)
+	// One variant after the other, each prepared just before its samples
+	// and closed after them: what one leaves behind (the listen variant's
+	// BPF programs, say: under TCG their JIT flushes qemu's translated code
+	// and slows the whole guest for a while) must not weigh on another.
+	// Within a variant, its samples and its floor's alternate.
+	total := (cfg.Warmup + cfg.Samples) * len(vs)
 	done := 0
-	runtime.GC()
-	for round := 0; round < cfg.Warmup+cfg.Samples; round++ {
+	for _, v := range vs {
 		if err := ctx.Err(); err != nil {
 			return nil, err
 		}
-		keep := round >= cfg.Warmup
-		for i, s := range ss {
-			var dv, df time.Duration
-			var err error
-			// Alternate which goes first, so neither always follows the
-			// other's cleanup.
-			if s.floor != nil && round%2 == 1 {
-				if df, err = s.floor(); err == nil {
-					dv, err = s.sample()
-				}
-			} else {
-				if dv, err = s.sample(); err == nil && s.floor != nil {
-					df, err = s.floor()
-				}
-			}
-			if err != nil {
-				return nil, fmt.Errorf("bench: %s: sample %d: %w", s.v.Name, round, err)
-			}
-			if !keep {
-				continue
-			}
-			a := &accs[i]
-			a.v = append(a.v, int64(dv))
-			if s.floor != nil {
-				a.f = append(a.f, int64(df))
-			}
-			if s.phases != nil {
-				ph := s.phases()
-				if a.phases == nil {
-					a.phases = make([][]int64, len(ph))
-				}
-				for p, ns := range ph {
-					a.phases[p] = append(a.phases[p], ns)
-				}
-			}
+		s, err := env.prepare(v)
+		if err != nil {
+			rep.Unavailable = append(rep.Unavailable, Unavailable{Name: v.Name, Reason: err.Error()})
+			done += cfg.Warmup + cfg.Samples
+			continue
 		}
-		done += len(ss)
-		if cfg.Progress != nil {
-			cfg.Progress(done, total)
-		}
-	}
-	for i, s := range ss {
-		a := accs[i]
-		res := Result{Variant: s.v, Summary: Summarize(a.v), Samples: a.v}
-		if s.floor != nil {
-			res.FloorSeries = &Series{Name: s.v.Floor, Summary: Summarize(a.f), Samples: a.f}
-			res.Ratio = ratios(res.Summary, res.FloorSeries.Summary)
-		}
-		for p, ns := range a.phases {
-			res.Phases = append(res.Phases, Series{Name: phaseName(p), Summary: Summarize(ns), Samples: ns})
+		res, err := measure(ctx, s, cfg, func() {
+			done++
+			if cfg.Progress != nil {
+				cfg.Progress(done, total)
+			}
+		})
+		s.close()
+		if err != nil {
+			return nil, err
 		}
 		rep.Results = append(rep.Results, res)
 	}
 	rep.Seconds = time.Since(start).Seconds()
 	return rep, nil
+}
+
+// measure takes cfg.Warmup samples of s and its floor, then cfg.Samples
+// that count, alternating which of the two goes first.
+func measure(ctx context.Context, s *sampler, cfg Config, tick func()) (Result, error) {
+	var vs, fs []int64
+	var phases [][]int64
+	runtime.GC()
+	for round := 0; round < cfg.Warmup+cfg.Samples; round++ {
+		if round%64 == 0 {
+			if err := ctx.Err(); err != nil {
+				return Result{}, err
+			}
+		}
+		var dv, df time.Duration
+		var err error
+		if s.floor != nil && round%2 == 1 {
+			if df, err = s.floor(); err == nil {
+				dv, err = s.sample()
+			}
+		} else {
+			if dv, err = s.sample(); err == nil && s.floor != nil {
+				df, err = s.floor()
+			}
+		}
+		if err != nil {
+			return Result{}, fmt.Errorf("bench: %s: sample %d: %w", s.v.Name, round, err)
+		}
+		tick()
+		if round < cfg.Warmup {
+			continue
+		}
+		vs = append(vs, int64(dv))
+		if s.floor != nil {
+			fs = append(fs, int64(df))
+		}
+		if s.phases != nil {
+			ph := s.phases()
+			if phases == nil {
+				phases = make([][]int64, len(ph))
+			}
+			for p, ns := range ph {
+				phases[p] = append(phases[p], ns)
+			}
+		}
+	}
+	res := Result{Variant: s.v, Summary: Summarize(vs), Samples: vs}
+	if s.floor != nil {
+		res.FloorSeries = &Series{Name: s.v.Floor, Summary: Summarize(fs), Samples: fs}
+		res.Ratio = ratios(res.Summary, res.FloorSeries.Summary)
+	}
+	for p, ns := range phases {
+		res.Phases = append(res.Phases, Series{Name: phaseName(p), Summary: Summarize(ns), Samples: ns})
+	}
+	return res, nil
 }
 
 func ratios(v, f Summary) *Ratios {

@@ -89,27 +89,42 @@ func ReadHistory(path string) (*History, error) {
 var ErrNoHistory = errors.New("no recorded run")
 
 // NewestHistory returns the history file of dir (*.json) whose run of the
-// given machine kind is the newest, and that run.
+// given machine kind is the newest, and that run. When no file has a run of
+// that kind it returns the newest run of any kind (ratios are meant to
+// travel between machines; the caller says so).
 //
-// Errors: ErrNoHistory (wrapped); a file that cannot be read or parsed.
+// Errors: ErrNoHistory (wrapped) when dir has no run at all; a file that
+// cannot be read or parsed.
 func NewestHistory(dir, kind string) (path string, h *History, run *HistoryRun, err error) {
 	files, err := filepath.Glob(filepath.Join(dir, "*.json"))
 	if err != nil {
 		return "", nil, nil, err
 	}
+	var anyPath string
+	var anyH *History
+	var anyRun *HistoryRun
 	for _, f := range files {
 		hf, err := ReadHistory(f)
 		if err != nil {
 			return "", nil, nil, err
 		}
-		if r := hf.Run(kind); r != nil && (run == nil || r.Date.After(run.Date)) {
-			path, h, run = f, hf, r
+		for i := range hf.Runs {
+			r := &hf.Runs[i]
+			if r.Machine.Kind == kind && (run == nil || r.Date.After(run.Date)) {
+				path, h, run = f, hf, r
+			}
+			if anyRun == nil || r.Date.After(anyRun.Date) {
+				anyPath, anyH, anyRun = f, hf, r
+			}
 		}
 	}
-	if run == nil {
-		return "", nil, nil, fmt.Errorf("bench: %w of a %q machine in %s", ErrNoHistory, kind, dir)
+	if run != nil {
+		return path, h, run, nil
 	}
-	return path, h, run, nil
+	if anyRun != nil {
+		return anyPath, anyH, anyRun, nil
+	}
+	return "", nil, nil, fmt.Errorf("bench: %w in %s", ErrNoHistory, dir)
 }
 
 // Record writes r's summary into dir/<version>.json, replacing the run of

@@ -31,7 +31,7 @@ type env struct {
 	dir     string
 	ch      *rdmacm.EventChannel
 	chErr   error
-	binders map[bool]*bindcore.Binder // by TracePhases
+	binders map[string]*bindcore.Binder // one per variant
 }
 
 // newEnv checks or chooses the address and makes the run's directory.
@@ -49,7 +49,7 @@ func newEnv(addr netip.Addr) (*env, error) {
 	if err != nil {
 		return nil, fmt.Errorf("bench: %w", err)
 	}
-	return &env{addr: addr.Unmap(), dir: dir, binders: map[bool]*bindcore.Binder{}}, nil
+	return &env{addr: addr.Unmap(), dir: dir, binders: map[string]*bindcore.Binder{}}, nil
 }
 
 func (e *env) close() {
@@ -105,15 +105,18 @@ func (e *env) channel() (*rdmacm.EventChannel, error) {
 	return e.ch, e.chErr
 }
 
-func (e *env) binder(trace bool) (*bindcore.Binder, error) {
-	if b := e.binders[trace]; b != nil {
+// binder opens the Binder of a variant: each has its own, so that what
+// one leaves in its Binder (the listen variant's anchor, say) does not
+// weigh on another's samples. They share the run's registry directory.
+func (e *env) binder(variant string, trace bool) (*bindcore.Binder, error) {
+	if b := e.binders[variant]; b != nil {
 		return b, nil
 	}
 	b, err := bindcore.Open(bindcore.Options{RegistryDir: e.dir, TracePhases: trace})
 	if err != nil {
 		return nil, err
 	}
-	e.binders[trace] = b
+	e.binders[variant] = b
 	return b, nil
 }
 
@@ -268,7 +271,7 @@ func (e *env) newSocket(b *bindcore.Binder) (*bindcore.Socket, error) {
 func (e *env) prepareBind(s *sampler, phases bool) error {
 	// No channel check first: without RDMA the trial Bind of prepare says
 	// why, as the layer does (WSAENETDOWN).
-	b, err := e.binder(phases)
+	b, err := e.binder(s.v.Name, phases)
 	if err != nil {
 		return err
 	}
@@ -353,7 +356,7 @@ func (e *env) prepareClaim(s *sampler) error {
 }
 
 func (e *env) prepareListen(s *sampler) error {
-	b, err := e.binder(false)
+	b, err := e.binder(s.v.Name, false)
 	if err != nil {
 		return err
 	}

@@ -34,6 +34,8 @@ type benchOutput struct {
 type checkOutput struct {
 	History   string          `json:"history"`
 	Version   string          `json:"version"`
+	Kind      string          `json:"kind"` // the recorded run's machine kind
+	Samples   int             `json:"samples"`
 	Regressed bool            `json:"regressed"`
 	Findings  []bench.Finding `json:"findings"`
 }
@@ -103,7 +105,7 @@ func runBench(args []string, stdout io.Writer) error {
 			return err
 		}
 		fnd, bad := bench.Check(rep, run, inj)
-		out.Check = &checkOutput{History: path, Version: h.Version, Regressed: bad, Findings: fnd}
+		out.Check = &checkOutput{History: path, Version: h.Version, Kind: run.Machine.Kind, Samples: run.Samples, Regressed: bad, Findings: fnd}
 		if bad {
 			var worse []string
 			for _, f := range fnd {
@@ -143,7 +145,10 @@ func runBench(args []string, stdout io.Writer) error {
 		fmt.Fprintf(notes, "plot: %s\n", *plot)
 	}
 	if out.Check != nil {
-		fmt.Fprintf(notes, "\ncheck against %s (%s, %s run of %s):\n", out.Check.Version, out.Check.History, rep.Machine.Kind, out.Check.Version)
+		fmt.Fprintf(notes, "\ncheck: p50 ratios against the %s run of %s (%s, %d samples):\n", out.Check.Kind, out.Check.Version, out.Check.History, out.Check.Samples)
+		if out.Check.Kind != rep.Machine.Kind {
+			fmt.Fprintf(notes, "  (no %s run is recorded: comparing with another kind of machine)\n", rep.Machine.Kind)
+		}
 		for _, f := range out.Check.Findings {
 			fmt.Fprintf(notes, "  %s\n", f)
 		}
