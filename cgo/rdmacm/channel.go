@@ -253,7 +253,8 @@ func (ec *EventChannel) createID(ps PortSpace, netns int) (*ID, error) {
 // registerLocked wraps a new cm_id in an ID. c.mu is held.
 func (c *chanCore) registerLocked(ec *EventChannel, ops idOps, key uintptr, ps PortSpace) *ID {
 	st := &idState{core: c, key: key, ps: ps, ops: ops}
-	id := &ID{ch: ec, s: st}
+	id := &ID{s: st}
+	id.ch.Store(ec)
 	c.ids[key] = idEntry{st: st, w: weak.Make(id)}
 	runtime.AddCleanup(id, func(st *idState) { st.close() }, st)
 	return id

@@ -7,6 +7,7 @@ import (
 	"runtime"
 	"strconv"
 	"sync"
+	"sync/atomic"
 
 	"golang.org/x/sys/unix"
 )
@@ -20,24 +21,25 @@ import (
 // closed by the garbage collector as a safety net only. Closing the channel
 // closes its IDs.
 type ID struct {
-	ch *EventChannel // the parent, kept alive by the child
+	ch atomic.Pointer[EventChannel] // the parent, kept alive by the child; Migrate changes it
 	s  *idState
 }
 
 // idState is what the ID's cleanup needs; it does not point at the ID.
 type idState struct {
-	core *chanCore
-	key  uintptr
-	ps   PortSpace
+	key uintptr
+	ps  PortSpace
 
-	mu  sync.Mutex
-	ops idOps // nil once closed
+	mu   sync.Mutex
+	ops  idOps     // nil once closed
+	core *chanCore // the channel's state; Migrate changes it
 }
 
 func (st *idState) close() error {
 	st.mu.Lock()
 	ops := st.ops
 	st.ops = nil
+	core := st.core
 	var err error
 	if ops != nil {
 		err = ops.destroy()
@@ -46,7 +48,7 @@ func (st *idState) close() error {
 	if ops == nil {
 		return nil
 	}
-	st.core.deregister(st.key)
+	core.deregister(st.key)
 	if err != nil {
 		return fmt.Errorf("rdma_destroy_id: %w", err)
 	}
@@ -74,7 +76,7 @@ func (id *ID) Channel() *EventChannel {
 	if id == nil {
 		return nil
 	}
-	return id.ch
+	return id.ch.Load()
 }
 
 // PortSpace returns the ID's port space.

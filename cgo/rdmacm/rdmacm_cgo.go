@@ -5,6 +5,7 @@ package rdmacm
 /*
 #cgo LDFLAGS: -lrdmacm -libverbs
 #include <errno.h>
+#include <stdlib.h>
 #include <stdint.h>
 #include <string.h>
 #include <arpa/inet.h>
@@ -50,30 +51,102 @@ static int rb_set_id_option(struct rdma_cm_id *id, int name, int val)
 	return rdma_set_option(id, RDMA_OPTION_ID, name, &val, sizeof val);
 }
 
-static int rb_bind(struct rdma_cm_id *id, const struct rb_addr *a)
+static int rb_sockaddr(const struct rb_addr *a, struct sockaddr_storage *ss)
 {
-	struct sockaddr_storage ss;
-	struct sockaddr_in *sin = (struct sockaddr_in *)&ss;
-	struct sockaddr_in6 *sin6 = (struct sockaddr_in6 *)&ss;
+	struct sockaddr_in *sin = (struct sockaddr_in *)ss;
+	struct sockaddr_in6 *sin6 = (struct sockaddr_in6 *)ss;
 
-	memset(&ss, 0, sizeof ss);
+	memset(ss, 0, sizeof *ss);
 	switch (a->family) {
 	case AF_INET:
 		sin->sin_family = AF_INET;
 		sin->sin_port = htons(a->port);
 		memcpy(&sin->sin_addr, a->ip, 4);
-		break;
+		return 0;
 	case AF_INET6:
 		sin6->sin6_family = AF_INET6;
 		sin6->sin6_port = htons(a->port);
 		sin6->sin6_scope_id = a->scope_id;
 		memcpy(&sin6->sin6_addr, a->ip, 16);
-		break;
+		return 0;
 	default:
 		errno = EAFNOSUPPORT;
 		return -1;
 	}
+}
+
+static int rb_bind(struct rdma_cm_id *id, const struct rb_addr *a)
+{
+	struct sockaddr_storage ss;
+
+	if (rb_sockaddr(a, &ss))
+		return -1;
 	return rdma_bind_addr(id, (struct sockaddr *)&ss);
+}
+
+static int rb_resolve_addr(struct rdma_cm_id *id, const struct rb_addr *src,
+			   const struct rb_addr *dst, int ms)
+{
+	struct sockaddr_storage s, d;
+
+	if (rb_sockaddr(dst, &d))
+		return -1;
+	if (src->family == 0)
+		return rdma_resolve_addr(id, NULL, (struct sockaddr *)&d, ms);
+	if (rb_sockaddr(src, &s))
+		return -1;
+	return rdma_resolve_addr(id, (struct sockaddr *)&s, (struct sockaddr *)&d, ms);
+}
+
+// rb_conn_param fills an rdma_conn_param; priv stays the caller's.
+static void rb_conn_param(struct rdma_conn_param *p, const void *priv, int len,
+			  int rr, int idepth, int retry, int rnr)
+{
+	memset(p, 0, sizeof *p);
+	p->private_data = priv;
+	p->private_data_len = (uint8_t)len;
+	p->responder_resources = (uint8_t)rr;
+	p->initiator_depth = (uint8_t)idepth;
+	p->retry_count = (uint8_t)retry;
+	p->rnr_retry_count = (uint8_t)rnr;
+}
+
+static int rb_connect(struct rdma_cm_id *id, const void *priv, int len,
+		      int rr, int idepth, int retry, int rnr)
+{
+	struct rdma_conn_param p;
+
+	rb_conn_param(&p, priv, len, rr, idepth, retry, rnr);
+	return rdma_connect(id, &p);
+}
+
+static int rb_accept(struct rdma_cm_id *id, const void *priv, int len,
+		     int rr, int idepth, int retry, int rnr)
+{
+	struct rdma_conn_param p;
+
+	rb_conn_param(&p, priv, len, rr, idepth, retry, rnr);
+	return rdma_accept(id, &p);
+}
+
+static void rb_peer_addr(struct rdma_cm_id *id, struct rb_addr *a)
+{
+	struct sockaddr *sa = rdma_get_peer_addr(id);
+
+	memset(a, 0, sizeof *a);
+	switch (sa->sa_family) {
+	case AF_INET:
+		memcpy(a->ip, &((struct sockaddr_in *)sa)->sin_addr, 4);
+		break;
+	case AF_INET6:
+		memcpy(a->ip, &((struct sockaddr_in6 *)sa)->sin6_addr, 16);
+		a->scope_id = ((struct sockaddr_in6 *)sa)->sin6_scope_id;
+		break;
+	default:
+		return;
+	}
+	a->family = sa->sa_family;
+	a->port = ntohs(rdma_get_dst_port(id));
 }
 
 static void rb_local_addr(struct rdma_cm_id *id, struct rb_addr *a)
@@ -150,6 +223,8 @@ import "C"
 import (
 	"net/netip"
 	"strconv"
+
+	"golang.org/x/sys/unix"
 )
 
 // EventType's values are librdmacm's: these fail to compile otherwise.
@@ -240,18 +315,7 @@ func (id *cID) setOption(opt idOption, val int) error {
 }
 
 func (id *cID) bind(ip netip.Addr, port uint16, scopeID uint32) error {
-	var a C.struct_rb_addr
-	if ip.Is4() {
-		a.family = C.AF_INET
-	} else {
-		a.family = C.AF_INET6
-	}
-	b := ip.AsSlice()
-	for i := range b {
-		a.ip[i] = C.uint8_t(b[i])
-	}
-	a.port = C.uint16_t(port)
-	a.scope_id = C.uint32_t(scopeID)
+	a := rbAddr(ip, port, scopeID)
 	if r, err := C.rb_bind(id.p, &a); r != 0 {
 		return errnoOr(err)
 	}
@@ -268,6 +332,47 @@ func (id *cID) listen(backlog int) error {
 func (id *cID) localAddr() netip.AddrPort {
 	var a C.struct_rb_addr
 	C.rb_local_addr(id.p, &a)
+	return goAddr(&a)
+}
+
+func (id *cID) device() (string, int) {
+	var port C.int
+	name := C.rb_device(id.p, &port)
+	if name == nil {
+		return "", 0
+	}
+	return C.GoString(name), int(port)
+}
+
+func (id *cID) destroy() error {
+	if r, err := C.rdma_destroy_id(id.p); r != 0 {
+		return errnoOr(err)
+	}
+	return nil
+}
+
+// rbAddr converts ap to the C form (the zero AddrPort to family 0).
+func rbAddr(ip netip.Addr, port uint16, scope uint32) C.struct_rb_addr {
+	var a C.struct_rb_addr
+	if !ip.IsValid() {
+		return a
+	}
+	if ip.Is4() {
+		a.family = C.AF_INET
+	} else {
+		a.family = C.AF_INET6
+	}
+	b := ip.AsSlice()
+	for i := range b {
+		a.ip[i] = C.uint8_t(b[i])
+	}
+	a.port = C.uint16_t(port)
+	a.scope_id = C.uint32_t(scope)
+	return a
+}
+
+// goAddr converts the C form back.
+func goAddr(a *C.struct_rb_addr) netip.AddrPort {
 	var ip netip.Addr
 	switch a.family {
 	case C.AF_INET:
@@ -287,18 +392,73 @@ func (id *cID) localAddr() netip.AddrPort {
 	return netip.AddrPortFrom(ip, uint16(a.port))
 }
 
-func (id *cID) device() (string, int) {
-	var port C.int
-	name := C.rb_device(id.p, &port)
-	if name == nil {
-		return "", 0
-	}
-	return C.GoString(name), int(port)
-}
-
-func (id *cID) destroy() error {
-	if r, err := C.rdma_destroy_id(id.p); r != 0 {
+func (id *cID) resolveAddr(src, dst addrArg, timeoutMs int) error {
+	s := rbAddr(src.ip, src.port, src.scope)
+	d := rbAddr(dst.ip, dst.port, dst.scope)
+	if r, err := C.rb_resolve_addr(id.p, &s, &d, C.int(timeoutMs)); r != 0 {
 		return errnoOr(err)
 	}
 	return nil
+}
+
+func (id *cID) resolveRoute(timeoutMs int) error {
+	if r, err := C.rdma_resolve_route(id.p, C.int(timeoutMs)); r != 0 {
+		return errnoOr(err)
+	}
+	return nil
+}
+
+func (id *cID) connect(p ConnParam) error {
+	priv := C.CBytes(p.PrivateData) // malloc(0) for none: freed all the same
+	defer C.free(priv)
+	r, err := C.rb_connect(id.p, priv, C.int(len(p.PrivateData)), C.int(p.ResponderResources),
+		C.int(p.InitiatorDepth), C.int(p.RetryCount), C.int(p.RNRRetryCount))
+	if r != 0 {
+		return errnoOr(err)
+	}
+	return nil
+}
+
+func (id *cID) accept(p ConnParam) error {
+	priv := C.CBytes(p.PrivateData)
+	defer C.free(priv)
+	r, err := C.rb_accept(id.p, priv, C.int(len(p.PrivateData)), C.int(p.ResponderResources),
+		C.int(p.InitiatorDepth), C.int(p.RetryCount), C.int(p.RNRRetryCount))
+	if r != 0 {
+		return errnoOr(err)
+	}
+	return nil
+}
+
+func (id *cID) reject(data []byte) error {
+	priv := C.CBytes(data)
+	defer C.free(priv)
+	if r, err := C.rdma_reject(id.p, priv, C.uint8_t(len(data))); r != 0 {
+		return errnoOr(err)
+	}
+	return nil
+}
+
+func (id *cID) disconnect() error {
+	if r, err := C.rdma_disconnect(id.p); r != 0 {
+		return errnoOr(err)
+	}
+	return nil
+}
+
+func (id *cID) migrate(to channelOps) error {
+	ch, ok := to.(*cChannel)
+	if !ok {
+		return unix.EINVAL
+	}
+	if r, err := C.rdma_migrate_id(id.p, ch.p); r != 0 {
+		return errnoOr(err)
+	}
+	return nil
+}
+
+func (id *cID) peerAddr() netip.AddrPort {
+	var a C.struct_rb_addr
+	C.rb_peer_addr(id.p, &a)
+	return goAddr(&a)
 }

@@ -1,0 +1,78 @@
+package verbs
+
+import (
+	"fmt"
+)
+
+// Context is an open RDMA device (struct ibv_context). The contexts this
+// package hands out are librdmacm's: it opens every device once and keeps
+// it for the life of the process, so a Context is never closed; the PDs and
+// CQs made on it are.
+type Context struct {
+	h    handle
+	name string
+	port int // the port of the rdma_cm id it came from, 0 otherwise
+}
+
+// ContextOf returns the device context of an rdma_cm id (id->verbs), which
+// must be an *rdmacm.ID bound to a device or with a resolved address, and
+// the id's port number.
+//
+// Errors: ENODEV when the id has no device yet, the id's ErrClosed, and
+// ErrNotSupported without cgo.
+func ContextOf(id any) (*Context, error) {
+	if err := have("context of rdma_cm id"); err != nil {
+		return nil, err
+	}
+	c, name, port, err := impl.ctxOfID(id)
+	if err != nil {
+		return nil, fmt.Errorf("context of rdma_cm id: %w", err)
+	}
+	return &Context{h: c, name: name, port: port}, nil
+}
+
+// OpenDevice returns the context of the device named name ("rxe0",
+// "mlx5_0"), from librdmacm's list of open devices (rdma_get_devices).
+//
+// Errors: ENODEV when no device has that name (or there is no RDMA at all),
+// ErrNotSupported without cgo.
+func OpenDevice(name string) (*Context, error) {
+	if err := have("open device " + name); err != nil {
+		return nil, err
+	}
+	c, err := impl.openDevice(name)
+	if err != nil {
+		return nil, fmt.Errorf("open device %s: %w", name, err)
+	}
+	return &Context{h: c, name: name}, nil
+}
+
+// Name is the device's name.
+func (c *Context) Name() string { return c.name }
+
+// Port is the port number of the rdma_cm id the context came from (0 for
+// OpenDevice).
+func (c *Context) Port() int { return c.port }
+
+// QueryPort returns the attributes of a port of the device (ibv_query_port).
+//
+// Errors: the errno of ibv_query_port (EINVAL for a port that does not
+// exist).
+func (c *Context) QueryPort(port int) (PortAttr, error) {
+	a, err := impl.queryPort(c.h, port)
+	if err != nil {
+		return PortAttr{}, fmt.Errorf("ibv_query_port %s/%d: %w", c.name, port, err)
+	}
+	return a, nil
+}
+
+// QueryGID returns the GID at index of a port (ibv_query_gid).
+//
+// Errors: the errno of ibv_query_gid.
+func (c *Context) QueryGID(port, index int) ([16]byte, error) {
+	g, err := impl.queryGID(c.h, port, index)
+	if err != nil {
+		return g, fmt.Errorf("ibv_query_gid %s/%d[%d]: %w", c.name, port, index, err)
+	}
+	return g, nil
+}

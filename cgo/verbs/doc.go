@@ -1,0 +1,41 @@
+// Package verbs is rdmabind's binding of libibverbs for reliable connected
+// queue pairs: device contexts, protection domains, memory regions over
+// mmap'd memory, completion queues whose channels sit on the Go netpoller,
+// QPs, posting and polling. It is one of the two packages of the module
+// that use cgo (with cgo/rdmacm); no C type appears in its API. qp builds
+// connections on it.
+//
+//	ctx, err := verbs.ContextOf(id)       // id: a resolved *rdmacm.ID
+//	pd, err := ctx.AllocPD()
+//	reg, err := verbs.NewRegion(1 << 20)  // mmap: never the Go heap
+//	mr, err := pd.RegMR(reg, verbs.AccessLocalWrite)
+//	cq, err := ctx.NewCQ(64)
+//	qp, err := pd.CreateQPOnID(id, cq, cq, verbs.Caps{SendDepth: 32, RecvDepth: 32})
+//	err = qp.PostRecv(1, reg.Addr(0), 4096, mr.LKey())
+//	n, err := cq.Poll(wcs)                // 0: arm, poll again, Wait
+//
+// # Contexts and sharing raw pointers with rdmacm
+//
+// The device contexts are librdmacm's (it opens each device once, for the
+// life of the process): ContextOf reads id->verbs of an rdma_cm id,
+// OpenDevice picks one from rdma_get_devices by name. CreateQPOnID calls
+// rdma_create_qp on the id. The raw cm_id pointer comes from cgo/rdmacm
+// through the internal package cgo/internal/cmraw, under the ID's lock;
+// nothing outside cgo/ can reach it.
+//
+// # Lifetimes
+//
+// A child keeps its parent alive: an MR its PD and Region, a QP its PD, CQs
+// and id. Free in the order QP, CQ, MR, PD (then the rdma_cm id, then its
+// channel): PD.Close closes the QPs and MRs still open on it first. Every
+// Close is safe to call twice. Memory given to the device is a Region
+// (mmap'd, MAP_POPULATE), never the Go heap.
+//
+// # Errors
+//
+// Errors name the verb and wrap the errno as a unix.Errno (errors.Is(err,
+// unix.ENOMEM)); ErrClosed marks use after Close; built without cgo every
+// constructor fails with ErrNotSupported (and unix.EOPNOTSUPP). A failed
+// work completion is a *WCError, matching unix.ECANCELED when flushed and
+// unix.ETIMEDOUT on retry exhaustion.
+package verbs

@@ -1,0 +1,68 @@
+package verbs
+
+import (
+	"fmt"
+	"sync"
+	"unsafe"
+
+	"golang.org/x/sys/unix"
+)
+
+// Region is memory for the device: an anonymous private mapping (mmap),
+// outside the Go heap, so that it can be registered (PD.RegMR) and written by
+// the NIC while Go runs. Close unmaps it; deregister its MRs first.
+type Region struct {
+	mu  sync.RWMutex
+	buf []byte
+}
+
+// NewRegion maps size bytes (rounded up to the page size), populated.
+//
+// Errors: the errno of mmap (ENOMEM), EINVAL for size <= 0.
+func NewRegion(size int) (*Region, error) {
+	if size <= 0 {
+		return nil, fmt.Errorf("mmap %d bytes: %w", size, unix.EINVAL)
+	}
+	pg := unix.Getpagesize()
+	size = (size + pg - 1) / pg * pg
+	b, err := unix.Mmap(-1, 0, size, unix.PROT_READ|unix.PROT_WRITE, unix.MAP_PRIVATE|unix.MAP_ANONYMOUS|unix.MAP_POPULATE)
+	if err != nil {
+		return nil, fmt.Errorf("mmap %d bytes: %w", size, err)
+	}
+	return &Region{buf: b}, nil
+}
+
+// Bytes returns the mapped memory (nil once closed). Do not use it after
+// Close.
+func (r *Region) Bytes() []byte {
+	r.mu.RLock()
+	defer r.mu.RUnlock()
+	return r.buf
+}
+
+// Addr returns the address of byte off of the region, for a work request.
+func (r *Region) Addr(off int) uintptr {
+	r.mu.RLock()
+	defer r.mu.RUnlock()
+	if r.buf == nil {
+		return 0
+	}
+	return uintptr(unsafe.Pointer(unsafe.SliceData(r.buf))) + uintptr(off)
+}
+
+// Close unmaps the region. Safe to call more than once.
+//
+// Errors: the errno of munmap.
+func (r *Region) Close() error {
+	r.mu.Lock()
+	b := r.buf
+	r.buf = nil
+	r.mu.Unlock()
+	if b == nil {
+		return nil
+	}
+	if err := unix.Munmap(b); err != nil {
+		return fmt.Errorf("munmap: %w", err)
+	}
+	return nil
+}
