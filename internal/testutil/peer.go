@@ -1,0 +1,94 @@
+package testutil
+
+import (
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+)
+
+// Peer is the test binary running again in guest 2 of a two-guest
+// SoftRoCE run (ci/softroce/run --hosts 2), started through
+// $RDMABIND_SOFTROCE_PEER_EXEC: the peer variant of HelperCommand.
+type Peer struct {
+	t     testing.TB
+	exec  string
+	id    string
+	ended bool
+}
+
+// SkipUnlessPeer skips the test unless it runs in guest 1 of a two-guest
+// run. Inside the guest it skips too (a one-guest run of the package is
+// legitimate), naming the option to use.
+func SkipUnlessPeer(t testing.TB) {
+	t.Helper()
+	if os.Getenv("RDMABIND_SOFTROCE_PEER_EXEC") == "" {
+		t.Skip("needs a second host: run in a two-guest SoftRoCE run (ci/softroce/run --hosts 2)")
+	}
+}
+
+// PeerAddr is guest 2's address on the first link (10.77.0.2).
+func PeerAddr() string { return os.Getenv("RDMABIND_SOFTROCE_PEER") }
+
+// PeerShared returns the directory both guests see, uncached.
+func PeerShared(t testing.TB) string {
+	t.Helper()
+	d := os.Getenv("RDMABIND_SOFTROCE_SHARED")
+	if d == "" {
+		t.Fatal("RDMABIND_SOFTROCE_SHARED is not set")
+	}
+	return d
+}
+
+// StartPeer starts the test binary in guest 2 with env (NAME=VALUE, the
+// helper's role among them) and no tests, detached. The test's cleanup
+// stops it (SIGKILL) if it still runs.
+func StartPeer(t testing.TB, env ...string) *Peer {
+	t.Helper()
+	ex := os.Getenv("RDMABIND_SOFTROCE_PEER_EXEC")
+	bin, err := filepath.Abs(os.Args[0])
+	if err != nil {
+		t.Fatal(err)
+	}
+	args := append([]string{"--detach", "env"}, env...)
+	args = append(args, bin, "-test.run=^$")
+	out, err := exec.Command(ex, args...).Output()
+	if err != nil {
+		t.Fatalf("peer start: %v", err)
+	}
+	p := &Peer{t: t, exec: ex, id: strings.TrimSpace(string(out))}
+	t.Cleanup(func() {
+		if !p.ended {
+			p.Signal("KILL")
+			p.Wait()
+		}
+	})
+	return p
+}
+
+// Signal sends sig (a name: TERM, KILL) to the peer's process group.
+func (p *Peer) Signal(sig string) {
+	exec.Command(p.exec, "--signal", p.id, sig).Run()
+}
+
+// Wait waits for the peer to end and returns its output and exit error.
+func (p *Peer) Wait() (string, error) {
+	p.ended = true
+	out, err := exec.Command(p.exec, "--wait", p.id).CombinedOutput()
+	return string(out), err
+}
+
+// WaitFile waits until path exists, failing the test after timeout.
+func WaitFile(t testing.TB, path string, timeout time.Duration) {
+	t.Helper()
+	for end := time.Now().Add(timeout); ; time.Sleep(20 * time.Millisecond) {
+		if _, err := os.Stat(path); err == nil {
+			return
+		}
+		if time.Now().After(end) {
+			t.Fatalf("%s did not appear within %v", path, timeout)
+		}
+	}
+}

@@ -1,0 +1,5 @@
+package qp
+
+import "net"
+
+var errClosed = net.ErrClosed

@@ -1,0 +1,306 @@
+package qp
+
+import (
+	"errors"
+	"fmt"
+	"net"
+	"net/netip"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"golang.org/x/sys/unix"
+
+	"github.com/rdmabind/rdmabind/cgo/rdmacm"
+	"github.com/rdmabind/rdmabind/cgo/verbs"
+)
+
+// Conn is a connected RC queue pair of a bound socket, carrying messages:
+// each Send is one Recv on the other side, whatever its size (long messages
+// travel as several RDMA SENDs of at most Chunk bytes, the last one with
+// immediate data). Flow control is by credit: the receiver RDMA-writes how
+// many buffers it has given back, so a sender never overruns it.
+//
+// One Send and one Recv may run at the same time (each is serialized with
+// its kind). Close may be called at any time, also concurrently; it is safe
+// to call twice.
+type Conn struct {
+	mode   Mode
+	local  netip.AddrPort // the socket's address and port
+	remote netip.AddrPort // the peer socket's address and port (its logical port)
+	opts   Options
+	res    *resources
+
+	// rdma_cm mode: the connection's own id and event channel.
+	id *rdmacm.ID
+	ch *rdmacm.EventChannel
+	// TCP mode: the rendezvous connection, kept as the liveness channel.
+	tcp net.Conn
+
+	// What the peer told: its buffers, and where our credit returns go.
+	peerDepth    int
+	peerChunk    int
+	peerCtrl     uint64
+	peerCtrlRKey uint32
+
+	sendMu   sync.Mutex
+	sent     uint64 // chunks sent (each takes a credit)
+	sendFrag int    // min(our chunk, peer's chunk)
+
+	// sq guards the send queue: free buffers, credit write slots, reaping.
+	sq struct {
+		sync.Mutex
+		free     []int
+		credFree []int
+		out      int // WRs posted and not completed
+		byeDone  bool
+		wcs      [32]verbs.WC
+	}
+
+	recvMu   sync.Mutex
+	pending  []verbs.WC // polled, not consumed yet
+	pendBuf  [32]verbs.WC
+	returned uint64 // receive buffers given back (re-posted)
+	written  uint64 // the last value written to the peer
+	recvOut  int    // receive WRs posted and not completed
+	eof      bool
+
+	closing atomic.Bool
+	dead    atomic.Pointer[error] // why the connection broke (nil: fine)
+	rdl     atomic.Pointer[time.Time]
+	wdl     atomic.Pointer[time.Time]
+
+	closeOnce sync.Once
+	closeErr  error
+	monDone   chan struct{}
+}
+
+const (
+	kindData   = 1 << 32
+	kindCredit = 2 << 32
+	kindBye    = 3 << 32
+	kindMask   = 0xff << 32
+
+	immData = 1
+	immBye  = 2
+)
+
+// LocalAddr is the bound socket's address and port.
+func (c *Conn) LocalAddr() netip.AddrPort { return c.local }
+
+// RemoteAddr is the peer socket's address and port. In rdma_cm mode the
+// port is the one the peer's socket is bound to, as its hello says, not the
+// rdma_cm port its connecting id used.
+func (c *Conn) RemoteAddr() netip.AddrPort { return c.remote }
+
+// Mode is how the connection was set up.
+func (c *Conn) Mode() Mode { return c.mode }
+
+// Chunk is the largest single RDMA SEND of the connection.
+func (c *Conn) Chunk() int { return c.sendFrag }
+
+// SetDeadline sets the read and write deadlines.
+func (c *Conn) SetDeadline(t time.Time) error {
+	c.SetReadDeadline(t)
+	return c.SetWriteDeadline(t)
+}
+
+// SetReadDeadline bounds Recv, also one waiting now; the zero time removes
+// the bound. Past the deadline Recv fails with an error matching
+// os.ErrDeadlineExceeded.
+func (c *Conn) SetReadDeadline(t time.Time) error {
+	c.rdl.Store(&t)
+	return c.res.rcq.SetDeadline(t)
+}
+
+// SetWriteDeadline bounds Send in the same way.
+func (c *Conn) SetWriteDeadline(t time.Time) error {
+	c.wdl.Store(&t)
+	return c.res.scq.SetDeadline(t)
+}
+
+func deadline(p *atomic.Pointer[time.Time]) time.Time {
+	if t := p.Load(); t != nil {
+		return *t
+	}
+	return time.Time{}
+}
+
+// fail records why the connection broke (the first reason wins) and moves
+// the QP to the error state, which flushes the posted work requests and so
+// wakes a waiting Recv or Send.
+func (c *Conn) fail(err error) {
+	if c.dead.CompareAndSwap(nil, &err) {
+		c.res.qp.Error()
+	}
+}
+
+func (c *Conn) deadErr() error {
+	if p := c.dead.Load(); p != nil {
+		return *p
+	}
+	return nil
+}
+
+func (c *Conn) opErr(op string, err error) error {
+	return fmt.Errorf("qp %s %v->%v: %w", op, c.local, c.remote, err)
+}
+
+func (c *Conn) brokenErr(op string) error {
+	if c.closing.Load() {
+		return c.opErr(op, ErrClosed)
+	}
+	if err := c.deadErr(); err != nil {
+		return c.opErr(op, err)
+	}
+	return nil
+}
+
+// init finishes a connection whose QP is connected: the free lists.
+func (c *Conn) init(peer hello) {
+	c.peerDepth = int(peer.recvDepth)
+	c.peerChunk = int(peer.chunk)
+	c.peerCtrl = peer.ctrlAddr
+	c.peerCtrlRKey = peer.ctrlKey
+	c.sendFrag = min(c.res.chunk, c.peerChunk)
+	c.sq.free = make([]int, c.res.nsend)
+	for i := range c.sq.free {
+		c.sq.free[i] = c.res.nsend - 1 - i
+	}
+	c.sq.credFree = make([]int, creditSlots)
+	for i := range c.sq.credFree {
+		c.sq.credFree[i] = i
+	}
+	c.recvOut = c.res.nrecv
+	c.monDone = make(chan struct{})
+}
+
+// Close says goodbye to the peer (its Recv then returns io.EOF), tears
+// the connection down (rdma_disconnect, or the rendezvous TCP connection),
+// moves the QP to the error state and drains both completion queues, and
+// frees everything in order: QP, CQs, MR, memory, PD, then the rdma_cm id
+// and its event channel (or the TCP connection). A Send or Recv waiting
+// returns an error matching ErrClosed. Safe to call more than once; later
+// calls return nil.
+//
+// Errors: those of freeing (joined); the connection is gone regardless.
+func (c *Conn) Close() error {
+	first := false
+	c.closeOnce.Do(func() {
+		first = true
+		c.closeErr = c.close()
+	})
+	if !first {
+		return nil
+	}
+	return c.closeErr
+}
+
+func (c *Conn) close() error {
+	if c.deadErr() == nil {
+		c.sayBye(time.Second)
+	}
+	c.closing.Store(true)
+	if c.id != nil {
+		c.id.Disconnect()
+	}
+	c.res.qp.Error()
+	// A Send or Recv waiting wakes on the flush; wait for them to go.
+	c.sendMu.Lock()
+	c.recvMu.Lock()
+	c.drain(time.Second)
+	c.recvMu.Unlock()
+	c.sendMu.Unlock()
+	var errs []error
+	errs = append(errs, c.res.free())
+	if c.id != nil {
+		errs = append(errs, c.id.Close())
+	}
+	if c.ch != nil {
+		errs = append(errs, c.ch.Close()) // ends the monitor
+	}
+	if c.tcp != nil {
+		if tc, ok := c.tcp.(*net.TCPConn); ok {
+			tc.SetLinger(0) // no TIME_WAIT on the socket's port: the goodbye went over the QP
+		}
+		errs = append(errs, c.tcp.Close())
+	}
+	if c.monDone != nil {
+		<-c.monDone
+	}
+	return errors.Join(errs...)
+}
+
+// sayBye posts the goodbye (a zero-length SEND with immediate immBye,
+// into the peer's extra receive buffer) and waits for its completion.
+func (c *Conn) sayBye(limit time.Duration) {
+	c.sq.Lock()
+	err := c.res.qp.PostSend(verbs.SendWR{ID: kindBye, Op: verbs.OpSendImm, Imm: immBye, Flags: verbs.SendSignaled})
+	if err == nil {
+		c.sq.out++
+	}
+	c.sq.Unlock()
+	if err != nil {
+		return
+	}
+	end := time.Now().Add(limit)
+	for pause := time.Microsecond; time.Now().Before(end); pause = min(2*pause, time.Millisecond) {
+		c.sq.Lock()
+		c.reapLocked()
+		done := c.sq.byeDone
+		c.sq.Unlock()
+		if done || c.deadErr() != nil {
+			return
+		}
+		time.Sleep(pause)
+	}
+}
+
+// drain polls both CQs until every posted work request has completed
+// (flushed), or limit passes.
+func (c *Conn) drain(limit time.Duration) {
+	end := time.Now().Add(limit)
+	for pause := time.Microsecond; ; pause = min(2*pause, time.Millisecond) {
+		c.sq.Lock()
+		c.reapLocked()
+		out := c.sq.out
+		c.sq.Unlock()
+		for c.recvOut > 0 {
+			n, err := c.res.rcq.Poll(c.pendBuf[:])
+			if err != nil || n == 0 {
+				break
+			}
+			c.recvOut -= n
+		}
+		c.pending = nil
+		if (out <= 0 && c.recvOut <= 0) || time.Now().After(end) {
+			return
+		}
+		time.Sleep(pause)
+	}
+}
+
+// reapLocked polls the send CQ and frees the buffers and slots of the
+// completed work requests. c.sq is held.
+func (c *Conn) reapLocked() {
+	for {
+		n, err := c.res.scq.Poll(c.sq.wcs[:])
+		if err != nil || n == 0 {
+			return
+		}
+		for _, wc := range c.sq.wcs[:n] {
+			c.sq.out--
+			switch wc.ID & kindMask {
+			case kindData:
+				c.sq.free = append(c.sq.free, int(wc.ID&0xffffffff))
+			case kindCredit:
+				c.sq.credFree = append(c.sq.credFree, int(wc.ID&0xffffffff))
+			case kindBye:
+				c.sq.byeDone = true
+			}
+			if err := wc.Err(); err != nil && !c.closing.Load() {
+				c.fail(fmt.Errorf("send completion: %w (%w)", err, unix.ECONNRESET))
+			}
+		}
+	}
+}

@@ -1,0 +1,153 @@
+package qp
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"sync"
+
+	"github.com/rdmabind/rdmabind/bindcore"
+)
+
+// Listener accepts connections on a listening socket, over rdma_cm and
+// over the TCP rendezvous at once: both reach the designated listener of
+// the port (rdma_cm requests through its listening id, TCP connections
+// through the steering), so a standby's Listener accepts once it has taken
+// over.
+type Listener struct {
+	s    *bindcore.Socket
+	ep   bindcore.Endpoint
+	opts Options
+
+	ctx    context.Context
+	cancel context.CancelFunc
+	wg     sync.WaitGroup
+	conns  chan *Conn
+	errs   chan error
+
+	closeOnce sync.Once
+}
+
+// NewListener starts accepting on s, which must be listening
+// (Socket.Listen). Handshakes run in the background; Accept returns the
+// connections that completed them. A connect request or TCP connection
+// that is not an rdmabind qp peer (bad hello) is refused.
+//
+// Errors: those of s.Endpoint and s.ListenState (WSAENOTSOCK, WSAEINVAL
+// when s is not listening).
+func NewListener(s *bindcore.Socket, o *Options) (*Listener, error) {
+	ep, err := s.Endpoint()
+	if err != nil {
+		return nil, fmt.Errorf("qp listen: %w", err)
+	}
+	if _, err := s.ListenState(); err != nil {
+		return nil, fmt.Errorf("qp listen %v: %w", ep.Local, err)
+	}
+	l := &Listener{s: s, ep: ep, opts: o.withDefaults(), conns: make(chan *Conn, 64), errs: make(chan error, 64)}
+	l.ctx, l.cancel = context.WithCancel(context.Background())
+	l.wg.Add(2)
+	go l.loopRDMA()
+	go l.loopTCP()
+	return l, nil
+}
+
+func (l *Listener) deliver(c *Conn, err error) {
+	if err != nil {
+		select {
+		case l.errs <- err:
+		default:
+		}
+		return
+	}
+	select {
+	case l.conns <- c:
+	case <-l.ctx.Done():
+		c.Close()
+	}
+}
+
+func (l *Listener) setupCtx() (context.Context, context.CancelFunc) {
+	return context.WithTimeout(l.ctx, l.opts.SetupTimeout)
+}
+
+func (l *Listener) loopRDMA() {
+	defer l.wg.Done()
+	for {
+		req, err := l.s.AcceptRDMA(l.ctx)
+		if err != nil {
+			return
+		}
+		l.wg.Add(1)
+		go func() {
+			defer l.wg.Done()
+			ctx, cancel := l.setupCtx()
+			defer cancel()
+			c, err := acceptCM(ctx, l.ep.Local, req, l.opts)
+			if err != nil {
+				err = fmt.Errorf("qp accept cm on %v: %w", l.ep.Local, err)
+			}
+			l.deliver(c, err)
+		}()
+	}
+}
+
+func (l *Listener) loopTCP() {
+	defer l.wg.Done()
+	for {
+		tc, err := l.s.AcceptTCP(l.ctx)
+		if err != nil {
+			return
+		}
+		l.wg.Add(1)
+		go func() {
+			defer l.wg.Done()
+			ctx, cancel := l.setupCtx()
+			defer cancel()
+			c, err := acceptRendezvous(ctx, l.ep, tc, l.opts)
+			if err != nil {
+				err = fmt.Errorf("qp accept tcp on %v: %w", l.ep.Local, err)
+			}
+			l.deliver(c, err)
+		}()
+	}
+}
+
+// Accept returns the next connection, over either transport.
+//
+// Errors: ErrClosed after Close, ctx.Err().
+func (l *Listener) Accept(ctx context.Context) (*Conn, error) {
+	select {
+	case c := <-l.conns:
+		return c, nil
+	case <-ctx.Done():
+		return nil, fmt.Errorf("qp accept %v: %w", l.ep.Local, ctx.Err())
+	case <-l.ctx.Done():
+		return nil, fmt.Errorf("qp accept %v: %w", l.ep.Local, ErrClosed)
+	}
+}
+
+// SetupErrors returns a channel of the handshakes that failed (the last 64
+// at most; older ones are dropped), for diagnostics.
+func (l *Listener) SetupErrors() <-chan error { return l.errs }
+
+// Close stops accepting, waits for the handshakes under way and closes the
+// connections nobody accepted. The socket stays listening; connections
+// already accepted stay open. Safe to call more than once.
+func (l *Listener) Close() error {
+	l.closeOnce.Do(func() {
+		l.cancel()
+		l.wg.Wait()
+		var errs []error
+		for {
+			select {
+			case c := <-l.conns:
+				errs = append(errs, c.Close())
+				continue
+			default:
+			}
+			break
+		}
+		_ = errors.Join(errs...)
+	})
+	return nil
+}

@@ -1,0 +1,150 @@
+package qp
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"net/netip"
+	"os"
+	"os/signal"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/rdmabind/rdmabind/bindcore"
+)
+
+// helperEnv makes the test binary a helper process (helperMain): in guest
+// 2 of a two-guest run, started with testutil.StartPeer.
+const helperEnv = "RDMABIND_QP_HELPER"
+
+func TestMain(m *testing.M) {
+	if role := os.Getenv(helperEnv); role != "" {
+		os.Exit(helperMain(role))
+	}
+	os.Exit(m.Run())
+}
+
+// Control messages the echo helper understands (everything else it echoes).
+var (
+	msgWho = []byte("\x00who")
+	msgDie = []byte("\x00die")
+)
+
+// helperMain runs a helper role:
+//
+//   - "echo": binds RDMABIND_QP_ADDR, listens, accepts over both transports
+//     and echoes every message of every connection; answers msgWho with
+//     RDMABIND_QP_NAME, and dies (SIGKILL) on msgDie. It creates the file
+//     RDMABIND_QP_READY with its role once listening (and designated, for
+//     RDMABIND_QP_WANT=designated).
+//   - "dialer": binds RDMABIND_QP_ADDR, dials RDMABIND_QP_DIAL (rdma_cm) and
+//     echoes on that connection; creates RDMABIND_QP_READY once connected.
+//
+// It runs until SIGTERM.
+func helperMain(role string) int {
+	fail := func(err error) int {
+		fmt.Fprintf(os.Stderr, "qp helper %s: %v\n", role, err)
+		return 2
+	}
+	b, err := bindcore.Open(bindcore.Options{})
+	if err != nil {
+		return fail(err)
+	}
+	defer b.Close()
+	ap := netip.MustParseAddrPort(os.Getenv("RDMABIND_QP_ADDR"))
+	s, err := b.Socket(familyOf(ap))
+	if err != nil {
+		return fail(err)
+	}
+	if err := s.BindAddrPort(ap); err != nil {
+		return fail(err)
+	}
+	name := os.Getenv("RDMABIND_QP_NAME")
+	ready := func(what string) {
+		if p := os.Getenv("RDMABIND_QP_READY"); p != "" {
+			os.WriteFile(p+".tmp", []byte(what), 0o644)
+			os.Rename(p+".tmp", p)
+		}
+	}
+	term := make(chan os.Signal, 1)
+	signal.Notify(term, syscall.SIGTERM, syscall.SIGINT)
+	switch role {
+	case "echo":
+		if err := s.Listen(128); err != nil {
+			return fail(err)
+		}
+		l, err := NewListener(s, nil)
+		if err != nil {
+			return fail(err)
+		}
+		defer l.Close()
+		st, _ := s.ListenState()
+		if os.Getenv("RDMABIND_QP_WANT") == "designated" {
+			<-s.Designated()
+			st.RoleName = "designated"
+		}
+		ready(st.RoleName)
+		go func() {
+			for {
+				c, err := l.Accept(context.Background())
+				if err != nil {
+					return
+				}
+				go echo(c, name)
+			}
+		}()
+		go func() {
+			for err := range l.SetupErrors() {
+				fmt.Fprintf(os.Stderr, "qp helper %s: %v\n", name, err)
+			}
+		}()
+	case "dialer":
+		ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+		defer cancel()
+		c, err := Dial(ctx, s, netip.MustParseAddrPort(os.Getenv("RDMABIND_QP_DIAL")), nil)
+		if err != nil {
+			return fail(err)
+		}
+		ready("connected")
+		go echo(c, name)
+	default:
+		return fail(fmt.Errorf("unknown role"))
+	}
+	<-term
+	return 0
+}
+
+func familyOf(ap netip.AddrPort) bindcore.Family {
+	if ap.Addr().Unmap().Is4() {
+		return bindcore.AFInet
+	}
+	return bindcore.AFInet6
+}
+
+// echo echoes c's messages until EOF or an error, then closes it.
+func echo(c *Conn, name string) {
+	defer c.Close()
+	buf := make([]byte, 2<<20)
+	for {
+		n, err := c.Recv(buf)
+		if err != nil {
+			if !errors.Is(err, io.EOF) {
+				fmt.Fprintf(os.Stderr, "qp helper %s: echo: %v\n", name, err)
+			}
+			return
+		}
+		msg := buf[:n]
+		switch string(msg) {
+		case string(msgWho):
+			msg = []byte(name)
+		case string(msgDie):
+			syscall.Kill(os.Getpid(), syscall.SIGKILL)
+		}
+		if err := c.Send(msg); err != nil {
+			fmt.Fprintf(os.Stderr, "qp helper %s: echo: %v\n", name, err)
+			return
+		}
+	}
+}

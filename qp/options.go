@@ -1,0 +1,85 @@
+package qp
+
+import "time"
+
+// Mode is how a connection is set up.
+type Mode int
+
+const (
+	// ModeCM connects through rdma_cm (rdma_resolve_addr, rdma_connect,
+	// rdma_accept): the default. The connecting id has an rdma_cm port of
+	// its own on the socket's address (see docs/qp.md).
+	ModeCM Mode = iota
+	// ModeTCP connects through a rendezvous over kernel TCP from the
+	// socket's own address and port: QP number, GID and PSN are exchanged
+	// on the TCP connection (as perftest does without -R), which stays
+	// open as the connection's liveness channel.
+	ModeTCP
+)
+
+func (m Mode) String() string {
+	if m == ModeTCP {
+		return "tcp"
+	}
+	return "cm"
+}
+
+// ParseMode parses "cm" or "tcp".
+func ParseMode(s string) (Mode, bool) {
+	switch s {
+	case "cm", "rdma_cm", "":
+		return ModeCM, true
+	case "tcp", "rendezvous":
+		return ModeTCP, true
+	}
+	return 0, false
+}
+
+// Options tune a connection. The zero value (or nil) gives the defaults.
+type Options struct {
+	// Mode is how Dial connects (a Listener accepts both).
+	Mode Mode
+	// Chunk is the size of one receive (and send) buffer: the largest
+	// single RDMA SEND. Longer messages go as several. Default 64 KiB.
+	Chunk int
+	// RecvDepth is the number of receive buffers, and so the sender's
+	// credit: how many chunks may be in flight towards this side. Default 32.
+	RecvDepth int
+	// SendDepth is the number of send buffers (chunks posted and not yet
+	// completed). Default 16.
+	SendDepth int
+	// Spin is how long Recv and Send poll a completion queue before they
+	// sleep on its completion channel (the Go netpoller). Default 50 µs;
+	// negative: never spin.
+	Spin time.Duration
+	// SetupTimeout bounds connection setup when the context has no
+	// deadline. Default 15 s.
+	SetupTimeout time.Duration
+}
+
+func (o *Options) withDefaults() Options {
+	var r Options
+	if o != nil {
+		r = *o
+	}
+	if r.Chunk <= 0 {
+		r.Chunk = 64 << 10
+	}
+	r.Chunk = (r.Chunk + 63) &^ 63
+	if r.RecvDepth <= 0 {
+		r.RecvDepth = 32
+	}
+	if r.RecvDepth < 4 {
+		r.RecvDepth = 4
+	}
+	if r.SendDepth <= 0 {
+		r.SendDepth = 16
+	}
+	if r.Spin == 0 {
+		r.Spin = 50 * time.Microsecond
+	}
+	if r.SetupTimeout <= 0 {
+		r.SetupTimeout = 15 * time.Second
+	}
+	return r
+}

@@ -1,0 +1,140 @@
+package qp
+
+import (
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"time"
+
+	"golang.org/x/sys/unix"
+
+	"github.com/rdmabind/rdmabind/cgo/verbs"
+)
+
+// Recv receives the next message into p and returns its length. A message
+// longer than p fills p and the rest is dropped (ErrTruncated).
+//
+// Errors (wrapped with the operation and the addresses):
+//   - io.EOF once the peer closed the connection and every message it sent
+//     was received;
+//   - ErrTruncated (n is len(p));
+//   - ErrClosed (net.ErrClosed) after Close, or when Close interrupts it;
+//   - os.ErrDeadlineExceeded past the read deadline (nothing of the message
+//     is lost: the next Recv goes on with it, from its start when nothing
+//     of it had arrived, else the connection is broken);
+//   - unix.ECONNRESET when the peer went away without closing (its process
+//     died) or the transport failed.
+func (c *Conn) Recv(p []byte) (int, error) {
+	c.recvMu.Lock()
+	defer c.recvMu.Unlock()
+	if c.eof {
+		return 0, io.EOF
+	}
+	if c.closing.Load() {
+		return 0, c.opErr("recv", ErrClosed)
+	}
+	n, got, trunc := 0, 0, false
+	for {
+		wc, err := c.nextRecv(got > 0)
+		if err != nil {
+			if got > 0 && !errors.Is(err, ErrClosed) {
+				c.fail(fmt.Errorf("recv interrupted inside a message: %w", err))
+			}
+			return n, err
+		}
+		c.recvOut--
+		if err := wc.Err(); err != nil {
+			if e := c.brokenErr("recv"); e != nil {
+				return n, e
+			}
+			err = fmt.Errorf("receive completion: %w (%w)", err, unix.ECONNRESET)
+			c.fail(err)
+			return n, c.opErr("recv", err)
+		}
+		slot := int(wc.ID)
+		if wc.HasImm() && wc.Imm == immBye {
+			c.eof = true
+			return 0, io.EOF
+		}
+		k := copy(p[n:], c.res.recvBytes(slot, int(wc.ByteLen)))
+		n += k
+		if k < int(wc.ByteLen) {
+			trunc = true
+		}
+		got++
+		if err := c.res.qp.PostRecv(uint64(slot), c.res.recvAddr(slot), uint32(c.res.chunk), c.res.mr.LKey()); err != nil {
+			if e := c.brokenErr("recv"); e != nil {
+				return n, e
+			}
+			c.fail(err)
+			return n, c.opErr("recv", err)
+		}
+		c.recvOut++
+		c.returned++
+		if c.returned-c.written >= uint64(max(c.res.nrecv/4, 1)) {
+			c.writeCredit(false)
+		}
+		if wc.HasImm() && wc.Imm == immData {
+			if trunc {
+				return n, c.opErr("recv", ErrTruncated)
+			}
+			return n, nil
+		}
+	}
+}
+
+// nextRecv returns the next receive completion: polled already, polled
+// now, or waited for (spinning for Spin, then on the completion channel).
+// Before it sleeps it gives the peer its credit back, so that a sender
+// waiting for credit is never left waiting on us.
+func (c *Conn) nextRecv(inMessage bool) (verbs.WC, error) {
+	if len(c.pending) > 0 {
+		wc := c.pending[0]
+		c.pending = c.pending[1:]
+		return wc, nil
+	}
+	spinEnd := time.Time{}
+	armed := false
+	for {
+		n, err := c.res.rcq.Poll(c.pendBuf[:])
+		if err != nil {
+			if e := c.brokenErr("recv"); e != nil {
+				return verbs.WC{}, e
+			}
+			return verbs.WC{}, c.opErr("recv", err)
+		}
+		if n > 0 {
+			c.pending = c.pendBuf[1:n]
+			return c.pendBuf[0], nil
+		}
+		if err := c.brokenErr("recv"); err != nil {
+			return verbs.WC{}, err
+		}
+		dl := deadline(&c.rdl)
+		if !dl.IsZero() && time.Now().After(dl) {
+			return verbs.WC{}, c.opErr("recv", os.ErrDeadlineExceeded)
+		}
+		if spinEnd.IsZero() {
+			c.writeCredit(true)
+			spinEnd = time.Now().Add(c.opts.Spin)
+		}
+		if time.Now().Before(spinEnd) {
+			continue
+		}
+		if !armed {
+			if err := c.res.rcq.Arm(); err != nil {
+				return verbs.WC{}, c.opErr("recv", err)
+			}
+			armed = true
+			continue
+		}
+		if err := c.res.rcq.Wait(); err != nil {
+			if e := c.brokenErr("recv"); e != nil {
+				return verbs.WC{}, e
+			}
+			return verbs.WC{}, c.opErr("recv", err)
+		}
+		armed = false
+	}
+}

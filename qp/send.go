@@ -1,0 +1,210 @@
+package qp
+
+import (
+	"fmt"
+	"os"
+	"time"
+
+	"golang.org/x/sys/unix"
+
+	"github.com/rdmabind/rdmabind/cgo/verbs"
+)
+
+// Send sends p as one message: the peer's Recv returns it whole. It
+// returns once p is copied into the connection's registered buffers and
+// posted, not when it has arrived; an error of the transfer shows in a later
+// Send or Recv. A zero-length message is a message too.
+//
+// Errors (wrapped with the operation and the addresses):
+//   - ErrClosed (net.ErrClosed) after Close, or when Close interrupts it;
+//   - os.ErrDeadlineExceeded past the write deadline (part of a long message
+//     may have been sent: the connection is then unusable, as a
+//     truncated message cannot be recalled);
+//   - unix.ECONNRESET when the peer went away (its process died, it
+//     disconnected) or a work request failed.
+func (c *Conn) Send(p []byte) error {
+	c.sendMu.Lock()
+	defer c.sendMu.Unlock()
+	if err := c.brokenErr("send"); err != nil {
+		return err
+	}
+	dl := deadline(&c.wdl)
+	frag := c.sendFrag
+	for off := 0; off == 0 || off < len(p); {
+		n := min(frag, len(p)-off)
+		last := off+n == len(p)
+		slot, err := c.sendSlot(dl)
+		if err == nil {
+			err = c.waitCredit(dl)
+		}
+		if err != nil {
+			if off > 0 {
+				c.fail(fmt.Errorf("send interrupted after %d of %d bytes: %w", off, len(p), err))
+			}
+			return c.opErr("send", err)
+		}
+		copy(c.res.sendBytes(slot), p[off:off+n])
+		wr := verbs.SendWR{
+			ID:    kindData | uint64(slot),
+			Op:    verbs.OpSend,
+			Flags: verbs.SendSignaled,
+			Addr:  c.res.sendAddr(slot),
+			Len:   uint32(n),
+			LKey:  c.res.mr.LKey(),
+		}
+		if last {
+			wr.Op, wr.Imm = verbs.OpSendImm, immData
+		}
+		if n <= c.res.qp.MaxInline() {
+			wr.Flags |= verbs.SendInline
+		}
+		c.sq.Lock()
+		err = c.res.qp.PostSend(wr)
+		if err == nil {
+			c.sq.out++
+		} else {
+			c.sq.free = append(c.sq.free, slot)
+		}
+		c.sq.Unlock()
+		if err != nil {
+			if e := c.brokenErr("send"); e != nil {
+				return e
+			}
+			c.fail(err)
+			return c.opErr("send", err)
+		}
+		c.sent++
+		off += n
+		if len(p) == 0 {
+			break
+		}
+	}
+	return nil
+}
+
+// sendSlot returns a free send buffer, reaping completions and, when none
+// is free, waiting on the send CQ.
+func (c *Conn) sendSlot(dl time.Time) (int, error) {
+	spinEnd := time.Now().Add(c.opts.Spin)
+	armed := false
+	for {
+		c.sq.Lock()
+		if len(c.sq.free) == 0 {
+			c.reapLocked()
+		}
+		if k := len(c.sq.free); k > 0 {
+			slot := c.sq.free[k-1]
+			c.sq.free = c.sq.free[:k-1]
+			c.sq.Unlock()
+			return slot, nil
+		}
+		c.sq.Unlock()
+		if err := c.brokenErr("send"); err != nil {
+			return 0, err
+		}
+		if !dl.IsZero() && time.Now().After(dl) {
+			return 0, os.ErrDeadlineExceeded
+		}
+		if time.Now().Before(spinEnd) {
+			continue
+		}
+		if !armed {
+			if err := c.res.scq.Arm(); err != nil {
+				return 0, err
+			}
+			armed = true
+			continue // poll once more: a completion may have come before Arm
+		}
+		if err := c.res.scq.Wait(); err != nil {
+			if e := c.brokenErr("send"); e != nil {
+				return 0, e
+			}
+			return 0, err
+		}
+		armed = false
+	}
+}
+
+// credits returns how many chunks the peer can take now.
+func (c *Conn) credits() int {
+	v, ok := loadCredit(c.res.buf, c.res.ctrl)
+	if !ok {
+		v = 0
+	}
+	return c.peerDepth - int(c.sent-v)
+}
+
+// waitCredit waits until the peer has a buffer for one more chunk. The
+// peer's returns are RDMA writes into our memory, which raise no
+// completion: it polls them, spinning first, then sleeping up to 100 µs.
+func (c *Conn) waitCredit(dl time.Time) error {
+	if c.credits() > 0 {
+		return nil
+	}
+	spinEnd := time.Now().Add(c.opts.Spin)
+	pause := time.Microsecond
+	for c.credits() <= 0 {
+		if err := c.brokenErr("send"); err != nil {
+			return err
+		}
+		if !dl.IsZero() && time.Now().After(dl) {
+			return os.ErrDeadlineExceeded
+		}
+		if time.Now().Before(spinEnd) {
+			continue
+		}
+		time.Sleep(pause)
+		pause = min(2*pause, 100*time.Microsecond)
+	}
+	return nil
+}
+
+// writeCredit tells the peer how many buffers we have given back (an RDMA
+// write of {returned, ^returned} into its credit word). With wait it waits
+// for a free write slot (the writes in flight complete within a round
+// trip); without, it gives up when none is free.
+func (c *Conn) writeCredit(wait bool) {
+	v := c.returned
+	if v == c.written {
+		return
+	}
+	end := time.Now().Add(time.Second)
+	for pause := time.Microsecond; ; pause = min(2*pause, 100*time.Microsecond) {
+		c.sq.Lock()
+		if len(c.sq.credFree) == 0 {
+			c.reapLocked()
+		}
+		if k := len(c.sq.credFree); k > 0 {
+			slot := c.sq.credFree[k-1]
+			c.sq.credFree = c.sq.credFree[:k-1]
+			off := c.res.credOff + slot*64
+			storeCredit(c.res.buf, off, v)
+			err := c.res.qp.PostSend(verbs.SendWR{
+				ID:         kindCredit | uint64(slot),
+				Op:         verbs.OpWrite,
+				Flags:      verbs.SendSignaled | verbs.SendInline,
+				Addr:       c.res.base + uintptr(off),
+				Len:        creditLen,
+				LKey:       c.res.mr.LKey(),
+				RemoteAddr: c.peerCtrl,
+				RKey:       c.peerCtrlRKey,
+			})
+			if err == nil {
+				c.sq.out++
+				c.written = v
+			} else {
+				c.sq.credFree = append(c.sq.credFree, slot)
+			}
+			c.sq.Unlock()
+			if err != nil && !c.closing.Load() {
+				c.fail(fmt.Errorf("credit write: %w (%w)", err, unix.ECONNRESET))
+			}
+			return
+		}
+		c.sq.Unlock()
+		if !wait || c.deadErr() != nil || c.closing.Load() || time.Now().After(end) {
+			return
+		}
+		time.Sleep(pause)
+	}
+}
