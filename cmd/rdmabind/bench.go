@@ -105,6 +105,21 @@ func runBench(args []string, stdout io.Writer) error {
 			return err
 		}
 		fnd, bad := bench.Check(rep, run, inj)
+		// A busy machine makes ratios worse, never better: measure the
+		// variants that look worse again, up to checkRetries times, and
+		// keep the best of the runs before calling it a regression.
+		for try := 1; bad && try <= checkRetries; try++ {
+			again := bench.Regressed(fnd)
+			fmt.Fprintf(os.Stderr, "bench check: %s worse than recorded; measuring again (%d of %d)\n", strings.Join(again, ", "), try, checkRetries)
+			rcfg := cfg
+			rcfg.Variants, rcfg.Progress = again, nil
+			more, err := bench.Run(ctx, rcfg)
+			if err != nil {
+				return err
+			}
+			rep.KeepBetter(more)
+			fnd, bad = bench.Check(rep, run, inj)
+		}
 		out.Check = &checkOutput{History: path, Version: h.Version, Kind: run.Machine.Kind, Samples: run.Samples, Regressed: bad, Findings: fnd}
 		if bad {
 			var worse []string
@@ -165,6 +180,10 @@ func runBench(args []string, stdout io.Writer) error {
 	}
 	return regressed
 }
+
+// checkRetries is how many times --check measures a variant again that
+// looks worse than recorded before it calls it a regression.
+const checkRetries = 2
 
 func writeFile(path string, write func(io.Writer) error) error {
 	f, err := os.Create(path)

@@ -1,6 +1,6 @@
 // Command rdmabind binds sockets to RDMA devices with WSPBind's semantics and
 // shows what it does: the devices, how an address resolves, binding and
-// listening, and the registry of bound ports.
+// listening, the registry of bound ports, and how long binding takes.
 //
 // Usage:
 //
@@ -11,6 +11,13 @@
 //	                                     bound and one per event (listening, designated,
 //	                                     accept), holds until signalled
 //	rdmabind ls [--json]                 the registry: ports, owners, roles, listeners
+//	rdmabind bench [--json|--benchstat] [--short] [--samples N] [--warmup N]
+//	               [--variants a,b] [--addr ADDR] [--plot FILE.svg]
+//	               [--check DIR [--inject V=F]] [--record DIR]
+//	                                     bind latency as distributions (p50 to max)
+//	                                     next to each variant's floor, their ratios,
+//	                                     a CDF plot; --check compares the ratios with
+//	                                     bench/history (docs/bench.md)
 //
 // Errors print "rdmabind: WSAEADDRNOTAVAIL (10049): ..." on stderr, and with
 // --json also an object {"error","wsa","errno","message"} on stdout. The exit

@@ -1,0 +1,289 @@
+package bench
+
+import (
+	"bytes"
+	"context"
+	"encoding/xml"
+	"errors"
+	"io"
+	"math"
+	"net/netip"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"golang.org/x/sys/unix"
+
+	"github.com/rdmabind/rdmabind/internal/testutil"
+)
+
+func TestSummarize(t *testing.T) {
+	ns := make([]int64, 1000)
+	for i := range ns {
+		ns[i] = int64(1000 - i) // 1000..1, unsorted
+	}
+	s := Summarize(ns)
+	want := Summary{N: 1000, Min: 1, Mean: 500.5, P50: 500, P90: 900, P99: 990, P999: 999, Max: 1000}
+	if s != want {
+		t.Fatalf("Summarize = %+v, want %+v", s, want)
+	}
+	if ns[0] != 1000 {
+		t.Fatal("Summarize sorted its argument")
+	}
+	if one := Summarize([]int64{7}); one.P50 != 7 || one.P999 != 7 || one.Max != 7 {
+		t.Fatalf("one sample: %+v", one)
+	}
+	if (Summarize(nil) != Summary{}) {
+		t.Fatal("no samples: want the zero Summary")
+	}
+}
+
+func TestFormatNS(t *testing.T) {
+	for ns, want := range map[int64]string{812: "812ns", 4123: "4.12µs", 12345: "12.3µs", 123456: "123µs", 1234567: "1.23ms", 2e9: "2.00s"} {
+		if got := FormatNS(ns); got != want {
+			t.Errorf("FormatNS(%d) = %q, want %q", ns, got, want)
+		}
+	}
+}
+
+// report builds a Report with a bind result of the given p50 ratio.
+func report(kind string, want map[string]float64) *Report {
+	r := &Report{Machine: Machine{Kind: kind}, Version: "v1", Date: time.Now().UTC(), Samples: 100}
+	for _, v := range variants {
+		ratio, ok := want[v.Name]
+		if !ok {
+			continue
+		}
+		f := make([]int64, 100)
+		s := make([]int64, 100)
+		for i := range f {
+			f[i] = 1000 + int64(i%2) // ratios exact at p50
+			s[i] = int64(math.Round(1000*ratio)) + int64(i%2)*10
+		}
+		res := Result{Variant: v, Summary: Summarize(s), Samples: s,
+			FloorSeries: &Series{Name: v.Floor, Summary: Summarize(f), Samples: f}}
+		res.Ratio = ratios(res.Summary, res.FloorSeries.Summary)
+		r.Results = append(r.Results, res)
+	}
+	return r
+}
+
+// The check: an unchanged ratio passes, one worse than the tolerance fails
+// (measured or injected), a better one passes with a note, a recorded
+// variant now unavailable fails, one not run is skipped.
+func TestCheck(t *testing.T) {
+	rec := report("softroce-guest", map[string]float64{"bind": 1.25, "claim": 3.0, "listen": 50})
+	run := rec.Summarize()
+
+	fnd, bad := Check(report("softroce-guest", map[string]float64{"bind": 1.25, "claim": 3.0, "listen": 50}), &run, nil)
+	if bad || len(fnd) != 3 {
+		t.Fatalf("unchanged ratios: regressed %v, %v", bad, fnd)
+	}
+	// Within the tolerance.
+	if _, bad := Check(report("softroce-guest", map[string]float64{"bind": 1.25 * 1.2, "claim": 3.0, "listen": 70}), &run, nil); bad {
+		t.Fatal("bind +20%, listen +40%: within the tolerances, but regressed")
+	}
+	// Worse beyond it.
+	fnd, bad = Check(report("softroce-guest", map[string]float64{"bind": 1.25 * 1.5, "claim": 3.0, "listen": 50}), &run, nil)
+	if !bad || len(Regressed(fnd)) != 1 || Regressed(fnd)[0] != "bind" {
+		t.Fatalf("bind ×1.5: regressed %v, %v", bad, fnd)
+	}
+	if s := fnd[0].String(); !strings.Contains(s, "WORSE") || !strings.Contains(s, "1.88") || !strings.Contains(s, "limit 1.56") {
+		t.Fatalf("finding reads %q", s)
+	}
+	// Injected.
+	fnd, bad = Check(report("softroce-guest", map[string]float64{"bind": 1.25, "claim": 3.0, "listen": 50}), &run, map[string]float64{"claim": 1.5})
+	if !bad || Regressed(fnd)[0] != "claim" || fnd[1].Injected != 1.5 || !strings.Contains(fnd[1].String(), "on purpose") {
+		t.Fatalf("claim injected ×1.5: %v %v", bad, fnd)
+	}
+	// Better: passes, with a note.
+	fnd, bad = Check(report("softroce-guest", map[string]float64{"bind": 0.9, "claim": 3.0, "listen": 50}), &run, nil)
+	if bad || !strings.Contains(fnd[0].Note, "better") {
+		t.Fatalf("bind better: %v %v", bad, fnd)
+	}
+	// Unavailable now: a regression. Not run: skipped.
+	now := report("softroce-guest", map[string]float64{"claim": 3.0})
+	now.Unavailable = []Unavailable{{Name: "bind", Reason: "WSAENETDOWN"}}
+	fnd, bad = Check(now, &run, nil)
+	if !bad || len(fnd) != 2 || fnd[0].Variant != "bind" || !strings.Contains(fnd[0].String(), "WSAENETDOWN") {
+		t.Fatalf("bind unavailable, listen not run: %v %v", bad, fnd)
+	}
+}
+
+func TestKeepBetter(t *testing.T) {
+	r := report("host", map[string]float64{"bind": 2, "claim": 3})
+	r.KeepBetter(report("host", map[string]float64{"bind": 1.5, "claim": 4}))
+	if got := r.Ratios(); got["bind"] != 1.5 || got["claim"] != 3 {
+		t.Fatalf("KeepBetter: %v, want bind 1.5 (better), claim 3 (kept)", got)
+	}
+}
+
+func TestParseInject(t *testing.T) {
+	m, err := ParseInject("bind=1.5, claim=2")
+	if err != nil || m["bind"] != 1.5 || m["claim"] != 2 {
+		t.Fatal(m, err)
+	}
+	for _, bad := range []string{"bind", "bind=x", "bind=0", "nope=2"} {
+		if _, err := ParseInject(bad); err == nil {
+			t.Errorf("ParseInject(%q): no error", bad)
+		}
+	}
+	if m, err := ParseInject(""); err != nil || len(m) != 0 {
+		t.Fatal(m, err)
+	}
+}
+
+// Record keeps one run per machine kind in <version>.json; NewestHistory
+// finds the newest run of a kind, or of any kind when there is none.
+func TestRecordNewest(t *testing.T) {
+	dir := t.TempDir()
+	old := report("softroce-guest", map[string]float64{"bind": 1.3})
+	old.Version, old.Date = "v0.1.0", time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
+	newer := report("softroce-guest", map[string]float64{"bind": 1.2})
+	newer.Version, newer.Date = "v0.2.0+dirty", time.Date(2026, 2, 1, 0, 0, 0, 0, time.UTC)
+	host := report("host", map[string]float64{"claim": 2})
+	host.Version, host.Date = "v0.2.0+dirty", time.Date(2026, 2, 2, 0, 0, 0, 0, time.UTC)
+	for _, r := range []*Report{old, newer, host, newer} {
+		if _, err := Record(dir, r); err != nil {
+			t.Fatal(err)
+		}
+	}
+	h, err := ReadHistory(filepath.Join(dir, "v0.2.0_dirty.json"))
+	if err != nil || len(h.Runs) != 2 {
+		t.Fatalf("v0.2.0: %+v %v (want the guest and the host run, once each)", h, err)
+	}
+	path, h, run, err := NewestHistory(dir, "softroce-guest")
+	if err != nil || filepath.Base(path) != "v0.2.0_dirty.json" || h.Version != "v0.2.0+dirty" || run.Results[0].Ratio.P50 != 1.2 {
+		t.Fatalf("newest guest run: %s %+v %v", path, run, err)
+	}
+	if _, _, run, err := NewestHistory(dir, "rdma-host"); err != nil || run.Machine.Kind != "host" {
+		t.Fatalf("no rdma-host run: want the newest of any kind (host), got %+v %v", run, err)
+	}
+	if _, _, _, err := NewestHistory(t.TempDir(), "host"); !errors.Is(err, ErrNoHistory) {
+		t.Fatalf("empty dir: %v", err)
+	}
+	if fi, err := os.Stat(path); err != nil || fi.Size() > 16<<10 {
+		t.Fatalf("history file: %v, %v (want small)", fi.Size(), err)
+	}
+}
+
+// The output formats of a report: the table names every variant, the
+// benchstat lines have the Go benchmark shape, the SVG is well-formed XML
+// with a line and a legend entry per series.
+func TestOutputs(t *testing.T) {
+	r := report("host", map[string]float64{"bind": 1.2, "claim": 2.5})
+	r.Unavailable = []Unavailable{{Name: "listen", Reason: "why not"}}
+	var tab bytes.Buffer
+	if err := r.WriteTable(&tab); err != nil {
+		t.Fatal(err)
+	}
+	for _, s := range []string{"bind", "raw-bind", "claim", "ofd-lock", "1.20", "2.50", "listen", "why not"} {
+		if !strings.Contains(tab.String(), s) {
+			t.Errorf("table lacks %q:\n%s", s, tab.String())
+		}
+	}
+	var bs bytes.Buffer
+	if err := r.WriteBenchstat(&bs); err != nil {
+		t.Fatal(err)
+	}
+	n := 0
+	for _, l := range strings.Split(bs.String(), "\n") {
+		if !strings.HasPrefix(l, "Benchmark") {
+			continue
+		}
+		n++
+		f := strings.Split(l, "\t")
+		if len(f) < 4 || !strings.HasSuffix(f[2], " ns/op") {
+			t.Errorf("benchstat line %q", l)
+		}
+	}
+	if n != 4*BenchstatChunks {
+		t.Errorf("%d benchstat lines, want %d", n, 4*BenchstatChunks)
+	}
+	var svg bytes.Buffer
+	if err := r.WriteSVG(&svg); err != nil {
+		t.Fatal(err)
+	}
+	d := xml.NewDecoder(&svg)
+	paths := 0
+	for {
+		tok, err := d.Token()
+		if err == io.EOF {
+			break
+		}
+		if err != nil {
+			t.Fatalf("SVG is not well-formed: %v", err)
+		}
+		if se, ok := tok.(xml.StartElement); ok && se.Name.Local == "path" {
+			paths++
+		}
+	}
+	if paths != 4 {
+		t.Errorf("%d paths in the SVG, want 4 (two variants, two floors)", paths)
+	}
+}
+
+func TestUnknownVariant(t *testing.T) {
+	if _, err := Run(context.Background(), Config{Variants: []string{"bind", "nope"}}); !errors.Is(err, ErrUnknownVariant) {
+		t.Fatalf("Run with an unknown variant: %v", err)
+	}
+}
+
+// A short run of every variant on this machine: those it can run give
+// samples, the others a reason; nothing is left behind (fds, the run's
+// directory). On a host without RDMA the Bind variants say WSAENETDOWN;
+// inside the SoftRoCE guest every variant must run.
+func TestRunHere(t *testing.T) {
+	testutil.CheckFDs(t)
+	before, _ := filepath.Glob("/dev/shm/rdmabind-bench-*")
+	rep, err := Run(context.Background(), Config{Samples: 20, Warmup: 2})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, res := range rep.Results {
+		if res.Summary.N != 20 || res.Summary.P50 <= 0 {
+			t.Errorf("%s: %+v", res.Name, res.Summary)
+		}
+		if res.Floor != "" && (res.Ratio == nil || res.Ratio.P50 <= 0 || res.FloorSeries.Summary.N != 20) {
+			t.Errorf("%s: floor %+v ratio %+v", res.Name, res.FloorSeries, res.Ratio)
+		}
+		if res.Name == "phases" && len(res.Phases) != 5 {
+			t.Errorf("phases: %d series", len(res.Phases))
+		}
+	}
+	if rep.Result("kernel-bind") == nil || rep.Result("claim") == nil {
+		t.Fatalf("kernel-bind and claim run everywhere: %+v", rep.Unavailable)
+	}
+	_, rdmaErr := os.Stat("/dev/infiniband/rdma_cm")
+	for _, u := range rep.Unavailable {
+		t.Logf("unavailable: %s: %s", u.Name, u.Reason)
+		if testutil.InGuest() {
+			t.Errorf("in the guest every variant runs; %s: %s", u.Name, u.Reason)
+		}
+		if u.Name == "bind" && rdmaErr != nil && !strings.Contains(u.Reason, "WSAENETDOWN") {
+			t.Errorf("bind without RDMA: %q, want WSAENETDOWN", u.Reason)
+		}
+	}
+	if unix.Geteuid() == 0 && rep.Result("switch") == nil {
+		t.Errorf("as root the switch variant runs: %+v", rep.Unavailable)
+	}
+	after, _ := filepath.Glob("/dev/shm/rdmabind-bench-*")
+	if len(after) > len(before) {
+		t.Errorf("run directories left: %v", after)
+	}
+	if rep.Machine.Kind == "" || rep.Machine.CPUs == 0 || rep.Version == "" {
+		t.Errorf("machine %+v version %q", rep.Machine, rep.Version)
+	}
+}
+
+// An address that is not this host's is the spec's WSAEADDRNOTAVAIL.
+func TestRunForeignAddr(t *testing.T) {
+	_, err := Run(context.Background(), Config{Addr: mustAddr("192.0.2.77"), Variants: []string{"kernel-bind"}})
+	if !errors.Is(err, unix.EADDRNOTAVAIL) || !strings.Contains(err.Error(), "WSAEADDRNOTAVAIL") {
+		t.Fatalf("foreign address: %v", err)
+	}
+}
+
+func mustAddr(s string) netip.Addr { return netip.MustParseAddr(s) }
