@@ -86,9 +86,8 @@ func sizeOf(r *rand.Rand, i, max int) int {
 	return min(n, max)
 }
 
-// echoCheck sends count messages on c and checks each echo.
-func echoCheck(t *testing.T, c *Conn, count, maxSize int, seed uint64) (bytesMoved int64) {
-	t.Helper()
+// echoRun sends count messages on c and checks each echo.
+func echoRun(c *Conn, count, maxSize int, seed uint64) (bytesMoved int64, err error) {
 	r := rand.New(rand.NewPCG(seed, 7))
 	out := make([]byte, maxSize)
 	in := make([]byte, maxSize)
@@ -96,18 +95,41 @@ func echoCheck(t *testing.T, c *Conn, count, maxSize int, seed uint64) (bytesMov
 		n := sizeOf(r, i, maxSize)
 		fill(out[:n], i+int(seed))
 		if err := c.Send(out[:n]); err != nil {
-			t.Fatalf("message %d (%d bytes): send: %v", i, n, err)
+			return bytesMoved, fmt.Errorf("message %d (%d bytes): send: %w", i, n, err)
 		}
 		m, err := c.Recv(in)
 		if err != nil {
-			t.Fatalf("message %d (%d bytes): recv: %v", i, n, err)
+			return bytesMoved, fmt.Errorf("message %d (%d bytes): recv: %w", i, n, err)
 		}
 		if m != n || !bytes.Equal(in[:m], out[:n]) {
-			t.Fatalf("message %d: sent %d bytes, echo has %d, contents differ: %v", i, n, m, !bytes.Equal(in[:min(m, n)], out[:min(m, n)]))
+			return bytesMoved, fmt.Errorf("message %d: sent %d bytes, echo has %d, contents differ", i, n, m)
 		}
 		bytesMoved += int64(2 * n)
 	}
-	return bytesMoved
+	return bytesMoved, nil
+}
+
+func echoCheck(t *testing.T, c *Conn, count, maxSize int, seed uint64) int64 {
+	t.Helper()
+	moved, err := echoRun(c, count, maxSize, seed)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return moved
+}
+
+// who asks an echo helper for its name.
+func who(t *testing.T, c *Conn) string {
+	t.Helper()
+	if err := c.Send(msgWho); err != nil {
+		t.Fatal(err)
+	}
+	b := make([]byte, 64)
+	n, err := c.Recv(b)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return string(b[:n])
 }
 
 // TestDeviceEcho echoes messages of 1 B to 1 MiB between the two guests,

@@ -156,8 +156,9 @@ func (c *Conn) monitorTCP() {
 	if c.closing.Load() || errors.Is(err, net.ErrClosed) {
 		return
 	}
-	if err == nil || err == io.EOF {
-		err = unix.ECONNRESET
+	if err == nil || err == io.EOF || errors.Is(err, unix.ECONNRESET) {
+		c.fail(fmt.Errorf("rendezvous connection ended: %w", unix.ECONNRESET))
+		return
 	}
-	c.fail(fmt.Errorf("rendezvous connection ended: %w", errors.Join(err, unix.ECONNRESET)))
+	c.fail(fmt.Errorf("rendezvous connection ended: %w (%w)", err, unix.ECONNRESET))
 }
