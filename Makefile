@@ -41,7 +41,7 @@ else
 BENCH_RUN := $(SOFTROCE_RUN) --nics 2 --timeout 300 --
 endif
 
-.PHONY: all test demo deps build lint unit fuzz device-test harness-test bench bench-check rdmabind-bin
+.PHONY: all test demo deps build lint unit fuzz device-test device-test-2hosts harness-test bench bench-check rdmabind-bin
 
 all: build
 
@@ -78,6 +78,20 @@ else
 	  -exec '$(SOFTROCE_RUN) --nics 2 --timeout 900 --' $(DEVICE_PKGS)
 endif
 
+# Packages whose tests need two hosts (qp/: connections between them). On a
+# host with RDMA devices they skip (no peer host); elsewhere they run in two
+# SoftRoCE guests, guest 2 started from the tests (about 1 min).
+DEVICE2_PKGS ?= ./qp/
+
+device-test-2hosts: deps
+ifneq ($(HAVE_RDMA),)
+	$(GO) test $(GOFLAGS_TEST) $(DEVICE2_PKGS)
+else
+	@$(MAKE) --no-print-directory softroce-prepare
+	$(GO) test $(GOFLAGS_TEST) -p 1 -timeout 10m \
+	  -exec '$(SOFTROCE_RUN) --hosts 2 --nics 1 --peer-ready none --timeout 600 --' $(DEVICE2_PKGS)
+endif
+
 # The harness's own checks: exit codes, timeout, two NICs, two hosts (rping).
 harness-test: deps
 ifeq ($(HAVE_RDMA),)
@@ -86,7 +100,7 @@ else
 	@echo "harness-test: this host has RDMA devices; the SoftRoCE harness is not needed"
 endif
 
-test: build lint unit fuzz harness-test device-test bench-check
+test: build lint unit fuzz harness-test device-test device-test-2hosts bench-check
 	@echo "make test: all steps passed"
 
 # The main job: on this host's RDMA devices, or in a SoftRoCE guest with two.
