@@ -50,7 +50,9 @@ func readTrim(path string) string {
 
 func describeMachine() Machine {
 	m := Machine{CPUs: runtime.NumCPU(), GOMAXPROCS: runtime.GOMAXPROCS(0), Go: runtime.Version(), Root: os.Geteuid() == 0}
-	m.Hostname, _ = os.Hostname()
+	if h, _ := os.Hostname(); h != "(none)" { // the guest has none
+		m.Hostname = h
+	}
 	m.Kernel = readTrim("/proc/sys/kernel/osrelease")
 	if f := strings.Fields(readTrim("/proc/loadavg")); len(f) >= 3 {
 		m.Load = strings.Join(f[:3], " ")

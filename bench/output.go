@@ -43,7 +43,11 @@ func (r *Report) Header() string {
 	if r.Machine.Root {
 		root = ", root"
 	}
-	fmt.Fprintf(&b, "rdmabind bench %s on %s (%s%s)\n", r.Version, r.Machine.Hostname, r.Machine, root)
+	on := ""
+	if r.Machine.Hostname != "" {
+		on = " on " + r.Machine.Hostname
+	}
+	fmt.Fprintf(&b, "rdmabind bench %s%s (%s%s)\n", r.Version, on, r.Machine, root)
 	short := ""
 	if r.Short {
 		short = " (short)"

@@ -88,7 +88,11 @@ func (r *Report) WriteSVG(w io.Writer) error {
 	if r.Short {
 		short = " (short run)"
 	}
-	fmt.Fprintf(&b, `<text x="%d" y="24" font-size="17" font-weight="bold">rdmabind bind latency on %s (%s)</text>`+"\n", left-50, esc(r.Machine.Hostname), esc(r.Machine.Kind))
+	where := r.Machine.Kind
+	if r.Machine.Hostname != "" {
+		where = r.Machine.Hostname + " (" + where + ")"
+	}
+	fmt.Fprintf(&b, `<text x="%d" y="24" font-size="17" font-weight="bold">rdmabind bind latency on %s</text>`+"\n", left-50, esc(where))
 	fmt.Fprintf(&b, `<text x="%d" y="44" font-size="12" fill="#333">%s</text>`+"\n", left-50, esc(r.Machine.String()))
 	fmt.Fprintf(&b, `<text x="%d" y="60" font-size="12" fill="#333">%s, %s, address %s, %d samples per line after %d warm-up%s, interleaved</text>`+"\n",
 		left-50, esc(r.Version), r.Date.Format("2006-01-02 15:04 UTC"), esc(r.Addr), r.Samples, r.Warmup, short)
