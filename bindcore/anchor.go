@@ -45,8 +45,10 @@ import (
 //
 // Where inotify is not available (no instance left), the Binder polls the
 // flags of its ports instead, every anchorPoll. Parking is for the life of
-// the socket: an outgoing connection from a parked socket gets its own
-// rdma_cm port (a later issue), never the listener's.
+// the socket. Outgoing rdma_cm connections (qp.Dial) never use the socket's
+// id or port, parked or not: the connecting id gets an rdma_cm port of its
+// own on the socket's address, so no connected id ever sits on a port a
+// listener may need (docs/qp.md).
 
 // anchorPoll is the poll period without inotify.
 var anchorPoll = 20 * time.Millisecond

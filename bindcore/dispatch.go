@@ -25,9 +25,12 @@ type RDMARequest struct {
 // a connect request goes to the queue of the listening id it names
 // (Event.Listener), and is rejected when no socket listens on that id any
 // more or its queue is full. The loop runs from the first listening id
-// until the channel closes. Other events are dropped: the ids they are for
-// are connection requests their receivers have not accepted (nothing here
-// accepts yet).
+// until the channel closes. Other events are dropped: they can only be for
+// the ids of connection requests not yet accepted, because a connection
+// (package qp) moves its id to an event channel of its own
+// (rdmacm.ID.Migrate) before it accepts, and dialled ids are created on the
+// connection's channel; its ESTABLISHED, DISCONNECTED, DEVICE_REMOVAL, ...
+// never reach this loop (see docs/qp.md).
 type cmEvents struct {
 	mu      sync.Mutex
 	routes  map[*rdmacm.ID]chan RDMARequest
