@@ -21,7 +21,7 @@ type Variant struct {
 }
 
 // The variants, in the order they run and print (listen last: its BPF
-// program loads disturb a TCG guest for a while after).
+// program loads slow down what runs after them in a TCG guest).
 var variants = []Variant{
 	{Name: "kernel-bind", What: "socket(2) + bind(2) of a TCP socket, port 0 (the kernel's own bind; a floor itself)"},
 	{Name: "rdma-bind", What: "rdma_create_id + rdma_set_option(REUSEADDR) + rdma_bind_addr, port 0 (librdmacm's bind; a floor itself)",
@@ -246,9 +246,9 @@ func Run(ctx context.Context, cfg Config) (*Report, error) {
 	}
 	rep.Version, rep.Commit = Version()
 	// One variant after the other, each prepared just before its samples
-	// and closed after them: what one leaves behind (the listen variant's
-	// BPF programs, say: under TCG their JIT flushes qemu's translated code
-	// and slows the whole guest for a while) must not weigh on another.
+	// and closed after them: what one leaves behind must not weigh on
+	// another (in the guest, every variant got slower once listen samples,
+	// which load BPF programs, had run; docs/bench.md).
 	// Within a variant, its samples and its floor's alternate.
 	total := (cfg.Warmup + cfg.Samples) * len(vs)
 	done := 0
