@@ -23,13 +23,20 @@ func TestMain(m *testing.M) {
 	if role := os.Getenv(helperEnv); role != "" {
 		os.Exit(helperMain(role))
 	}
-	os.Exit(m.Run())
+	code := m.Run()
+	stopBenchPeer()
+	os.Exit(code)
 }
 
 // Control messages the echo helper understands (everything else it echoes).
 var (
 	msgWho = []byte("\x00who")
 	msgDie = []byte("\x00die")
+	// msgSink switches the connection to sinking: the helper receives
+	// without echoing until msgEnd, then sends the number of messages and
+	// bytes it got (a bandwidth run).
+	msgSink = []byte("\x00sink")
+	msgEnd  = []byte("\x00end")
 )
 
 // helperMain runs a helper role:
@@ -75,7 +82,7 @@ func helperMain(role string) int {
 		if err := s.Listen(128); err != nil {
 			return fail(err)
 		}
-		l, err := NewListener(s, nil)
+		l, err := NewListener(s, helperOptions())
 		if err != nil {
 			return fail(err)
 		}
@@ -103,7 +110,7 @@ func helperMain(role string) int {
 	case "dialer":
 		ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 		defer cancel()
-		c, err := Dial(ctx, s, netip.MustParseAddrPort(os.Getenv("RDMABIND_QP_DIAL")), nil)
+		c, err := Dial(ctx, s, netip.MustParseAddrPort(os.Getenv("RDMABIND_QP_DIAL")), helperOptions())
 		if err != nil {
 			return fail(err)
 		}
@@ -114,6 +121,15 @@ func helperMain(role string) int {
 	}
 	<-term
 	return 0
+}
+
+// helperOptions: RDMABIND_QP_SPIN sets Options.Spin (a duration).
+func helperOptions() *Options {
+	o := &Options{}
+	if d, err := time.ParseDuration(os.Getenv("RDMABIND_QP_SPIN")); err == nil {
+		o.Spin = d
+	}
+	return o
 }
 
 func familyOf(ap netip.AddrPort) bindcore.Family {
@@ -141,6 +157,20 @@ func echo(c *Conn, name string) {
 			msg = []byte(name)
 		case string(msgDie):
 			syscall.Kill(os.Getpid(), syscall.SIGKILL)
+		case string(msgSink):
+			var msgs, total int
+			for {
+				n, err := c.Recv(buf)
+				if err != nil {
+					return
+				}
+				if string(buf[:n]) == string(msgEnd) {
+					break
+				}
+				msgs++
+				total += n
+			}
+			msg = fmt.Appendf(nil, "%d %d", msgs, total)
 		}
 		if err := c.Send(msg); err != nil {
 			fmt.Fprintf(os.Stderr, "qp helper %s: echo: %v\n", name, err)

@@ -86,8 +86,12 @@ func (c *Conn) Recv(p []byte) (int, error) {
 
 // nextRecv returns the next receive completion: polled already, polled
 // now, or waited for (spinning for Spin, then on the completion channel).
-// Before it sleeps it gives the peer its credit back, so that a sender
-// waiting for credit is never left waiting on us.
+//
+// Credits go back in batches of a quarter of the buffers (Recv), never one
+// by one: that is enough for a sender never to wait on a receiver that is
+// waiting itself. A sender out of credit has RecvDepth chunks unreturned; a
+// receiver blocked here has consumed every chunk that arrived, so at most
+// a quarter of them is unreturned, and the sender has the rest.
 func (c *Conn) nextRecv(inMessage bool) (verbs.WC, error) {
 	if len(c.pending) > 0 {
 		wc := c.pending[0]
@@ -116,7 +120,6 @@ func (c *Conn) nextRecv(inMessage bool) (verbs.WC, error) {
 			return verbs.WC{}, c.opErr("recv", os.ErrDeadlineExceeded)
 		}
 		if spinEnd.IsZero() {
-			c.writeCredit(true)
 			spinEnd = time.Now().Add(c.opts.Spin)
 		}
 		if time.Now().Before(spinEnd) {

@@ -1,0 +1,203 @@
+package qp
+
+import (
+	"context"
+	"fmt"
+	"net/netip"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"slices"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/rdmabind/rdmabind/bindcore"
+	"github.com/rdmabind/rdmabind/internal/testutil"
+)
+
+// The benchmarks run in guest 1 of a two-guest SoftRoCE run against an echo
+// helper in guest 2, beside perftest on the same devices (ci/qp-perf runs
+// both and prints the ratios). RDMABIND_QP_SPIN sets how long both sides
+// busy-poll before they sleep (default here 20 ms: perftest busy-polls all
+// the time; set 50us for the library's default behaviour).
+
+var bench struct {
+	once sync.Once
+	err  error
+	id   string
+	srv  netip.AddrPort
+	b    *bindcore.Binder
+	n    int
+}
+
+func benchSpin() time.Duration {
+	if d, err := time.ParseDuration(os.Getenv("RDMABIND_QP_SPIN")); err == nil {
+		return d
+	}
+	return 20 * time.Millisecond
+}
+
+// benchPeer starts the echo helper in guest 2 once for all benchmarks.
+func benchPeer(b *testing.B) (netip.AddrPort, *bindcore.Binder) {
+	testutil.SkipUnlessRDMA(b)
+	testutil.SkipUnlessPeer(b)
+	bench.once.Do(func() {
+		ex := os.Getenv("RDMABIND_SOFTROCE_PEER_EXEC")
+		bench.srv = netip.MustParseAddrPort(testutil.PeerAddr() + ":7476")
+		ready := filepath.Join(os.Getenv("RDMABIND_SOFTROCE_SHARED"), fmt.Sprintf("qp-bench-%d.ready", time.Now().UnixNano()))
+		bin, _ := filepath.Abs(os.Args[0])
+		out, err := exec.Command(ex, "--detach", "env", helperEnv+"=echo", "RDMABIND_QP_ADDR="+bench.srv.String(),
+			"RDMABIND_QP_NAME=bench", "RDMABIND_QP_READY="+ready, "RDMABIND_QP_SPIN="+benchSpin().String(),
+			bin, "-test.run=^$").Output()
+		if err != nil {
+			bench.err = err
+			return
+		}
+		bench.id = strings.TrimSpace(string(out))
+		for end := time.Now().Add(60 * time.Second); ; time.Sleep(20 * time.Millisecond) {
+			if _, err := os.Stat(ready); err == nil {
+				break
+			}
+			if time.Now().After(end) {
+				bench.err = fmt.Errorf("bench helper not ready")
+				return
+			}
+		}
+		bench.b, bench.err = bindcore.Open(bindcore.Options{})
+	})
+	if bench.err != nil {
+		b.Fatal(bench.err)
+	}
+	return bench.srv, bench.b
+}
+
+func stopBenchPeer() {
+	if bench.id != "" {
+		ex := os.Getenv("RDMABIND_SOFTROCE_PEER_EXEC")
+		exec.Command(ex, "--signal", bench.id, "KILL").Run()
+		exec.Command(ex, "--wait", bench.id).Run()
+	}
+	if bench.b != nil {
+		bench.b.Close()
+	}
+}
+
+func benchConn(b *testing.B, mode Mode) *Conn {
+	srv, bd := benchPeer(b)
+	bench.n++
+	s, err := bd.Socket(bindcore.AFInet)
+	if err != nil {
+		b.Fatal(err)
+	}
+	if err := s.BindAddrPort(netip.MustParseAddrPort(fmt.Sprintf("10.77.0.1:%d", 7500+bench.n))); err != nil {
+		b.Fatal(err)
+	}
+	b.Cleanup(func() { s.Close() })
+	c, err := Dial(context.Background(), s, srv, &Options{Mode: mode, Spin: benchSpin()})
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.Cleanup(func() { c.Close() })
+	return c
+}
+
+// BenchmarkSendLatency is 64-byte ping-pong: the metric "p50-us" is half the
+// median round trip, as ib_send_lat's t_typical is.
+func BenchmarkSendLatency(b *testing.B) {
+	for _, mode := range []Mode{ModeCM, ModeTCP} {
+		b.Run(mode.String(), func(b *testing.B) {
+			c := benchConn(b, mode)
+			msg := make([]byte, 64)
+			in := make([]byte, 64)
+			for range 20 { // warm up
+				c.Send(msg)
+				c.Recv(in)
+			}
+			rtt := make([]time.Duration, 0, b.N)
+			b.ResetTimer()
+			for range b.N {
+				t0 := time.Now()
+				if err := c.Send(msg); err != nil {
+					b.Fatal(err)
+				}
+				if _, err := c.Recv(in); err != nil {
+					b.Fatal(err)
+				}
+				rtt = append(rtt, time.Since(t0))
+			}
+			b.StopTimer()
+			slices.Sort(rtt)
+			b.ReportMetric(float64(rtt[len(rtt)/2].Nanoseconds())/2000, "p50-us")
+			b.ReportMetric(float64(rtt[len(rtt)*99/100].Nanoseconds())/2000, "p99-us")
+		})
+	}
+}
+
+// BenchmarkSendBandwidth streams 64 KiB messages one way (b.N of them)
+// and waits for the receiver's count: "MB/s" as ib_send_bw's BW average.
+func BenchmarkSendBandwidth(b *testing.B) {
+	for _, mode := range []Mode{ModeCM, ModeTCP} {
+		b.Run(mode.String(), func(b *testing.B) {
+			c := benchConn(b, mode)
+			msg := make([]byte, 64<<10)
+			in := make([]byte, 64)
+			b.SetBytes(int64(len(msg)))
+			b.ResetTimer()
+			if err := c.Send(msgSink); err != nil {
+				b.Fatal(err)
+			}
+			for range b.N {
+				if err := c.Send(msg); err != nil {
+					b.Fatal(err)
+				}
+			}
+			if err := c.Send(msgEnd); err != nil {
+				b.Fatal(err)
+			}
+			n, err := c.Recv(in)
+			if err != nil {
+				b.Fatal(err)
+			}
+			b.StopTimer()
+			var msgs, total int
+			fmt.Sscanf(string(in[:n]), "%d %d", &msgs, &total)
+			if msgs != b.N || total != b.N*len(msg) {
+				b.Fatalf("receiver got %d messages, %d bytes; sent %d", msgs, total, b.N)
+			}
+		})
+	}
+}
+
+// BenchmarkSetup is Dial (to an established connection) plus Close.
+func BenchmarkSetup(b *testing.B) {
+	for _, mode := range []Mode{ModeCM, ModeTCP} {
+		b.Run(mode.String(), func(b *testing.B) {
+			srv, bd := benchPeer(b)
+			bench.n++
+			s, err := bd.Socket(bindcore.AFInet)
+			if err != nil {
+				b.Fatal(err)
+			}
+			if err := s.BindAddrPort(netip.MustParseAddrPort(fmt.Sprintf("10.77.0.1:%d", 7500+bench.n))); err != nil {
+				b.Fatal(err)
+			}
+			defer s.Close()
+			var setup []time.Duration
+			b.ResetTimer()
+			for range b.N {
+				t0 := time.Now()
+				c, err := Dial(context.Background(), s, srv, &Options{Mode: mode})
+				if err != nil {
+					b.Fatal(err)
+				}
+				setup = append(setup, time.Since(t0))
+				c.Close()
+			}
+			b.StopTimer()
+			slices.Sort(setup)
+			b.ReportMetric(float64(setup[len(setup)/2].Microseconds())/1000, "p50-setup-ms")
+		})
+	}
+}
