@@ -21,6 +21,10 @@ import (
 	"github.com/rdmabind/rdmabind/rdma"
 )
 
+// runDirParent is where a run makes its directory (its registry files);
+// tests point it elsewhere.
+var runDirParent = registry.DefaultDir
+
 func phaseName(p int) string { return bindcore.PhaseNames[p] }
 
 // env is what the variants of one Run share: the address, a registry
@@ -41,7 +45,7 @@ func newEnv(addr netip.Addr) (*env, error) {
 	} else if !isLocal(addr) {
 		return nil, wsa.New(wsa.WSAEADDRNOTAVAIL, "bench", addr.String(), "%s is not an address of this host", addr)
 	}
-	parent := registry.DefaultDir
+	parent := runDirParent
 	if st, err := os.Stat(parent); err != nil || !st.IsDir() {
 		parent = ""
 	}

@@ -10,7 +10,7 @@ import (
 
 func phaseName(p int) string { return "phase" + strconv.Itoa(p) }
 
-type env struct{}
+type env struct{ addr netip.Addr }
 
 func newEnv(netip.Addr) (*env, error) { return nil, errors.New("bench: only on Linux") }
 
