@@ -122,7 +122,12 @@ func (c *Conn) nextRecv(inMessage bool) (verbs.WC, error) {
 		if spinEnd.IsZero() {
 			spinEnd = time.Now().Add(c.opts.Spin)
 		}
-		if time.Now().Before(spinEnd) {
+		if left := time.Until(spinEnd); left > 0 {
+			n, err := c.res.rcq.PollSpin(c.pendBuf[:], left)
+			if err == nil && n > 0 {
+				c.pending = c.pendBuf[1:n]
+				return c.pendBuf[0], nil
+			}
 			continue
 		}
 		if !armed {

@@ -83,6 +83,21 @@ func (cq *CQ) Poll(out []WC) (int, error) {
 	return impl.poll(cq.h, out)
 }
 
+// PollSpin is Poll busy-polling for up to d (at most 1 ms per call) in C,
+// until a completion is there: it spins without entering the Go scheduler
+// between polls, as a C program's poll loop does. It returns 0 when d
+// passed without one.
+//
+// Errors: as Poll.
+func (cq *CQ) PollSpin(out []WC, d time.Duration) (int, error) {
+	cq.mu.RLock()
+	defer cq.mu.RUnlock()
+	if cq.h == nil {
+		return 0, fmt.Errorf("ibv_poll_cq: %w", ErrClosed)
+	}
+	return impl.pollSpin(cq.h, out, min(d, time.Millisecond).Nanoseconds())
+}
+
 // Arm asks for an event on the completion channel at the next completion
 // (ibv_req_notify_cq). Poll once more after Arm before Wait: a completion
 // that came in between raises no event.
@@ -107,8 +122,8 @@ func (cq *CQ) SetDeadline(t time.Time) error {
 }
 
 // Wait waits for an event of an armed CQ on the completion channel (on the
-// netpoller), and reads and acknowledges every event queued
-// (ibv_get_cq_event, ibv_ack_cq_events).
+// netpoller), and reads and acknowledges it (ibv_get_cq_event,
+// ibv_ack_cq_events).
 //
 // Errors: os.ErrDeadlineExceeded past the deadline, ErrClosed (also when
 // Close ends the wait), the errno of ibv_get_cq_event.
@@ -121,19 +136,18 @@ func (cq *CQ) Wait() error {
 		return fmt.Errorf("ibv_get_cq_event: %w", ErrClosed)
 	}
 	var evErr error
-	got := false
 	err := cq.rc.Read(func(uintptr) bool {
-		for {
-			err := impl.getCQEvent(ch)
-			if err == unix.EAGAIN {
-				return got
-			}
-			if err != nil {
-				evErr = err
-				return true
-			}
-			got = true
+		// One event is enough: a CQ raises one per Arm. Another one
+		// queued (from an earlier Arm) leaves the fd readable, so the
+		// next Wait returns at once, and its caller polls again.
+		err := impl.getCQEvent(ch)
+		if err == unix.EAGAIN {
+			return false
 		}
+		if err != nil {
+			evErr = err
+		}
+		return true
 	})
 	switch {
 	case err == nil && evErr == nil:

@@ -187,6 +187,7 @@ type ops interface {
 	reqNotify(cq handle) error
 	getCQEvent(ch handle) error
 	poll(cq handle, out []WC) (int, error)
+	pollSpin(cq handle, out []WC, ns int64) (int, error)
 	createQP(pd, scq, rcq handle, c Caps) (qp handle, qpn uint32, inline int, err error)
 	createQPOnID(id any, pd, scq, rcq handle, c Caps) (qp handle, qpn uint32, inline int, err error)
 	destroyQP(qp handle, id any) error
