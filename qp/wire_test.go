@@ -1,0 +1,68 @@
+package qp
+
+import (
+	"errors"
+	"testing"
+	"time"
+)
+
+func TestHelloRoundTrip(t *testing.T) {
+	h := hello{mode: ModeTCP, port: 7470, qpn: 0x123456, psn: 0xabcdef, lid: 7, mtu: 3,
+		recvDepth: 32, chunk: 65536, ctrlAddr: 0x7f0011223344, ctrlKey: 0xdeadbeef}
+	h.gid[15] = 9
+	b := h.marshal()
+	if len(b) != helloLen || len(b) > 56 {
+		t.Fatalf("hello is %d bytes: an rdma_cm connect request carries 56", len(b))
+	}
+	got, err := parseHello(b)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got != h {
+		t.Fatalf("parsed %+v, want %+v", got, h)
+	}
+	for _, bad := range [][]byte{nil, b[:10], append([]byte("XXXX"), b[4:]...)} {
+		if _, err := parseHello(bad); !errors.Is(err, ErrProtocol) {
+			t.Errorf("parseHello(%q...): %v, want ErrProtocol", bad[:min(len(bad), 4)], err)
+		}
+	}
+	v := append([]byte(nil), b...)
+	v[4] = 9
+	if _, err := parseHello(v); !errors.Is(err, ErrProtocol) {
+		t.Errorf("version 9: %v", err)
+	}
+}
+
+func TestOptionsDefaults(t *testing.T) {
+	o := (*Options)(nil).withDefaults()
+	if o.Mode != ModeCM || o.Chunk != 64<<10 || o.RecvDepth != 32 || o.SendDepth != 16 || o.Spin != 50*time.Microsecond {
+		t.Fatalf("defaults: %+v", o)
+	}
+	o = (&Options{Chunk: 100, RecvDepth: 1, Spin: -1}).withDefaults()
+	if o.Chunk != 128 || o.RecvDepth != 4 || o.Spin >= 0 {
+		t.Fatalf("adjusted: %+v", o)
+	}
+	for _, s := range []string{"cm", "tcp"} {
+		if m, ok := ParseMode(s); !ok || m.String() != s {
+			t.Errorf("ParseMode(%q) = %v, %v", s, m, ok)
+		}
+	}
+	if _, ok := ParseMode("udp"); ok {
+		t.Error("ParseMode(udp) ok")
+	}
+}
+
+func TestCreditWord(t *testing.T) {
+	b := make([]byte, 32)
+	if _, ok := loadCredit(b, 0); ok {
+		t.Error("zeroed word reads as valid")
+	}
+	storeCredit(b, 0, 42)
+	if v, ok := loadCredit(b, 0); !ok || v != 42 {
+		t.Errorf("load = %d, %v", v, ok)
+	}
+	b[3] ^= 1 // torn
+	if _, ok := loadCredit(b, 0); ok {
+		t.Error("torn word reads as valid")
+	}
+}
