@@ -168,6 +168,7 @@ func (c *Conn) hello(port uint16) hello {
 		chunk:     uint32(c.res.chunk),
 		ctrlAddr:  c.res.ctrlAddr(),
 		ctrlKey:   c.res.mr.RKey(),
+		bulk:      uint8(c.res.bulk / bulkUnit),
 	}
 }
 

@@ -42,9 +42,12 @@ type Conn struct {
 	peerChunk    int
 	peerCtrl     uint64
 	peerCtrlRKey uint32
+	peerBulk     int    // the peer's bulk area (0: none)
+	peerBulkAddr uint64 // at peerCtrl+bulkDelta
 
 	sendMu   sync.Mutex
 	sent     uint64 // chunks sent (each takes a credit)
+	bulkSent uint64 // bulk messages written
 	sendFrag int    // min(our chunk, peer's chunk)
 
 	// sq guards the send queue: free buffers, credit write slots, reaping.
@@ -54,6 +57,7 @@ type Conn struct {
 		credFree []int
 		out      int // WRs posted and not completed
 		byeDone  bool
+		bulkBusy bool // the staging area is in a write not completed
 		wcs      [32]verbs.WC
 	}
 
@@ -62,6 +66,8 @@ type Conn struct {
 	pendBuf  [32]verbs.WC
 	returned uint64 // receive buffers given back (re-posted)
 	written  uint64 // the last value written to the peer
+	bulkDone uint64 // bulk messages consumed
+	bulkWrit uint64 // the last bulkDone written to the peer
 	recvOut  int    // receive WRs posted and not completed
 	eof      bool
 
@@ -79,10 +85,14 @@ const (
 	kindData   = 1 << 32
 	kindCredit = 2 << 32
 	kindBye    = 3 << 32
+	kindBulk   = 4 << 32
 	kindMask   = 0xff << 32
 
 	immData = 1
 	immBye  = 2
+	// immBulk marks an RDMA WRITE with immediate of a whole message into
+	// the bulk area; the low 31 bits are its length.
+	immBulk = 1 << 31
 )
 
 // LocalAddr is the bound socket's address and port.
@@ -163,6 +173,8 @@ func (c *Conn) init(peer hello) {
 	c.peerCtrl = peer.ctrlAddr
 	c.peerCtrlRKey = peer.ctrlKey
 	c.sendFrag = min(c.res.chunk, c.peerChunk)
+	c.peerBulk = int(peer.bulk) * bulkUnit
+	c.peerBulkAddr = peer.ctrlAddr + bulkDelta
 	c.sq.free = make([]int, c.res.nsend)
 	for i := range c.sq.free {
 		c.sq.free[i] = c.res.nsend - 1 - i
@@ -297,6 +309,8 @@ func (c *Conn) reapLocked() {
 				c.sq.credFree = append(c.sq.credFree, int(wc.ID&0xffffffff))
 			case kindBye:
 				c.sq.byeDone = true
+			case kindBulk:
+				c.sq.bulkBusy = false
 			}
 			if err := wc.Err(); err != nil && !c.closing.Load() {
 				c.fail(fmt.Errorf("send completion: %w (%w)", err, unix.ECONNRESET))

@@ -5,19 +5,24 @@ import (
 	"unsafe"
 )
 
-// The credit word: the peer RDMA-writes {v, ^v} (two little-endian
-// uint64, 16 bytes) into our region; a torn write shows as v != ^w and is
-// ignored (the values only grow, the next write brings a newer one).
+// The credit word: the peer RDMA-writes {v, ^v, bv, ^bv} (four
+// little-endian uint64, 32 bytes: buffers returned, bulk messages
+// consumed) into our region; a torn write shows as v != ^w and is ignored
+// (the values only grow, the next write brings newer ones).
 
-func loadCredit(b []byte, off int) (uint64, bool) {
-	p := (*[2]uint64)(unsafe.Pointer(&b[off]))
-	v := atomic.LoadUint64(&p[0])
+func loadCredit(b []byte, off int) (v, bv uint64, ok bool) {
+	p := (*[4]uint64)(unsafe.Pointer(&b[off]))
+	v = atomic.LoadUint64(&p[0])
 	w := atomic.LoadUint64(&p[1])
-	return v, v == ^w
+	bv = atomic.LoadUint64(&p[2])
+	bw := atomic.LoadUint64(&p[3])
+	return v, bv, v == ^w && bv == ^bw
 }
 
-func storeCredit(b []byte, off int, v uint64) {
-	p := (*[2]uint64)(unsafe.Pointer(&b[off]))
+func storeCredit(b []byte, off int, v, bv uint64) {
+	p := (*[4]uint64)(unsafe.Pointer(&b[off]))
 	atomic.StoreUint64(&p[0], v)
 	atomic.StoreUint64(&p[1], ^v)
+	atomic.StoreUint64(&p[2], bv)
+	atomic.StoreUint64(&p[3], ^bv)
 }

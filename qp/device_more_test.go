@@ -42,7 +42,7 @@ func TestDeviceSharedPort(t *testing.T) {
 			defer wg.Done()
 			ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 			defer cancel()
-			conns[i], errs[i] = Dial(ctx, s, srv, nil)
+			conns[i], errs[i] = Dial(ctx, s, srv, testOptions(ModeCM))
 		}()
 	}
 	wg.Wait()
@@ -102,7 +102,7 @@ func TestDevicePeerDeath(t *testing.T) {
 			fds0, res0 := resourceSnapshot(t)
 			ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 			defer cancel()
-			c, err := Dial(ctx, s, srv, &Options{Mode: mode})
+			c, err := Dial(ctx, s, srv, testOptions(mode))
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -204,7 +204,7 @@ func TestDeviceTakeover(t *testing.T) {
 	s := bindSocket(t, b, "10.77.0.1:7475")
 	dial := func(mode Mode) *Conn {
 		t.Helper()
-		c, err := Dial(ctx, s, srv, &Options{Mode: mode})
+		c, err := Dial(ctx, s, srv, testOptions(mode))
 		if err != nil {
 			t.Fatalf("dial %s: %v", mode, err)
 		}
@@ -239,7 +239,7 @@ func TestDeviceTakeover(t *testing.T) {
 		var c *Conn
 		for {
 			dctx, dcancel := context.WithTimeout(ctx, 5*time.Second)
-			c, err = Dial(dctx, s, srv, &Options{Mode: mode})
+			c, err = Dial(dctx, s, srv, testOptions(mode))
 			dcancel()
 			if err == nil {
 				break

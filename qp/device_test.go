@@ -148,7 +148,7 @@ func TestDeviceEcho(t *testing.T) {
 			ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 			defer cancel()
 			start := time.Now()
-			c, err := Dial(ctx, s, srv, &Options{Mode: mode})
+			c, err := Dial(ctx, s, srv, testOptions(mode))
 			if err != nil {
 				t.Fatal(err)
 			}

@@ -8,6 +8,7 @@ import (
 	"net/netip"
 	"os"
 	"os/signal"
+	"strconv"
 	"syscall"
 	"testing"
 	"time"
@@ -123,12 +124,23 @@ func helperMain(role string) int {
 	return 0
 }
 
-// helperOptions: RDMABIND_QP_SPIN sets Options.Spin (a duration).
+// helperOptions: RDMABIND_QP_SPIN sets Options.Spin (a duration),
+// RDMABIND_QP_BULK Options.Bulk (-1: off), for the helpers and the tests.
 func helperOptions() *Options {
 	o := &Options{}
 	if d, err := time.ParseDuration(os.Getenv("RDMABIND_QP_SPIN")); err == nil {
 		o.Spin = d
 	}
+	if n, err := strconv.Atoi(os.Getenv("RDMABIND_QP_BULK")); err == nil {
+		o.Bulk = n
+	}
+	return o
+}
+
+// testOptions are helperOptions in mode.
+func testOptions(mode Mode) *Options {
+	o := helperOptions()
+	o.Mode = mode
 	return o
 }
 

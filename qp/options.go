@@ -48,6 +48,13 @@ type Options struct {
 	// SendDepth is the number of send buffers (chunks posted and not yet
 	// completed). Default 16.
 	SendDepth int
+	// Bulk is the size of the area the peer may RDMA WRITE a whole
+	// message into (and of our staging area for writing ours): a message
+	// longer than Chunk and no longer than the peer's Bulk goes as one
+	// RDMA WRITE with immediate data instead of several SENDs, when the
+	// peer's area is free (else as SENDs). Default 1 MiB (a multiple of
+	// 64 KiB, at most 16320 KiB); negative: off.
+	Bulk int
 	// Spin is how long Recv and Send poll a completion queue before they
 	// sleep on its completion channel (the Go netpoller). Default 50 µs;
 	// negative: never spin.
@@ -74,6 +81,14 @@ func (o *Options) withDefaults() Options {
 	}
 	if r.SendDepth <= 0 {
 		r.SendDepth = 16
+	}
+	switch {
+	case r.Bulk == 0:
+		r.Bulk = 1 << 20
+	case r.Bulk < 0:
+		r.Bulk = 0
+	default:
+		r.Bulk = min((r.Bulk+bulkUnit-1)/bulkUnit, 255) * bulkUnit
 	}
 	if r.Spin == 0 {
 		r.Spin = 50 * time.Microsecond

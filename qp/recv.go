@@ -57,6 +57,9 @@ func (c *Conn) Recv(p []byte) (int, error) {
 			c.eof = true
 			return 0, io.EOF
 		}
+		if wc.HasImm() && wc.Imm&immBulk != 0 {
+			return c.recvBulk(p, wc, got)
+		}
 		k := copy(p[n:], c.res.recvBytes(slot, int(wc.ByteLen)))
 		n += k
 		if k < int(wc.ByteLen) {
@@ -145,4 +148,33 @@ func (c *Conn) nextRecv(inMessage bool) (verbs.WC, error) {
 		}
 		armed = false
 	}
+}
+
+// recvBulk takes a message the peer RDMA-wrote into our bulk area: it
+// copies it out, re-posts the receive buffer the write's immediate took,
+// and tells the peer the area is free again.
+func (c *Conn) recvBulk(p []byte, wc verbs.WC, got int) (int, error) {
+	size := int(wc.Imm &^ immBulk)
+	if got > 0 || size > c.res.bulk {
+		err := fmt.Errorf("bulk message of %d bytes (area %d, %d chunks before it): %w", size, c.res.bulk, got, ErrProtocol)
+		c.fail(err)
+		return 0, c.opErr("recv", err)
+	}
+	n := copy(p, c.res.buf[c.res.bulkIn:c.res.bulkIn+size])
+	slot := int(wc.ID)
+	if err := c.res.qp.PostRecv(uint64(slot), c.res.recvAddr(slot), uint32(c.res.chunk), c.res.mr.LKey()); err != nil {
+		if e := c.brokenErr("recv"); e != nil {
+			return n, e
+		}
+		c.fail(err)
+		return n, c.opErr("recv", err)
+	}
+	c.recvOut++
+	c.returned++
+	c.bulkDone++
+	c.writeCredit(false)
+	if n < size {
+		return n, c.opErr("recv", ErrTruncated)
+	}
+	return n, nil
 }

@@ -29,11 +29,19 @@ type resources struct {
 	chunk, nrecv, nsend    int
 	recvOff, sendOff, ctrl int
 	credOff                int
+	// bulk: the area the peer RDMA-writes whole messages into (at
+	// ctrl+bulkDelta, as the protocol fixes), and our staging area for
+	// the ones we write; 0 when off.
+	bulk, bulkIn, bulkOut int
 }
 
 const (
 	creditSlots = 8
-	creditLen   = 16
+	creditLen   = 32 // {returned, ^returned, bulkDone, ^bulkDone}
+	// bulkDelta is where the bulk area starts after the credit word: the
+	// protocol fixes it, so the hello needs only the area's size.
+	bulkDelta = 1024
+	bulkUnit  = 64 << 10 // the hello gives the bulk size in these
 )
 
 // newResources allocates everything but the QP.
@@ -44,6 +52,12 @@ func newResources(ctx *verbs.Context, o Options) (*resources, error) {
 	r.ctrl = r.sendOff + r.nsend*r.chunk
 	r.credOff = r.ctrl + 64
 	size := r.credOff + creditSlots*64
+	if o.Bulk > 0 {
+		r.bulk = o.Bulk
+		r.bulkIn = r.ctrl + bulkDelta
+		r.bulkOut = r.bulkIn + r.bulk
+		size = r.bulkOut + r.bulk
+	}
 	var err error
 	fail := func(e error) (*resources, error) {
 		r.free()

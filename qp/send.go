@@ -29,6 +29,9 @@ func (c *Conn) Send(p []byte) error {
 		return err
 	}
 	dl := deadline(&c.wdl)
+	if ok, err := c.sendBulk(p); ok || err != nil {
+		return err
+	}
 	frag := c.sendFrag
 	for off := 0; off == 0 || off < len(p); {
 		n := min(frag, len(p)-off)
@@ -125,25 +128,80 @@ func (c *Conn) sendSlot(dl time.Time) (int, error) {
 	}
 }
 
-// credits returns how many chunks the peer can take now.
-func (c *Conn) credits() int {
-	v, ok := loadCredit(c.res.buf, c.res.ctrl)
+// credits returns how many chunks the peer can take now, and whether its
+// bulk area is free.
+func (c *Conn) credits() (int, bool) {
+	v, bv, ok := loadCredit(c.res.buf, c.res.ctrl)
 	if !ok {
-		v = 0
+		return c.peerDepth - int(c.sent), c.bulkSent == 0
 	}
-	return c.peerDepth - int(c.sent-v)
+	return c.peerDepth - int(c.sent-v), bv == c.bulkSent
+}
+
+// sendBulk sends p as one RDMA WRITE with immediate into the peer's bulk
+// area, when p is longer than a chunk, fits, the area is free (the peer
+// consumed the last one), our staging area is free and there is a credit
+// (the write with immediate takes a receive buffer). It reports false,
+// with no error, when any of that is not so: Send then uses SENDs.
+func (c *Conn) sendBulk(p []byte) (bool, error) {
+	n := len(p)
+	if n <= c.sendFrag || n > c.peerBulk || n > c.res.bulk {
+		return false, nil
+	}
+	cr, free := c.credits()
+	if cr <= 0 || !free {
+		return false, nil
+	}
+	c.sq.Lock()
+	if c.sq.bulkBusy {
+		c.reapLocked()
+	}
+	if c.sq.bulkBusy {
+		c.sq.Unlock()
+		return false, nil
+	}
+	copy(c.res.buf[c.res.bulkOut:c.res.bulkOut+n], p)
+	err := c.res.qp.PostSend(verbs.SendWR{
+		ID:         kindBulk,
+		Op:         verbs.OpWriteImm,
+		Flags:      verbs.SendSignaled,
+		Addr:       c.res.base + uintptr(c.res.bulkOut),
+		Len:        uint32(n),
+		LKey:       c.res.mr.LKey(),
+		Imm:        immBulk | uint32(n),
+		RemoteAddr: c.peerBulkAddr,
+		RKey:       c.peerCtrlRKey,
+	})
+	if err == nil {
+		c.sq.out++
+		c.sq.bulkBusy = true
+	}
+	c.sq.Unlock()
+	if err != nil {
+		if e := c.brokenErr("send"); e != nil {
+			return true, e
+		}
+		c.fail(err)
+		return true, c.opErr("send", err)
+	}
+	c.sent++
+	c.bulkSent++
+	return true, nil
 }
 
 // waitCredit waits until the peer has a buffer for one more chunk. The
 // peer's returns are RDMA writes into our memory, which raise no
 // completion: it polls them, spinning first, then sleeping up to 100 µs.
 func (c *Conn) waitCredit(dl time.Time) error {
-	if c.credits() > 0 {
+	if cr, _ := c.credits(); cr > 0 {
 		return nil
 	}
 	spinEnd := time.Now().Add(c.opts.Spin)
 	pause := time.Microsecond
-	for c.credits() <= 0 {
+	for {
+		if cr, _ := c.credits(); cr > 0 {
+			return nil
+		}
 		if err := c.brokenErr("send"); err != nil {
 			return err
 		}
@@ -156,16 +214,16 @@ func (c *Conn) waitCredit(dl time.Time) error {
 		time.Sleep(pause)
 		pause = min(2*pause, 100*time.Microsecond)
 	}
-	return nil
 }
 
-// writeCredit tells the peer how many buffers we have given back (an RDMA
-// write of {returned, ^returned} into its credit word). With wait it waits
+// writeCredit tells the peer how many buffers we have given back and how
+// many bulk messages we consumed (an RDMA write of {returned, ^returned,
+// bulkDone, ^bulkDone} into its credit word). With wait it waits
 // for a free write slot (the writes in flight complete within a round
 // trip); without, it gives up when none is free.
 func (c *Conn) writeCredit(wait bool) {
-	v := c.returned
-	if v == c.written {
+	v, bv := c.returned, c.bulkDone
+	if v == c.written && bv == c.bulkWrit {
 		return
 	}
 	end := time.Now().Add(time.Second)
@@ -178,7 +236,7 @@ func (c *Conn) writeCredit(wait bool) {
 			slot := c.sq.credFree[k-1]
 			c.sq.credFree = c.sq.credFree[:k-1]
 			off := c.res.credOff + slot*64
-			storeCredit(c.res.buf, off, v)
+			storeCredit(c.res.buf, off, v, bv)
 			err := c.res.qp.PostSend(verbs.SendWR{
 				ID:         kindCredit | uint64(slot),
 				Op:         verbs.OpWrite,
@@ -191,7 +249,7 @@ func (c *Conn) writeCredit(wait bool) {
 			})
 			if err == nil {
 				c.sq.out++
-				c.written = v
+				c.written, c.bulkWrit = v, bv
 			} else {
 				c.sq.credFree = append(c.sq.credFree, slot)
 			}

@@ -21,6 +21,7 @@ type hello struct {
 	chunk     uint32   // the size of each
 	ctrlAddr  uint64   // where the other side writes credit returns
 	ctrlKey   uint32   // and the rkey
+	bulk      uint8    // the bulk area at ctrlAddr+bulkDelta, in 64 KiB units (0: none)
 }
 
 const (
@@ -44,6 +45,7 @@ func (h *hello) marshal() []byte {
 	binary.BigEndian.PutUint32(b[39:], h.chunk)
 	binary.BigEndian.PutUint64(b[43:], h.ctrlAddr)
 	binary.BigEndian.PutUint32(b[51:], h.ctrlKey)
+	b[55] = h.bulk
 	return b
 }
 
@@ -66,6 +68,7 @@ func parseHello(b []byte) (hello, error) {
 	h.chunk = binary.BigEndian.Uint32(b[39:])
 	h.ctrlAddr = binary.BigEndian.Uint64(b[43:])
 	h.ctrlKey = binary.BigEndian.Uint32(b[51:])
+	h.bulk = b[55]
 	if h.recvDepth < 2 || h.chunk < 64 {
 		return h, fmt.Errorf("hello: %d buffers of %d bytes: %w", h.recvDepth, h.chunk, ErrProtocol)
 	}

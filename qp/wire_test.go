@@ -8,7 +8,7 @@ import (
 
 func TestHelloRoundTrip(t *testing.T) {
 	h := hello{mode: ModeTCP, port: 7470, qpn: 0x123456, psn: 0xabcdef, lid: 7, mtu: 3,
-		recvDepth: 32, chunk: 65536, ctrlAddr: 0x7f0011223344, ctrlKey: 0xdeadbeef}
+		recvDepth: 32, chunk: 65536, ctrlAddr: 0x7f0011223344, ctrlKey: 0xdeadbeef, bulk: 16}
 	h.gid[15] = 9
 	b := h.marshal()
 	if len(b) != helloLen || len(b) > 56 {
@@ -54,15 +54,15 @@ func TestOptionsDefaults(t *testing.T) {
 
 func TestCreditWord(t *testing.T) {
 	b := make([]byte, 32)
-	if _, ok := loadCredit(b, 0); ok {
+	if _, _, ok := loadCredit(b, 0); ok {
 		t.Error("zeroed word reads as valid")
 	}
-	storeCredit(b, 0, 42)
-	if v, ok := loadCredit(b, 0); !ok || v != 42 {
-		t.Errorf("load = %d, %v", v, ok)
+	storeCredit(b, 0, 42, 3)
+	if v, bv, ok := loadCredit(b, 0); !ok || v != 42 || bv != 3 {
+		t.Errorf("load = %d, %d, %v", v, bv, ok)
 	}
-	b[3] ^= 1 // torn
-	if _, ok := loadCredit(b, 0); ok {
+	b[19] ^= 1 // torn
+	if _, _, ok := loadCredit(b, 0); ok {
 		t.Error("torn word reads as valid")
 	}
 }
