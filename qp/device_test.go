@@ -3,6 +3,7 @@ package qp
 import (
 	"bytes"
 	"context"
+	"errors"
 	"fmt"
 	"math/rand/v2"
 	"net/netip"
@@ -153,11 +154,23 @@ func TestDeviceEcho(t *testing.T) {
 				t.Fatal(err)
 			}
 			setup := time.Since(start)
+			// A deadline on an idle connection, then the connection goes on.
+			c.SetReadDeadline(time.Now().Add(50 * time.Millisecond))
+			if _, err := c.Recv(make([]byte, 8)); !errors.Is(err, os.ErrDeadlineExceeded) {
+				t.Fatalf("Recv past its deadline: %v, want os.ErrDeadlineExceeded", err)
+			}
+			c.SetReadDeadline(time.Time{})
 			start = time.Now()
 			moved := echoCheck(t, c, count, 1<<20, uint64(i+1))
 			el := time.Since(start)
 			if err := c.Close(); err != nil {
 				t.Errorf("close: %v", err)
+			}
+			if err := c.Close(); err != nil {
+				t.Errorf("second close: %v", err)
+			}
+			if err := c.Send([]byte("x")); !errors.Is(err, ErrClosed) {
+				t.Errorf("Send after Close: %v, want ErrClosed", err)
 			}
 			t.Logf("%s: setup %v; %d messages 1 B-1 MiB echoed and checked in %v (%.1f MB/s both ways)",
 				mode, setup.Round(time.Microsecond), count, el.Round(time.Millisecond), float64(moved)/el.Seconds()/1e6)

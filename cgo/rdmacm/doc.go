@@ -5,10 +5,13 @@
 //
 // It gives what binding needs: EventChannel, ID, ID.Bind with the device
 // and port the address maps to, ID.LocalAddr for the port the kernel picks,
-// ID.Listen and EventChannel.GetEvent. The rest of connection management
-// (resolve, connect, accept, reject, disconnect) comes as further ID methods
-// and event types on the same shapes. bindcore uses it for the rdma_cm half
-// of a bind; qp uses the IDs of connections.
+// ID.Listen and EventChannel.GetEvent; and what connections need:
+// ID.ResolveAddr, ResolveRoute, Connect, Accept, Reject, Disconnect,
+// PeerAddr, and ID.Migrate (rdma_migrate_id) to move an accepted ID to an
+// event channel of its own. bindcore uses it for the rdma_cm half of a
+// bind; qp uses the IDs of connections, and cgo/verbs creates their QPs on
+// them (the raw cm_id passes through cgo/internal/cmraw, never through
+// this package's API).
 //
 //	ch, err := rdmacm.NewEventChannel()
 //	if err != nil { ... }  // errors.Is(err, rdmacm.ErrNotSupported): no RDMA here
