@@ -133,7 +133,11 @@ func (l *Listener) SetupErrors() <-chan error { return l.errs }
 // Close stops accepting, waits for the handshakes under way and closes the
 // connections nobody accepted. The socket stays listening; connections
 // already accepted stay open. Safe to call more than once.
+//
+// Errors: those of closing the connections nobody accepted, joined (first
+// call only).
 func (l *Listener) Close() error {
+	var err error
 	l.closeOnce.Do(func() {
 		l.cancel()
 		l.wg.Wait()
@@ -147,7 +151,7 @@ func (l *Listener) Close() error {
 			}
 			break
 		}
-		_ = errors.Join(errs...)
+		err = errors.Join(errs...)
 	})
-	return nil
+	return err
 }
