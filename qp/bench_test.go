@@ -40,6 +40,14 @@ func benchSpin() time.Duration {
 	return -1
 }
 
+// peerSpin is the helper's Spin: RDMABIND_QP_PEER_SPIN, else benchSpin.
+func peerSpin() time.Duration {
+	if d, err := time.ParseDuration(os.Getenv("RDMABIND_QP_PEER_SPIN")); err == nil {
+		return d
+	}
+	return benchSpin()
+}
+
 // benchPeer starts the echo helper in guest 2 once for all benchmarks.
 func benchPeer(b *testing.B) (netip.AddrPort, *bindcore.Binder) {
 	testutil.SkipUnlessRDMA(b)
@@ -50,7 +58,7 @@ func benchPeer(b *testing.B) (netip.AddrPort, *bindcore.Binder) {
 		ready := filepath.Join(os.Getenv("RDMABIND_SOFTROCE_SHARED"), fmt.Sprintf("qp-bench-%d.ready", time.Now().UnixNano()))
 		bin, _ := filepath.Abs(os.Args[0])
 		out, err := exec.Command(ex, "--detach", "env", helperEnv+"=echo", "RDMABIND_QP_ADDR="+bench.srv.String(),
-			"RDMABIND_QP_NAME=bench", "RDMABIND_QP_READY="+ready, "RDMABIND_QP_SPIN="+benchSpin().String(),
+			"RDMABIND_QP_NAME=bench", "RDMABIND_QP_READY="+ready, "RDMABIND_QP_SPIN="+peerSpin().String(),
 			bin, "-test.run=^$").Output()
 		if err != nil {
 			bench.err = err
