@@ -279,7 +279,7 @@ func Run(ctx context.Context, cfg Config) (*Report, error) {
 }
 
 // measure takes cfg.Warmup samples of s and its floor, then cfg.Samples
-// that count, alternating which of the two goes first.
+// that count, the two strictly alternating.
 func measure(ctx context.Context, s *sampler, cfg Config, tick func()) (Result, error) {
 	var vs, fs []int64
 	var phases [][]int64
@@ -290,16 +290,17 @@ func measure(ctx context.Context, s *sampler, cfg Config, tick func()) (Result, 
 				return Result{}, err
 			}
 		}
+		// Strictly V F V F: every sample of the variant follows one of
+		// the floor and the other way round. (V F F V, which alternated
+		// who goes first, let half the floor's samples follow the floor:
+		// in the TCG guest a short path run twice in a row is much faster
+		// the second time, 170 µs against 226 µs for raw-bind, while a
+		// Bind gains nothing, so the floor came out low and bind's ratio
+		// 0.1 high; docs/bench.md.)
 		var dv, df time.Duration
 		var err error
-		if s.floor != nil && round%2 == 1 {
-			if df, err = s.floor(); err == nil {
-				dv, err = s.sample()
-			}
-		} else {
-			if dv, err = s.sample(); err == nil && s.floor != nil {
-				df, err = s.floor()
-			}
+		if dv, err = s.sample(); err == nil && s.floor != nil {
+			df, err = s.floor()
 		}
 		if err != nil {
 			return Result{}, fmt.Errorf("bench: %s: sample %d: %w", s.v.Name, round, err)

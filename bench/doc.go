@@ -6,8 +6,9 @@
 // how the history and its check work.
 //
 // Run measures the variants (Variants lists them) sample by sample, each
-// sample of a variant followed or preceded by one of its floor, alternately,
-// so that whatever else the machine does hits both alike. Every sample binds
+// sample of a variant followed by one of its floor (V F V F ...), so that
+// every sample of either follows one of the other and whatever else the
+// machine does hits both alike. Every sample binds
 // to port 0 (the kernel and rdma_cm choose a free port) or claims in a
 // registry of its own, and releases what it took before the next one, off the
 // clock: a run leaves no descriptor, registry record or steering group behind.

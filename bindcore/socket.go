@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"net/netip"
+	"slices"
 	"sync"
 
 	"golang.org/x/sys/unix"
@@ -168,7 +169,9 @@ func (s *Socket) Endpoint() (Endpoint, error) {
 		return Endpoint{}, wsa.New(wsa.WSAEINVAL, "endpoint", fmt.Sprintf("%#x", s.handle), "the socket is not bound")
 	}
 	bd := s.bound
-	ep := Endpoint{Local: bd.sa.AddrPort(), All: bd.eps}
+	// bd.eps is shared with the Binder's resolution cache: the caller gets
+	// a copy.
+	ep := Endpoint{Local: bd.sa.AddrPort(), All: slices.Clone(bd.eps)}
 	if len(bd.eps) == 1 {
 		ep.Endpoint = bd.eps[0]
 	} else {
