@@ -269,23 +269,37 @@ func (c *Conn) sayBye(limit time.Duration) {
 }
 
 // drain polls both CQs until every posted work request has completed
-// (flushed), or limit passes.
+// (flushed), or nothing has completed for drainIdle, or limit passes. The
+// QP is in the error state: the device reads and writes none of our memory
+// any more, so a work request that never completes is only bookkeeping.
+// (rxe on Linux 6.1 does not flush every posted receive of a QP moved to
+// the error state when no packet comes: without the idle bound, Close of a
+// broken connection would always wait the full limit.)
 func (c *Conn) drain(limit time.Duration) {
-	end := time.Now().Add(limit)
+	const drainIdle = 50 * time.Millisecond
+	start := time.Now()
+	lastProgress := start
 	for pause := time.Microsecond; ; pause = min(2*pause, time.Millisecond) {
 		c.sq.Lock()
+		before := c.sq.out
 		c.reapLocked()
 		out := c.sq.out
 		c.sq.Unlock()
+		progress := out != before
 		for c.recvOut > 0 {
 			n, err := c.res.rcq.Poll(c.pendBuf[:])
 			if err != nil || n == 0 {
 				break
 			}
 			c.recvOut -= n
+			progress = true
 		}
 		c.pending = nil
-		if (out <= 0 && c.recvOut <= 0) || time.Now().After(end) {
+		now := time.Now()
+		if progress {
+			lastProgress = now
+		}
+		if (out <= 0 && c.recvOut <= 0) || now.Sub(start) > limit || now.Sub(lastProgress) > drainIdle {
 			return
 		}
 		time.Sleep(pause)

@@ -146,9 +146,11 @@ func TestDevicePeerDeath(t *testing.T) {
 			if recvAfter > 15*time.Second {
 				t.Errorf("Recv failed %v after the die message", recvAfter)
 			}
+			t0 := time.Now()
 			if err := c.Close(); err != nil {
 				t.Errorf("close: %v", err)
 			}
+			t.Logf("%s: Close of the broken connection took %v", mode, time.Since(t0).Round(time.Millisecond))
 			c.Close()
 			var fds1 int
 			var res1 string
@@ -237,13 +239,15 @@ func TestDeviceTakeover(t *testing.T) {
 	c2.Close()
 	for _, mode := range []Mode{ModeCM, ModeTCP} {
 		var c *Conn
-		for {
-			dctx, dcancel := context.WithTimeout(ctx, 5*time.Second)
+		for try := 1; ; try++ {
+			dctx, dcancel := context.WithTimeout(ctx, time.Second)
+			t0 := time.Now()
 			c, err = Dial(dctx, s, srv, testOptions(mode))
 			dcancel()
 			if err == nil {
 				break
 			}
+			t.Logf("%s: dial %d after A's death failed after %v: %v", mode, try, time.Since(t0).Round(time.Millisecond), err)
 			if ctx.Err() != nil {
 				t.Fatalf("dial %s after A's death: %v", mode, err)
 			}
