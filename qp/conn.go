@@ -136,13 +136,23 @@ func deadline(p *atomic.Pointer[time.Time]) time.Time {
 	return time.Time{}
 }
 
-// fail records why the connection broke (the first reason wins) and moves
-// the QP to the error state, which flushes the posted work requests and so
+// fail records why the connection broke (the first reason wins), moves
+// the QP to the error state, which flushes the posted work requests, and
 // wakes a waiting Recv or Send.
 func (c *Conn) fail(err error) {
 	if c.dead.CompareAndSwap(nil, &err) {
 		c.res.qp.Error()
+		c.wake()
 	}
+}
+
+// wake ends the waits on both completion channels (their deadlines set in
+// the past): rxe does not always flush the receives of a QP in the error
+// state, so the flush alone might not wake a Recv.
+func (c *Conn) wake() {
+	past := time.Unix(1, 0)
+	c.res.rcq.SetDeadline(past)
+	c.res.scq.SetDeadline(past)
 }
 
 func (c *Conn) deadErr() error {
@@ -217,6 +227,7 @@ func (c *Conn) close() error {
 		c.id.Disconnect()
 	}
 	c.res.qp.Error()
+	c.wake()
 	// A Send or Recv waiting wakes on the flush; wait for them to go.
 	c.sendMu.Lock()
 	c.recvMu.Lock()

@@ -101,52 +101,54 @@ func (c *Conn) nextRecv(inMessage bool) (verbs.WC, error) {
 		c.pending = c.pending[1:]
 		return wc, nil
 	}
-	spinEnd := time.Time{}
-	armed := false
+	spinEnd := time.Now().Add(c.opts.Spin)
+	got := func(n int) (verbs.WC, error) {
+		c.pending = c.pendBuf[1:n]
+		return c.pendBuf[0], nil
+	}
 	for {
-		n, err := c.res.rcq.Poll(c.pendBuf[:])
+		// Spin (in C) while Spin lasts; then arm and poll, sleep on the
+		// completion channel and poll: two calls into C per wake-up.
+		var n int
+		var err error
+		armed := false
+		if left := time.Until(spinEnd); left > 0 {
+			n, err = c.res.rcq.PollSpin(c.pendBuf[:], left)
+		} else {
+			n, err = c.res.rcq.PollArm(c.pendBuf[:])
+			armed = true
+		}
+		if err == nil && n > 0 {
+			return got(n)
+		}
+		if e := c.brokenErr("recv"); e != nil {
+			return verbs.WC{}, e
+		}
 		if err != nil {
-			if e := c.brokenErr("recv"); e != nil {
-				return verbs.WC{}, e
-			}
 			return verbs.WC{}, c.opErr("recv", err)
-		}
-		if n > 0 {
-			c.pending = c.pendBuf[1:n]
-			return c.pendBuf[0], nil
-		}
-		if err := c.brokenErr("recv"); err != nil {
-			return verbs.WC{}, err
 		}
 		dl := deadline(&c.rdl)
 		if !dl.IsZero() && time.Now().After(dl) {
 			return verbs.WC{}, c.opErr("recv", os.ErrDeadlineExceeded)
 		}
-		if spinEnd.IsZero() {
-			spinEnd = time.Now().Add(c.opts.Spin)
-		}
-		if left := time.Until(spinEnd); left > 0 {
-			n, err := c.res.rcq.PollSpin(c.pendBuf[:], left)
-			if err == nil && n > 0 {
-				c.pending = c.pendBuf[1:n]
-				return c.pendBuf[0], nil
-			}
-			continue
-		}
 		if !armed {
-			if err := c.res.rcq.Arm(); err != nil {
-				return verbs.WC{}, c.opErr("recv", err)
-			}
-			armed = true
 			continue
 		}
-		if err := c.res.rcq.Wait(); err != nil {
+		n, err = c.res.rcq.WaitPoll(c.pendBuf[:])
+		if err == nil && n > 0 {
+			return got(n)
+		}
+		if err != nil {
+			// Woken by a deadline, or by fail: what completed before
+			// still comes first.
+			if n, perr := c.res.rcq.Poll(c.pendBuf[:]); perr == nil && n > 0 {
+				return got(n)
+			}
 			if e := c.brokenErr("recv"); e != nil {
 				return verbs.WC{}, e
 			}
 			return verbs.WC{}, c.opErr("recv", err)
 		}
-		armed = false
 	}
 }
 

@@ -98,6 +98,64 @@ func (cq *CQ) PollSpin(out []WC, d time.Duration) (int, error) {
 	return impl.pollSpin(cq.h, out, min(d, time.Millisecond).Nanoseconds())
 }
 
+// PollArm is Poll, then, when nothing was there, Arm and Poll again: the
+// step before Wait, in one call into C.
+//
+// Errors: as Poll and Arm.
+func (cq *CQ) PollArm(out []WC) (int, error) {
+	cq.mu.RLock()
+	defer cq.mu.RUnlock()
+	if cq.h == nil {
+		return 0, fmt.Errorf("ibv_poll_cq: %w", ErrClosed)
+	}
+	n, err := impl.pollArm(cq.h, out)
+	if err != nil {
+		return 0, fmt.Errorf("ibv_req_notify_cq: %w", err)
+	}
+	return n, nil
+}
+
+// WaitPoll is Wait followed by Poll, in one call into C once the event is
+// there. It may return 0 completions (an event of an earlier Arm): arm
+// again (PollArm) before the next WaitPoll.
+//
+// Errors: as Wait and Poll.
+func (cq *CQ) WaitPoll(out []WC) (int, error) {
+	if len(out) == 0 {
+		return 0, nil
+	}
+	cq.mu.RLock()
+	ch, h := cq.ch, cq.h
+	cq.mu.RUnlock()
+	if h == nil {
+		return 0, fmt.Errorf("ibv_get_cq_event: %w", ErrClosed)
+	}
+	var n int
+	var evErr error
+	err := cq.rc.Read(func(uintptr) bool {
+		cq.mu.RLock()
+		defer cq.mu.RUnlock()
+		if cq.h == nil {
+			evErr = ErrClosed
+			return true
+		}
+		n, evErr = impl.eventPoll(ch, cq.h, out)
+		return evErr != unix.EAGAIN
+	})
+	switch {
+	case err == nil && evErr == nil:
+		return n, nil
+	case err == nil:
+		return 0, fmt.Errorf("ibv_get_cq_event: %w", evErr)
+	case errors.Is(err, os.ErrDeadlineExceeded):
+		return 0, fmt.Errorf("ibv_get_cq_event: %w", os.ErrDeadlineExceeded)
+	case errors.Is(err, os.ErrClosed):
+		return 0, fmt.Errorf("ibv_get_cq_event: %w", ErrClosed)
+	default:
+		return 0, fmt.Errorf("ibv_get_cq_event: %w", err)
+	}
+}
+
 // Arm asks for an event on the completion channel at the next completion
 // (ibv_req_notify_cq). Poll once more after Arm before Wait: a completion
 // that came in between raises no event.

@@ -188,6 +188,10 @@ type ops interface {
 	getCQEvent(ch handle) error
 	poll(cq handle, out []WC) (int, error)
 	pollSpin(cq handle, out []WC, ns int64) (int, error)
+	pollArm(cq handle, out []WC) (int, error)
+	// eventPoll reads and acknowledges one event of ch (EAGAIN when none)
+	// and polls cq.
+	eventPoll(ch, cq handle, out []WC) (int, error)
 	createQP(pd, scq, rcq handle, c Caps) (qp handle, qpn uint32, inline int, err error)
 	createQPOnID(id any, pd, scq, rcq handle, c Caps) (qp handle, qpn uint32, inline int, err error)
 	destroyQP(qp handle, id any) error

@@ -193,6 +193,35 @@ static int rb_poll_spin(struct ibv_cq *cq, struct rb_wc *out, int n, int64_t ns)
 	}
 }
 
+// rb_poll_arm polls cq; when it is empty, arms it and polls once more (a
+// completion between the two polls raises no event). One call for three.
+static int rb_poll_arm(struct ibv_cq *cq, struct rb_wc *out, int n)
+{
+	int got = rb_poll(cq, out, n), r;
+
+	if (got != 0)
+		return got;
+	r = ibv_req_notify_cq(cq, 0);
+	if (r) {
+		errno = r;
+		return -2;
+	}
+	return rb_poll(cq, out, n);
+}
+
+// rb_event_poll reads one event of the (non-blocking) channel, acknowledges
+// it and polls cq: -1 with errno EAGAIN when no event is there.
+static int rb_event_poll(struct ibv_comp_channel *ch, struct ibv_cq *cq, struct rb_wc *out, int n)
+{
+	struct ibv_cq *ecq;
+	void *ctx;
+
+	if (ibv_get_cq_event(ch, &ecq, &ctx))
+		return -1;
+	ibv_ack_cq_events(ecq, 1);
+	return rb_poll(cq, out, n);
+}
+
 static void rb_qp_init_attr(struct ibv_qp_init_attr *a, struct ibv_cq *scq, struct ibv_cq *rcq,
 			    int sd, int rd, int ss, int rs, int inl)
 {
@@ -543,6 +572,31 @@ func (cImpl) pollSpin(cq handle, out []WC, ns int64) (int, error) {
 		return 0, nil
 	}
 	n := C.rb_poll_spin(p[C.struct_ibv_cq](cq), (*C.struct_rb_wc)(unsafe.Pointer(&out[0])), C.int(len(out)), C.int64_t(ns))
+	if n < 0 {
+		return 0, errPoll
+	}
+	return int(n), nil
+}
+
+func (cImpl) pollArm(cq handle, out []WC) (int, error) {
+	if len(out) == 0 {
+		return 0, nil
+	}
+	n, err := C.rb_poll_arm(p[C.struct_ibv_cq](cq), (*C.struct_rb_wc)(unsafe.Pointer(&out[0])), C.int(len(out)))
+	switch {
+	case n == -2:
+		return 0, errnoOr(err)
+	case n < 0:
+		return 0, errPoll
+	}
+	return int(n), nil
+}
+
+func (cImpl) eventPoll(ch, cq handle, out []WC) (int, error) {
+	n, err := C.rb_event_poll(p[C.struct_ibv_comp_channel](ch), p[C.struct_ibv_cq](cq), (*C.struct_rb_wc)(unsafe.Pointer(&out[0])), C.int(len(out)))
+	if n == -1 {
+		return 0, errnoOr(err)
+	}
 	if n < 0 {
 		return 0, errPoll
 	}
