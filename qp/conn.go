@@ -166,11 +166,17 @@ func (c *Conn) opErr(op string, err error) error {
 	return fmt.Errorf("qp %s %v->%v: %w", op, c.local, c.remote, err)
 }
 
-func (c *Conn) brokenErr(op string) error {
+// broken is why the connection cannot be used (ErrClosed, or why it
+// broke), or nil; brokenErr is the same wrapped with op and the addresses.
+func (c *Conn) broken() error {
 	if c.closing.Load() {
-		return c.opErr(op, ErrClosed)
+		return ErrClosed
 	}
-	if err := c.deadErr(); err != nil {
+	return c.deadErr()
+}
+
+func (c *Conn) brokenErr(op string) error {
+	if err := c.broken(); err != nil {
 		return c.opErr(op, err)
 	}
 	return nil

@@ -38,7 +38,11 @@ func (c *Conn) Send(p []byte) error {
 		last := off+n == len(p)
 		slot, err := c.sendSlot(dl)
 		if err == nil {
-			err = c.waitCredit(dl)
+			if err = c.waitCredit(dl); err != nil {
+				c.sq.Lock()
+				c.sq.free = append(c.sq.free, slot)
+				c.sq.Unlock()
+			}
 		}
 		if err != nil {
 			if off > 0 {
@@ -102,7 +106,7 @@ func (c *Conn) sendSlot(dl time.Time) (int, error) {
 			return slot, nil
 		}
 		c.sq.Unlock()
-		if err := c.brokenErr("send"); err != nil {
+		if err := c.broken(); err != nil {
 			return 0, err
 		}
 		if !dl.IsZero() && time.Now().After(dl) {
@@ -119,7 +123,7 @@ func (c *Conn) sendSlot(dl time.Time) (int, error) {
 			continue // poll once more: a completion may have come before Arm
 		}
 		if err := c.res.scq.Wait(); err != nil {
-			if e := c.brokenErr("send"); e != nil {
+			if e := c.broken(); e != nil {
 				return 0, e
 			}
 			return 0, err
@@ -202,7 +206,7 @@ func (c *Conn) waitCredit(dl time.Time) error {
 		if cr, _ := c.credits(); cr > 0 {
 			return nil
 		}
-		if err := c.brokenErr("send"); err != nil {
+		if err := c.broken(); err != nil {
 			return err
 		}
 		if !dl.IsZero() && time.Now().After(dl) {
