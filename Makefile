@@ -105,6 +105,7 @@ test: build lint unit fuzz harness-test device-test device-test-2hosts bench-che
 
 # The main job: on this host's RDMA devices, or in a SoftRoCE guest with two.
 demo: build rdmabind-bin
+	$(GO) build -o $(CURDIR)/bin/echo ./examples/echo
 ifneq ($(HAVE_RDMA),)
 	@ci/deps busybox-static
 	ci/demo $(CURDIR)/bin/rdmabind
