@@ -177,3 +177,37 @@ func TestDeviceEcho(t *testing.T) {
 		})
 	}
 }
+
+// TestDeviceEchoIPv6 is TestDeviceEcho over IPv6 (fd77::1 to fd77::2), with
+// fewer messages: the address family paths of both connect modes.
+func TestDeviceEchoIPv6(t *testing.T) {
+	testutil.SkipUnlessRDMA(t)
+	testutil.SkipUnlessPeer(t)
+	_, srv := peerEcho6(t, 7477)
+	b := openBinder(t)
+	for i, mode := range []Mode{ModeCM, ModeTCP} {
+		t.Run(mode.String(), func(t *testing.T) {
+			s := bindSocket(t, b, fmt.Sprintf("[fd77::1]:%d", 7486+i))
+			ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+			defer cancel()
+			c, err := Dial(ctx, s, srv, testOptions(mode))
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer c.Close()
+			echoCheck(t, c, 50, 1<<20, uint64(20+i))
+			if c.RemoteAddr() != srv {
+				t.Errorf("remote %v, want %v", c.RemoteAddr(), srv)
+			}
+		})
+	}
+}
+
+func peerEcho6(t *testing.T, port int) (*testutil.Peer, netip.AddrPort) {
+	t.Helper()
+	ap := netip.MustParseAddrPort(fmt.Sprintf("[fd77::2]:%d", port))
+	ready := filepath.Join(testutil.PeerShared(t), fmt.Sprintf("qp-echo6-%d-%d.ready", port, time.Now().UnixNano()))
+	p := testutil.StartPeer(t, helperEnv+"=echo", "RDMABIND_QP_ADDR="+ap.String(), "RDMABIND_QP_NAME=echo6", "RDMABIND_QP_READY="+ready)
+	testutil.WaitFile(t, ready, 60*time.Second)
+	return p, ap
+}
