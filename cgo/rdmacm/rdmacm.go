@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"strconv"
 
+	"github.com/rdmabind/rdmabind/cgo/internal/cerrno"
 	"golang.org/x/sys/unix"
 )
 
@@ -138,16 +139,5 @@ func (e Event) Err() error {
 	}
 }
 
-// errnoOr returns err as a unix.Errno when it is one (cgo's two-value calls
-// give a syscall.Errno, which is the same type), and EIO when a call failed
-// without setting errno.
-func errnoOr(err error) error {
-	var e unix.Errno
-	if errors.As(err, &e) && e != 0 {
-		return e
-	}
-	if err != nil {
-		return err
-	}
-	return unix.EIO
-}
+// errnoOr is cerrno.Of: a failed C call's errno, EIO when it set none.
+func errnoOr(err error) error { return cerrno.Of(err) }

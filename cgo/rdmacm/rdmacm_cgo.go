@@ -129,10 +129,8 @@ static int rb_accept(struct rdma_cm_id *id, const void *priv, int len,
 	return rdma_accept(id, &p);
 }
 
-static void rb_peer_addr(struct rdma_cm_id *id, struct rb_addr *a)
+static void rb_fill_addr(struct sockaddr *sa, uint16_t port_be, struct rb_addr *a)
 {
-	struct sockaddr *sa = rdma_get_peer_addr(id);
-
 	memset(a, 0, sizeof *a);
 	switch (sa->sa_family) {
 	case AF_INET:
@@ -146,27 +144,17 @@ static void rb_peer_addr(struct rdma_cm_id *id, struct rb_addr *a)
 		return;
 	}
 	a->family = sa->sa_family;
-	a->port = ntohs(rdma_get_dst_port(id));
+	a->port = ntohs(port_be);
+}
+
+static void rb_peer_addr(struct rdma_cm_id *id, struct rb_addr *a)
+{
+	rb_fill_addr(rdma_get_peer_addr(id), rdma_get_dst_port(id), a);
 }
 
 static void rb_local_addr(struct rdma_cm_id *id, struct rb_addr *a)
 {
-	struct sockaddr *sa = rdma_get_local_addr(id);
-
-	memset(a, 0, sizeof *a);
-	switch (sa->sa_family) {
-	case AF_INET:
-		memcpy(a->ip, &((struct sockaddr_in *)sa)->sin_addr, 4);
-		break;
-	case AF_INET6:
-		memcpy(a->ip, &((struct sockaddr_in6 *)sa)->sin6_addr, 16);
-		a->scope_id = ((struct sockaddr_in6 *)sa)->sin6_scope_id;
-		break;
-	default:
-		return;
-	}
-	a->family = sa->sa_family;
-	a->port = ntohs(rdma_get_src_port(id));
+	rb_fill_addr(rdma_get_local_addr(id), rdma_get_src_port(id), a);
 }
 
 static const char *rb_device(struct rdma_cm_id *id, int *port)

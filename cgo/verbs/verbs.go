@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"strconv"
 
+	"github.com/rdmabind/rdmabind/cgo/internal/cerrno"
 	"golang.org/x/sys/unix"
 )
 
@@ -212,15 +213,5 @@ func have(op string) error {
 	return nil
 }
 
-// errnoOr returns err as a unix.Errno when it is one, EIO when a call
-// failed without setting errno.
-func errnoOr(err error) error {
-	var e unix.Errno
-	if errors.As(err, &e) && e != 0 {
-		return e
-	}
-	if err != nil {
-		return err
-	}
-	return unix.EIO
-}
+// errnoOr is cerrno.Of: a failed C call's errno, EIO when it set none.
+func errnoOr(err error) error { return cerrno.Of(err) }
