@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"net"
 	"sync"
 
 	"github.com/rdmabind/rdmabind/bindcore"
@@ -71,30 +72,24 @@ func (l *Listener) setupCtx() (context.Context, context.CancelFunc) {
 }
 
 func (l *Listener) loopRDMA() {
-	defer l.wg.Done()
-	for {
-		req, err := l.s.AcceptRDMA(l.ctx)
-		if err != nil {
-			return
-		}
-		l.wg.Add(1)
-		go func() {
-			defer l.wg.Done()
-			ctx, cancel := l.setupCtx()
-			defer cancel()
-			c, err := acceptCM(ctx, l.ep.Local, req, l.opts)
-			if err != nil {
-				err = fmt.Errorf("qp accept cm on %v: %w", l.ep.Local, err)
-			}
-			l.deliver(c, err)
-		}()
-	}
+	acceptLoop(l, "cm", l.s.AcceptRDMA, func(ctx context.Context, req bindcore.RDMARequest) (*Conn, error) {
+		return acceptCM(ctx, l.ep.Local, req, l.opts)
+	})
 }
 
 func (l *Listener) loopTCP() {
+	acceptLoop(l, "tcp", l.s.AcceptTCP, func(ctx context.Context, tc net.Conn) (*Conn, error) {
+		return acceptRendezvous(ctx, l.ep, tc, l.opts)
+	})
+}
+
+// acceptLoop takes what next receives (an rdma_cm connect request or a TCP
+// connection) until the Listener closes, and runs each one's handshake
+// (setup) in its own goroutine under the setup timeout.
+func acceptLoop[T any](l *Listener, mode string, next func(context.Context) (T, error), setup func(context.Context, T) (*Conn, error)) {
 	defer l.wg.Done()
 	for {
-		tc, err := l.s.AcceptTCP(l.ctx)
+		in, err := next(l.ctx)
 		if err != nil {
 			return
 		}
@@ -103,9 +98,9 @@ func (l *Listener) loopTCP() {
 			defer l.wg.Done()
 			ctx, cancel := l.setupCtx()
 			defer cancel()
-			c, err := acceptRendezvous(ctx, l.ep, tc, l.opts)
+			c, err := setup(ctx, in)
 			if err != nil {
-				err = fmt.Errorf("qp accept tcp on %v: %w", l.ep.Local, err)
+				err = fmt.Errorf("qp accept %s on %v: %w", mode, l.ep.Local, err)
 			}
 			l.deliver(c, err)
 		}()
