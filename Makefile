@@ -14,7 +14,7 @@ SOFTROCE_RUN ?= $(CURDIR)/ci/softroce/run
 # Packages whose tests need an RDMA device. On a host with real RDMA devices
 # they run directly; elsewhere inside a SoftRoCE guest with two rxe devices
 # (the race detector stays on the host: under TCG it is too slow).
-DEVICE_PKGS ?= ./cgo/rdmacm/ ./rdma/ ./bindcore/ ./cmd/rdmabind/ ./bench/
+DEVICE_PKGS ?= ./cgo/rdmacm/ ./cgo/verbs/ ./rdma/ ./bindcore/ ./cmd/rdmabind/ ./bench/
 HAVE_RDMA   := $(shell test -c /dev/infiniband/rdma_cm && ls /sys/class/infiniband 2>/dev/null | head -1)
 
 # SIGKILL iterations of the crash-safety tests: the registry's on the host
