@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"errors"
 	"flag"
 	"fmt"
 	"io"
@@ -13,10 +14,11 @@ import (
 
 	"github.com/rdmabind/rdmabind/bindcore"
 	"github.com/rdmabind/rdmabind/bindcore/registry"
+	"github.com/rdmabind/rdmabind/qp"
 )
 
 func init() {
-	commands["bind"] = command{"bind ADDR:PORT [--listen [--backlog N]], print JSON lines (bound, listening, accept), hold until signalled", runBind}
+	commands["bind"] = command{"bind ADDR:PORT [--listen [--backlog N] [--echo]], print JSON lines (bound, listening, accept), hold until signalled", runBind}
 }
 
 // boundEvent is the JSON line bind prints once bound.
@@ -40,8 +42,10 @@ type listenEvent struct {
 
 // acceptEvent is the line printed per accepted connection. transport is
 // "tcp" (a connection of the kernel TCP listener, closed after the report)
-// or "rdma" (an rdma_cm connection request, rejected after the report:
-// connected queue pairs come with qp/).
+// or "rdma" (an rdma_cm connection request, rejected after the report);
+// with --echo, "qp-cm" or "qp-tcp": a connected queue pair (qp.Listener,
+// over rdma_cm or the TCP rendezvous) that echoes every message until the
+// peer closes, then prints a "closed" line.
 type acceptEvent struct {
 	Event     string `json:"event"` // "accept"
 	Transport string `json:"transport"`
@@ -52,6 +56,16 @@ type acceptEvent struct {
 	Device    string `json:"device,omitempty"`
 	Port      int    `json:"port,omitempty"`
 	Rejected  bool   `json:"rejected,omitempty"`
+}
+
+// closedEvent is printed (with --echo) when an echoed connection ends.
+type closedEvent struct {
+	Event    string `json:"event"` // "closed"
+	PID      int    `json:"pid"`
+	Remote   string `json:"remote"`
+	Messages int    `json:"messages"`
+	Bytes    int64  `json:"bytes"`
+	Error    string `json:"error,omitempty"`
 }
 
 // lineWriter writes JSON lines from several goroutines, one whole line at a
@@ -73,6 +87,7 @@ func runBind(args []string, stdout io.Writer) error {
 	regDir := fs.String("registry", os.Getenv("RDMABIND_REGISTRY_DIR"), "registry directory (default /dev/shm; env RDMABIND_REGISTRY_DIR)")
 	listen := fs.Bool("listen", false, "listen after binding: designated listener of the port, or standby; print a line per accepted connection")
 	backlog := fs.Int("backlog", bindcore.DefaultBacklog, "listen backlog (with --listen)")
+	echo := fs.Bool("echo", false, "with --listen: accept queue-pair connections (rdma_cm and the TCP rendezvous, qp/) and echo their messages")
 	pos, err := parse(fs, args, 1, 1)
 	if err != nil {
 		return err
@@ -132,7 +147,7 @@ func runBind(args []string, stdout io.Writer) error {
 		return err
 	}
 	var wg sync.WaitGroup
-	wg.Add(3)
+	wg.Add(1)
 	go func() {
 		defer wg.Done()
 		if st.Role == registry.RoleDesignated {
@@ -145,32 +160,88 @@ func runBind(args []string, stdout io.Writer) error {
 		case <-ctx.Done():
 		}
 	}()
-	go func() {
-		defer wg.Done()
-		for {
-			c, err := s.AcceptTCP(ctx)
-			if err != nil {
-				return
-			}
-			out.write(acceptEvent{Event: "accept", Transport: "tcp", PID: os.Getpid(), Socket: handle,
-				Local: c.LocalAddr().String(), Remote: c.RemoteAddr().String()})
-			c.Close()
+	if *echo {
+		l, err := qp.NewListener(s, nil)
+		if err != nil {
+			s.Close()
+			return err
 		}
-	}()
-	go func() {
-		defer wg.Done()
-		for {
-			r, err := s.AcceptRDMA(ctx)
-			if err != nil {
-				return
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			var conns sync.WaitGroup
+			for {
+				c, err := l.Accept(ctx)
+				if err != nil {
+					break
+				}
+				out.write(acceptEvent{Event: "accept", Transport: "qp-" + c.Mode().String(), PID: os.Getpid(), Socket: handle,
+					Local: ep.Local.String(), Remote: c.RemoteAddr().String()})
+				conns.Add(1)
+				go func() {
+					defer conns.Done()
+					out.write(echoConn(ctx, c))
+				}()
 			}
-			out.write(acceptEvent{Event: "accept", Transport: "rdma", PID: os.Getpid(), Socket: handle,
-				Local: ep.Local.String(), Device: r.ID.DeviceName(), Port: r.ID.PortNum(), Rejected: true})
-			r.ID.Close()
-		}
-	}()
+			l.Close()
+			conns.Wait()
+		}()
+	} else {
+		wg.Add(2)
+		go func() {
+			defer wg.Done()
+			for {
+				c, err := s.AcceptTCP(ctx)
+				if err != nil {
+					return
+				}
+				out.write(acceptEvent{Event: "accept", Transport: "tcp", PID: os.Getpid(), Socket: handle,
+					Local: c.LocalAddr().String(), Remote: c.RemoteAddr().String()})
+				c.Close()
+			}
+		}()
+		go func() {
+			defer wg.Done()
+			for {
+				r, err := s.AcceptRDMA(ctx)
+				if err != nil {
+					return
+				}
+				out.write(acceptEvent{Event: "accept", Transport: "rdma", PID: os.Getpid(), Socket: handle,
+					Local: ep.Local.String(), Device: r.ID.DeviceName(), Port: r.ID.PortNum(), Rejected: true})
+				r.ID.Close()
+			}
+		}()
+	}
 	<-ctx.Done()
-	err = s.Close()
 	wg.Wait()
-	return err
+	return s.Close()
+}
+
+// echoConn sends every message of c back until the peer closes it (or ctx
+// ends), closes c and says how it ended.
+func echoConn(ctx context.Context, c *qp.Conn) closedEvent {
+	ev := closedEvent{Event: "closed", PID: os.Getpid(), Remote: c.RemoteAddr().String()}
+	stop := context.AfterFunc(ctx, func() { c.Close() })
+	defer stop()
+	buf := make([]byte, 2<<20)
+	var err error
+	for {
+		var n int
+		if n, err = c.Recv(buf); err != nil {
+			break
+		}
+		if err = c.Send(buf[:n]); err != nil {
+			break
+		}
+		ev.Messages++
+		ev.Bytes += int64(n)
+	}
+	if cerr := c.Close(); err == nil || errors.Is(err, io.EOF) || ctx.Err() != nil {
+		err = cerr
+	}
+	if err != nil {
+		ev.Error = err.Error()
+	}
+	return ev
 }

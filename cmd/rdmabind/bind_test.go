@@ -15,7 +15,9 @@ import (
 	"testing"
 	"time"
 
+	"github.com/rdmabind/rdmabind/bindcore"
 	"github.com/rdmabind/rdmabind/internal/testutil"
+	"github.com/rdmabind/rdmabind/qp"
 )
 
 // cliHelperEnv makes the test binary the CLI: it runs the command line in
@@ -159,6 +161,74 @@ func TestBindListenCLI(t *testing.T) {
 	}
 	b.cmd.Process.Signal(syscall.SIGTERM)
 	if err := b.cmd.Wait(); err != nil {
+		t.Fatalf("after SIGTERM: %v", err)
+	}
+}
+
+// bind --listen --echo accepts queue pairs over both connect modes and
+// echoes: a client socket of this process dials each way, its messages
+// come back intact, and the CLI prints an accept line per connection and a
+// closed line with the counts when the client closes.
+func TestBindListenEchoCLI(t *testing.T) {
+	testutil.SkipUnlessRDMA(t)
+	l, err := net.Listen("tcp4", "10.77.0.1:0")
+	if err != nil {
+		t.Skipf("no 10.77.0.1 here (the SoftRoCE guest's rxe0): %v", err)
+	}
+	ap := netip.MustParseAddrPort(l.Addr().String())
+	l.Close()
+	dir := t.TempDir()
+	srv := startCLI(t, "bind", ap.String(), "--listen", "--echo", "--registry", dir)
+	srv.next("bound")
+	if m := srv.next("listening"); m["role"] != "designated" {
+		t.Fatalf("listener: %v", m)
+	}
+	b, err := bindcore.Open(bindcore.Options{RegistryDir: dir})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer b.Close()
+	for _, mode := range []qp.Mode{qp.ModeCM, qp.ModeTCP} {
+		s, err := b.Socket(bindcore.AFInet)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := s.BindAddrPort(netip.AddrPortFrom(ap.Addr(), 0)); err != nil {
+			t.Fatal(err)
+		}
+		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+		c, err := qp.Dial(ctx, s, ap, &qp.Options{Mode: mode})
+		cancel()
+		if err != nil {
+			t.Fatalf("%v: Dial: %v", mode, err)
+		}
+		if m := srv.next("accept"); m["transport"] != "qp-"+mode.String() || m["remote"] != c.LocalAddr().String() {
+			t.Fatalf("%v: accept %v, want transport qp-%v from %v", mode, m, mode, c.LocalAddr())
+		}
+		var total int64
+		buf := make([]byte, 1<<20)
+		for i, size := range []int{1, 100, 4096, 65536, 300000} {
+			msg := bytes.Repeat([]byte{byte(i + 1)}, size)
+			if err := c.Send(msg); err != nil {
+				t.Fatalf("%v: Send %d B: %v", mode, size, err)
+			}
+			n, err := c.Recv(buf)
+			if err != nil || !bytes.Equal(buf[:n], msg) {
+				t.Fatalf("%v: echo of %d B: %d B back, %v", mode, size, n, err)
+			}
+			total += int64(size)
+		}
+		if err := c.Close(); err != nil {
+			t.Fatalf("%v: Close: %v", mode, err)
+		}
+		m := srv.next("closed")
+		if m["messages"] != float64(5) || m["bytes"] != float64(total) || m["error"] != nil {
+			t.Fatalf("%v: closed %v, want 5 messages, %d bytes, no error", mode, m, total)
+		}
+		s.Close()
+	}
+	srv.cmd.Process.Signal(syscall.SIGTERM)
+	if err := srv.cmd.Wait(); err != nil {
 		t.Fatalf("after SIGTERM: %v", err)
 	}
 }

@@ -6,10 +6,11 @@
 //
 //	rdmabind devices [--json]            devices, ports, state, link layer, GID table
 //	rdmabind resolve ADDR:PORT [--json]  the device/port/GID a bind of it would use
-//	rdmabind bind ADDR:PORT [--listen] [--backlog N]
+//	rdmabind bind ADDR:PORT [--listen] [--backlog N] [--echo]
 //	                                     binds (and listens), prints one JSON line when
 //	                                     bound and one per event (listening, designated,
-//	                                     accept), holds until signalled
+//	                                     accept, closed), holds until signalled; --echo
+//	                                     accepts queue pairs (qp/) and echoes messages
 //	rdmabind ls [--json]                 the registry: ports, owners, roles, listeners
 //	rdmabind bench [--json|--benchstat] [--short] [--samples N] [--warmup N]
 //	               [--variants a,b] [--addr ADDR] [--plot FILE.svg]
