@@ -66,15 +66,9 @@ func (c *Conn) Recv(p []byte) (int, error) {
 			trunc = true
 		}
 		got++
-		if err := c.res.qp.PostRecv(uint64(slot), c.res.recvAddr(slot), uint32(c.res.chunk), c.res.mr.LKey()); err != nil {
-			if e := c.brokenErr("recv"); e != nil {
-				return n, e
-			}
-			c.fail(err)
-			return n, c.opErr("recv", err)
+		if err := c.repost(slot); err != nil {
+			return n, err
 		}
-		c.recvOut++
-		c.returned++
 		if c.returned-c.written >= uint64(max(c.res.nrecv/4, 1)) {
 			c.writeCredit(false)
 		}
@@ -164,19 +158,29 @@ func (c *Conn) recvBulk(p []byte, wc verbs.WC, got int) (int, error) {
 	}
 	n := copy(p, c.res.buf[c.res.bulkIn:c.res.bulkIn+size])
 	slot := int(wc.ID)
-	if err := c.res.qp.PostRecv(uint64(slot), c.res.recvAddr(slot), uint32(c.res.chunk), c.res.mr.LKey()); err != nil {
-		if e := c.brokenErr("recv"); e != nil {
-			return n, e
-		}
-		c.fail(err)
-		return n, c.opErr("recv", err)
+	if err := c.repost(slot); err != nil {
+		return n, err
 	}
-	c.recvOut++
-	c.returned++
 	c.bulkDone++
 	c.writeCredit(false)
 	if n < size {
 		return n, c.opErr("recv", ErrTruncated)
 	}
 	return n, nil
+}
+
+// repost posts receive slot again once its message is copied out, and
+// counts it as a credit to return. A failure breaks the connection; the
+// error is the one Recv returns.
+func (c *Conn) repost(slot int) error {
+	if err := c.res.qp.PostRecv(uint64(slot), c.res.recvAddr(slot), uint32(c.res.chunk), c.res.mr.LKey()); err != nil {
+		if e := c.brokenErr("recv"); e != nil {
+			return e
+		}
+		c.fail(err)
+		return c.opErr("recv", err)
+	}
+	c.recvOut++
+	c.returned++
+	return nil
 }
