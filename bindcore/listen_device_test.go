@@ -152,7 +152,7 @@ func startRDMAListener(t *testing.T, dir string, ap netip.AddrPort, name string)
 	var role string
 	var steering int
 	var lt listenTook
-	r := p.reply("ready")
+	r := p.Reply("ready")
 	if _, err := fmt.Sscanf(r, "ready %s %d %d %d %d %d", &role, &steering, &p.pid, &lt.took, &lt.tries, &lt.waited); err != nil {
 		t.Fatalf("%s: %q", name, r)
 	}
@@ -219,7 +219,7 @@ func TestDeviceListenTwoProcesses(t *testing.T) {
 	if role != "standby" {
 		t.Fatalf("B is %s", role)
 	}
-	if r := a.do("bind", "bound"); !strings.HasSuffix(r, " false") || strings.Contains(r, "bound  ") {
+	if r := a.Do("bind", "bound"); !strings.HasSuffix(r, " false") || strings.Contains(r, "bound  ") {
 		t.Fatalf("a socket bound while A listens: %q, want a device and no rdma_cm id", r)
 	}
 	const n = 3
@@ -249,7 +249,7 @@ func TestDeviceListenTwoProcesses(t *testing.T) {
 		time.Duration(tDes-tKill), tk.waited, tk.tries)
 	rping(t, ap)
 	waitCount(t, "B's rdma_cm requests", b.rdmaReqs, 1, 10*time.Second)
-	if st := b.do("state", "state "); !strings.Contains(st, `"rdma":true`) || !strings.Contains(st, `"role":"designated"`) {
+	if st := b.Do("state", "state "); !strings.Contains(st, `"rdma":true`) || !strings.Contains(st, `"role":"designated"`) {
 		t.Fatalf("B: %s", st)
 	}
 }

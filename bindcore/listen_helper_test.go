@@ -300,13 +300,12 @@ func parkerMain() int {
 // proc is a helper process seen from the test: its reply lines, and the
 // accept reports of a listener.
 type proc struct {
-	t       testing.TB
-	name    string
-	cmd     *exec.Cmd
-	stdin   io.WriteCloser
-	replies chan string
-	pid     int
-	exited  chan struct{}
+	t    testing.TB
+	name string
+	cmd  *exec.Cmd
+	testutil.Dialogue
+	pid    int
+	exited chan struct{}
 
 	mu         sync.Mutex
 	accepts    map[uint64]int64 // connection id -> accept time
@@ -332,7 +331,7 @@ func startProc(t testing.TB, name string, uid uint32, env ...string) *proc {
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
 	}
-	p := &proc{t: t, name: name, cmd: cmd, stdin: stdin, replies: make(chan string, 64),
+	p := &proc{t: t, name: name, cmd: cmd, Dialogue: testutil.Dialogue{T: t, Name: name, Stdin: stdin, Replies: make(chan string, 64)},
 		exited: make(chan struct{}), accepts: map[uint64]int64{}, parked: map[string]int64{}}
 	go p.read(stdout)
 	t.Cleanup(p.kill)
@@ -354,7 +353,7 @@ func startListenProc(t testing.TB, dir string, ap netip.AddrPort, id byte, o lis
 	p := startProc(t, "listener "+string(id), o.uid, env...)
 	var role string
 	var steering int
-	r := p.reply("ready")
+	r := p.Reply("ready")
 	if _, err := fmt.Sscanf(r, "ready %s %d %d", &role, &steering, &p.pid); err != nil {
 		t.Fatalf("%s: %q", p.name, r)
 	}
@@ -363,7 +362,7 @@ func startListenProc(t testing.TB, dir string, ap netip.AddrPort, id byte, o lis
 
 func (p *proc) read(r io.Reader) {
 	defer close(p.exited)
-	defer close(p.replies)
+	defer close(p.Replies)
 	sc := bufio.NewScanner(r)
 	for sc.Scan() {
 		line := sc.Text()
@@ -394,53 +393,26 @@ func (p *proc) read(r io.Reader) {
 		case strings.HasPrefix(line, "err "):
 			p.errs = append(p.errs, line)
 			p.mu.Unlock()
-			p.replies <- line
+			p.Replies <- line
 			continue
 		default:
 			p.mu.Unlock()
-			p.replies <- line
+			p.Replies <- line
 			continue
 		}
 		p.mu.Unlock()
 	}
 }
 
-// reply waits for the next reply line, which must start with want.
-func (p *proc) reply(want string) string {
-	p.t.Helper()
-	select {
-	case r, ok := <-p.replies:
-		if !ok {
-			p.t.Fatalf("%s exited, waiting for %q", p.name, want)
-		}
-		if !strings.HasPrefix(r, want) {
-			p.t.Fatalf("%s: %q, want %q", p.name, r, want)
-		}
-		return r
-	case <-time.After(20 * time.Second):
-		p.t.Fatalf("%s: no %q after 20s", p.name, want)
-	}
-	return ""
-}
-
-// do sends a command and returns its reply, which must start with want.
-func (p *proc) do(cmd, want string) string {
-	p.t.Helper()
-	if _, err := io.WriteString(p.stdin, cmd+"\n"); err != nil {
-		p.t.Fatalf("%s: %s: %v", p.name, cmd, err)
-	}
-	return p.reply(want)
-}
-
 func (p *proc) role() string {
 	p.t.Helper()
-	return strings.TrimPrefix(p.do("role", "role "), "role ")
+	return strings.TrimPrefix(p.Do("role", "role "), "role ")
 }
 
-func (p *proc) count() int {
+func (p *proc) Count() int {
 	p.t.Helper()
 	var n int
-	fmt.Sscanf(p.do("count", "count"), "count %d", &n)
+	fmt.Sscanf(p.Do("count", "count"), "count %d", &n)
 	return n
 }
 
@@ -462,7 +434,7 @@ func (p *proc) waitDesignated(d time.Duration) int64 {
 	return 0
 }
 
-func (p *proc) acceptsCopy() map[uint64]int64 {
+func (p *proc) Accepted() map[uint64]int64 {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	m := make(map[uint64]int64, len(p.accepts))
@@ -486,7 +458,7 @@ func (p *proc) stopAndKill() (held map[int]bool, tKill int64) {
 }
 
 func (p *proc) kill() {
-	p.stdin.Close()
+	p.Stdin.Close()
 	if p.cmd.ProcessState == nil {
 		select {
 		case <-p.exited:
@@ -519,3 +491,6 @@ func freePortOn(t testing.TB, ap string) netip.AddrPort {
 	defer l.Close()
 	return netip.MustParseAddrPort(l.Addr().String())
 }
+
+// Label names p in failures (testutil.Receiver).
+func (p *proc) Label() string { return p.name }

@@ -373,25 +373,11 @@ func TestListenFourProcesses(t *testing.T) {
 			}
 			const n = 1000
 			res := testutil.Storm(ap, n, 16, nil)
-			tl := testutil.CountConns(res)
-			if tl.By['A'] != n || len(tl.By) != 1 {
-				t.Fatalf("clients: %v, want all %d by A", tl, n)
-			}
+			rs := make([]testutil.Receiver, len(ps))
 			for i, p := range ps {
-				want := 0
-				if i == 0 {
-					want = n
-				}
-				if got := p.count(); got != want {
-					t.Errorf("%s accepted %d, want %d", p.name, got, want)
-				}
+				rs[i] = p
 			}
-			acc := ps[0].acceptsCopy()
-			for _, c := range res {
-				if _, ok := acc[c.ID]; !ok {
-					t.Fatalf("connection %d not among A's accepts", c.ID)
-				}
-			}
+			tl := testutil.CheckOneReceives(t, res, n, 'A', rs...)
 			t.Logf("%s: %v", ap, tl)
 		})
 	}
@@ -421,7 +407,7 @@ func TestListenGracefulStorm(t *testing.T) {
 	<-reached
 	var aCount int
 	var tClose int64
-	fmt.Sscanf(a.do("close", "closed"), "closed %d %d", &aCount, &tClose)
+	fmt.Sscanf(a.Do("close", "closed"), "closed %d %d", &aCount, &tClose)
 	tDes := b.waitDesignated(5 * time.Second)
 	res := <-done
 	elapsed := time.Since(start)
@@ -435,7 +421,7 @@ func TestListenGracefulStorm(t *testing.T) {
 		b.mu.Unlock()
 		t.Fatalf("clients: %v (A's accept errors %q, B's %q; A closed at %d, B designated at %d)", tl, aErrs, bErrs, tClose, tDes)
 	}
-	if bc := b.count(); aCount != tl.By['A'] || bc != tl.By['B'] {
+	if bc := b.Count(); aCount != tl.By['A'] || bc != tl.By['B'] {
 		t.Fatalf("listeners counted A %d B %d, clients %v", aCount, bc, tl)
 	}
 	after := 0
@@ -451,7 +437,7 @@ func TestListenGracefulStorm(t *testing.T) {
 		t.Fatalf("C is %s after the handover, want standby", r)
 	}
 	t.Logf("%d connections in %v (%.0f/s): A %d, B %d, C %d; close -> B designated %v; %d started after that",
-		n, elapsed.Round(time.Millisecond), float64(n)/elapsed.Seconds(), tl.By['A'], tl.By['B'], c.count(),
+		n, elapsed.Round(time.Millisecond), float64(n)/elapsed.Seconds(), tl.By['A'], tl.By['B'], c.Count(),
 		time.Duration(tDes-tClose), after)
 }
 
@@ -511,8 +497,8 @@ func killRuns(t *testing.T, runs int, o listenerOpts) killStats {
 		res := <-done
 		<-a.exited
 		ks.total += len(res)
-		aAcc := a.acceptsCopy()
-		bAcc := b.acceptsCopy()
+		aAcc := a.Accepted()
+		bAcc := b.Accepted()
 		first := int64(0)
 		for _, ts := range bAcc {
 			if ts < tKill {
@@ -601,7 +587,7 @@ func TestListenDegraded(t *testing.T) {
 		t.Fatalf("A: %s, steering %v", role, steering)
 	}
 	b, _, _ := startListenProc(t, dir, ap, 'B', o)
-	st := b.do("state", "state ")
+	st := b.Do("state", "state ")
 	if !strings.Contains(st, `"role":"standby"`) || !strings.Contains(st, `"tcp_listening":false`) || !strings.Contains(st, "not supported") {
 		t.Fatalf("B: %s", st)
 	}
@@ -614,7 +600,7 @@ func TestListenDegraded(t *testing.T) {
 	<-reached
 	var tClose int64
 	var aCount int
-	fmt.Sscanf(a.do("close", "closed"), "closed %d %d", &aCount, &tClose)
+	fmt.Sscanf(a.Do("close", "closed"), "closed %d %d", &aCount, &tClose)
 	tDes := b.waitDesignated(5 * time.Second)
 	res = <-done
 	tl := testutil.CountConns(res)
@@ -652,7 +638,7 @@ func TestListenDegradedOtherUser(t *testing.T) {
 		t.Fatalf("A (uid 65534): %s, steering %v", role, steering)
 	}
 	b, _, _ := startListenProc(t, dir, ap, 'B', o)
-	st := b.do("state", "state ")
+	st := b.Do("state", "state ")
 	if !strings.Contains(st, `"tcp_listening":false`) || !strings.Contains(st, "not permitted") {
 		t.Fatalf("B (uid 65534): %s", st)
 	}
@@ -685,7 +671,7 @@ func TestAnchorParking(t *testing.T) {
 				env = append(env, "LISTEN_POLL=1")
 			}
 			p := startProc(t, "parker", 0, env...)
-			p.reply("ready")
+			p.Reply("ready")
 			reg, err := registry.Open(registry.Options{Dir: dir})
 			if err != nil {
 				t.Fatal(err)
@@ -717,7 +703,7 @@ func TestAnchorParking(t *testing.T) {
 				}
 			}
 			p.mu.Unlock()
-			p.do("add "+ap.String(), "added")
+			p.Do("add "+ap.String(), "added")
 			p.mu.Lock()
 			_, again := p.parked[ap.String()]
 			p.mu.Unlock()

@@ -283,13 +283,12 @@ func runProbe(t *testing.T, cmd *exec.Cmd) probeResult {
 
 // listener is a listenerHelper process, seen from the test.
 type listener struct {
-	t       testing.TB
-	id      byte
-	cmd     *exec.Cmd
-	stdin   io.WriteCloser
-	replies chan string
-	pid     int
-	cookie  uint64
+	t   testing.TB
+	id  byte
+	cmd *exec.Cmd
+	testutil.Dialogue
+	pid    int
+	cookie uint64
 
 	mu       sync.Mutex
 	accepts  map[uint64]int64 // connection id -> accept time (mono ns)
@@ -324,10 +323,10 @@ func startListener(t testing.TB, addr netip.AddrPort, id byte, o listenerOpts) *
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
 	}
-	l := &listener{t: t, id: id, cmd: cmd, stdin: stdin, replies: make(chan string, 16), accepts: map[uint64]int64{}, pre: map[int]int{}, exited: make(chan struct{})}
+	l := &listener{t: t, id: id, cmd: cmd, Dialogue: testutil.Dialogue{T: t, Name: fmt.Sprintf("listener %c", id), Stdin: stdin, Replies: make(chan string, 16)}, accepts: map[uint64]int64{}, pre: map[int]int{}, exited: make(chan struct{})}
 	go l.read(stdout)
 	t.Cleanup(func() { l.kill() })
-	r := l.reply("ready")
+	r := l.Reply("ready")
 	if _, err := fmt.Sscanf(r, "ready %d %d", &l.cookie, &l.pid); err != nil {
 		t.Fatalf("listener %c: %q", id, r)
 	}
@@ -336,7 +335,7 @@ func startListener(t testing.TB, addr netip.AddrPort, id byte, o listenerOpts) *
 
 func (l *listener) read(r io.Reader) {
 	defer close(l.exited)
-	defer close(l.replies)
+	defer close(l.Replies)
 	sc := bufio.NewScanner(r)
 	for sc.Scan() {
 		line := sc.Text()
@@ -367,55 +366,28 @@ func (l *listener) read(r io.Reader) {
 			l.takeover = ts
 			l.mu.Unlock()
 		default:
-			l.replies <- line
+			l.Replies <- line
 		}
 	}
-}
-
-// reply waits for the next reply line, which must start with want.
-func (l *listener) reply(want string) string {
-	l.t.Helper()
-	select {
-	case r, ok := <-l.replies:
-		if !ok {
-			l.t.Fatalf("listener %c exited, waiting for %q", l.id, want)
-		}
-		if !strings.HasPrefix(r, want) {
-			l.t.Fatalf("listener %c: %q, want %q", l.id, r, want)
-		}
-		return r
-	case <-time.After(20 * time.Second):
-		l.t.Fatalf("listener %c: no %q after 20s", l.id, want)
-	}
-	return ""
-}
-
-// do sends a command and returns its reply, which must start with want.
-func (l *listener) do(cmd, want string) string {
-	l.t.Helper()
-	if _, err := io.WriteString(l.stdin, cmd+"\n"); err != nil {
-		l.t.Fatalf("listener %c: %s: %v", l.id, cmd, err)
-	}
-	return l.reply(want)
 }
 
 // doTime sends a command whose reply is "<want> <mono ns>" and returns the time.
 func (l *listener) doTime(cmd, want string) int64 {
 	l.t.Helper()
 	var ts int64
-	r := l.do(cmd, want)
+	r := l.Do(cmd, want)
 	fmt.Sscanf(r[len(want):], "%d", &ts)
 	return ts
 }
 
-func (l *listener) count() int {
+func (l *listener) Count() int {
 	l.t.Helper()
 	var n int
-	fmt.Sscanf(l.do("count", "count"), "count %d", &n)
+	fmt.Sscanf(l.Do("count", "count"), "count %d", &n)
 	return n
 }
 
-func (l *listener) acceptsCopy() map[uint64]int64 {
+func (l *listener) Accepted() map[uint64]int64 {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	m := make(map[uint64]int64, len(l.accepts))
@@ -445,7 +417,7 @@ func (l *listener) stopAndKill() (held map[int]bool, tKill int64) {
 }
 
 func (l *listener) kill() {
-	l.stdin.Close()
+	l.Stdin.Close()
 	if l.cmd.ProcessState == nil {
 		select {
 		case <-l.exited:
@@ -455,3 +427,6 @@ func (l *listener) kill() {
 		l.cmd.Wait()
 	}
 }
+
+// Label names l in failures (testutil.Receiver).
+func (l *listener) Label() string { return l.Name }

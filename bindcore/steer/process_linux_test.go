@@ -27,26 +27,11 @@ func TestFourProcessesOneReceives(t *testing.T) {
 			ls = append(ls, startListener(t, addr, 'C', listenerOpts{}), startListener(t, addr, 'D', listenerOpts{}))
 			const n = 1000
 			res := testutil.Storm(addr, n, 16, nil)
-			tl := testutil.CountConns(res)
-			if tl.By['A'] != n || len(tl.By) != 1 {
-				t.Fatalf("clients: %v, want all %d by A", tl, n)
-			}
+			rs := make([]testutil.Receiver, len(ls))
 			for i, l := range ls {
-				want := 0
-				if i == 0 {
-					want = n
-				}
-				if got := l.count(); got != want {
-					t.Errorf("listener %c accepted %d, want %d", l.id, got, want)
-				}
+				rs[i] = l
 			}
-			// Every connection the clients saw greeted by A, A reported.
-			acc := ls[0].acceptsCopy()
-			for _, c := range res {
-				if _, ok := acc[c.ID]; !ok {
-					t.Fatalf("connection %d not among A's accepts", c.ID)
-				}
-			}
+			tl := testutil.CheckOneReceives(t, res, n, 'A', rs...)
 			t.Logf("%s: %v", addr, tl)
 		})
 	}
@@ -89,7 +74,7 @@ func TestHandoverStorm(t *testing.T) {
 			reached, _, done := testutil.StormAsync(addr, n, conc, at)
 			<-reached
 			if mode == "paused" {
-				a.do("pause", "paused")
+				a.Do("pause", "paused")
 				time.Sleep(20 * time.Millisecond)
 			}
 			tFlip := b.doTime("designate", "designated")
@@ -98,7 +83,7 @@ func TestHandoverStorm(t *testing.T) {
 			}
 			var aCount int
 			var tClose int64
-			fmt.Sscanf(a.do("close", "closed"), "closed %d %d", &aCount, &tClose)
+			fmt.Sscanf(a.Do("close", "closed"), "closed %d %d", &aCount, &tClose)
 			res := <-done
 			elapsed := time.Since(start)
 
@@ -106,10 +91,10 @@ func TestHandoverStorm(t *testing.T) {
 			if tl.Refused+tl.Reset+tl.Other != 0 || tl.By['A']+tl.By['B'] != n {
 				t.Fatalf("clients: %v", tl)
 			}
-			if bCount := b.count(); aCount != tl.By['A'] || bCount != tl.By['B'] {
+			if bCount := b.Count(); aCount != tl.By['A'] || bCount != tl.By['B'] {
 				t.Fatalf("listeners counted A %d B %d, clients %v", aCount, bCount, tl)
 			}
-			aAcc := a.acceptsCopy()
+			aAcc := a.Accepted()
 			migrated, afterFlip, beforeClose := 0, 0, 0
 			for _, c := range res {
 				_, byA := aAcc[c.ID]
@@ -196,9 +181,9 @@ func TestKillTakeover(t *testing.T) {
 				<-a.exited
 				total += len(res)
 
-				aAcc := a.acceptsCopy() // complete: A's output ended
-				got := b.count()        // B's reports before the count are read
-				bAcc := b.acceptsCopy()
+				aAcc := a.Accepted() // complete: A's output ended
+				got := b.Count()     // B's reports before the count are read
+				bAcc := b.Accepted()
 				if got != len(bAcc) {
 					t.Fatalf("run %d: B counted %d, reported %d", run, got, len(bAcc))
 				}

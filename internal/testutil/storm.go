@@ -11,6 +11,7 @@ import (
 	"strings"
 	"sync"
 	"sync/atomic"
+	"testing"
 	"time"
 
 	"golang.org/x/sys/unix"
@@ -163,4 +164,39 @@ func (t Tally) String() string {
 	}
 	sort.Strings(by)
 	return fmt.Sprintf("accepted {%s}, refused %d, reset %d, other %d %v", strings.Join(by, " "), t.Refused, t.Reset, t.Other, t.Errs)
+}
+
+// Receiver is a listener helper process of a storm test.
+type Receiver interface {
+	Label() string              // names it in failures
+	Count() int                 // the connections it accepted (asks the helper)
+	Accepted() map[uint64]int64 // the connection ids it reported, with their accept times
+}
+
+// CheckOneReceives checks that all n connections of the storm res were
+// greeted by first (the greeting byte of rs[0]), that rs[0] accepted n and
+// every other receiver none, and that every connection is among those rs[0]
+// reported. It returns the tally.
+func CheckOneReceives(t testing.TB, res []StormConn, n int, first byte, rs ...Receiver) Tally {
+	t.Helper()
+	tl := CountConns(res)
+	if tl.By[first] != n || len(tl.By) != 1 {
+		t.Fatalf("clients: %v, want all %d by %c", tl, n, first)
+	}
+	for i, r := range rs {
+		want := 0
+		if i == 0 {
+			want = n
+		}
+		if got := r.Count(); got != want {
+			t.Errorf("%s accepted %d, want %d", r.Label(), got, want)
+		}
+	}
+	acc := rs[0].Accepted()
+	for _, c := range res {
+		if _, ok := acc[c.ID]; !ok {
+			t.Fatalf("connection %d not among %s's accepts", c.ID, rs[0].Label())
+		}
+	}
+	return tl
 }
