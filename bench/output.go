@@ -4,7 +4,6 @@ import (
 	"fmt"
 	"io"
 	"runtime"
-	"slices"
 	"strings"
 	"text/tabwriter"
 )
@@ -147,22 +146,4 @@ func (r *Report) WriteBenchstat(w io.Writer) error {
 		}
 	}
 	return nil
-}
-
-// allSeries lists what a plot shows: every variant, then every floor, then
-// the phases, skipping empty ones.
-func (r *Report) allSeries() (variants, floors, phases []Series) {
-	for _, res := range r.Results {
-		if len(res.Phases) > 0 {
-			phases = append(phases, slices.Clone(res.Phases)...)
-			continue
-		}
-		if len(res.Samples) > 0 {
-			variants = append(variants, Series{Name: res.Name, Summary: res.Summary, Samples: res.Samples})
-		}
-		if res.FloorSeries != nil && len(res.FloorSeries.Samples) > 0 {
-			floors = append(floors, *res.FloorSeries)
-		}
-	}
-	return
 }

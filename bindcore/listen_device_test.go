@@ -99,7 +99,12 @@ func rdmaListenerMain() int {
 		cm.mu.Unlock()
 		emit("designated %d %d %d", testutil.Mono(), tries, waited)
 	}()
-	var extra []*Socket
+	var extra []*Socket // the "bind" command's sockets, closed on exit
+	defer func() {
+		for _, x := range extra {
+			x.Close()
+		}
+	}()
 	in := bufio.NewScanner(os.Stdin)
 	for in.Scan() {
 		switch cmd := in.Text(); cmd {

@@ -259,13 +259,10 @@ func TestTornRecord(t *testing.T) {
 func TestHighWaterRepair(t *testing.T) {
 	dir, path := newFile(t)
 	r := openTest(t, dir)
-	var cs []*Claim
-	for i := 0; i < 5; i++ {
-		c, err := r.Claim(ClaimRequest{Addr: a4, Port: uint16(50 + i), Share: Exclusive})
-		if err != nil {
+	for i := 0; i < 5; i++ { // five live claims, held until r closes
+		if _, err := r.Claim(ClaimRequest{Addr: a4, Port: uint16(50 + i), Share: Exclusive}); err != nil {
 			t.Fatal(err)
 		}
-		cs = append(cs, c)
 	}
 	patch(t, path, hHighWater, []byte{1, 0, 0, 0}) // "only slot 0 is used", check not updated
 	_, err := r.Claim(ClaimRequest{Addr: a4, Port: 54})

@@ -4,7 +4,6 @@ package registry
 
 import (
 	"bufio"
-	"context"
 	"errors"
 	"flag"
 	"fmt"
@@ -204,12 +203,6 @@ func (h *helper) kill() {
 	}
 	h.cmd.Process.Kill()
 	h.cmd.Wait()
-}
-
-func ctxTimeout(t testing.TB, d time.Duration) context.Context {
-	ctx, cancel := context.WithTimeout(context.Background(), d)
-	t.Cleanup(cancel)
-	return ctx
 }
 
 func mustErr(t testing.TB, err, target error) {

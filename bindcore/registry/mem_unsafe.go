@@ -88,13 +88,6 @@ func (m mem) load64(off int) uint64 { return atomic.LoadUint64(m.u64(off)) }
 // seq returns the sequence of a slot.
 func (m mem) seq(slot int) uint32 { return atomic.LoadUint32(m.u32(recOff(slot) + rSeq)) }
 
-// readHeader copies the header.
-func (m mem) readHeader(dst *[HeaderSize]byte) {
-	for w := 0; w < HeaderSize; w += 8 {
-		binary.LittleEndian.PutUint64(dst[w:], atomic.LoadUint64(m.u64(w)))
-	}
-}
-
 // writeHeader stores a header; the caller holds the header lock of a file
 // nobody else uses yet (initialization). The magic goes last.
 func (m mem) writeHeader(src []byte) {

@@ -725,11 +725,10 @@ func (r *Registry) unlockPut(fd, slot int) {
 // it. stale: its lock is free, so its claim is over (its writer died inside
 // it, or it was damaged); the caller may reclaim it. Otherwise it rereads
 // the record while a live writer is inside, and fails with an error
-// wrapping ErrCorrupt when the record stays unreadable while its claim is
-// live.
+// wrapping ErrCorrupt (the last reread's, which supersedes firstErr) when
+// the record stays unreadable while its claim is live.
 func (r *Registry) settle(slot int, firstErr error) (rec Record, stale bool, err error) {
 	deadline := time.Now().Add(settleTimeout)
-	err = firstErr
 	for {
 		held, herr := r.held(slot)
 		if herr != nil {
