@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"sync"
 
+	"github.com/rdmabind/rdmabind/bindcore/cmport"
 	"github.com/rdmabind/rdmabind/bindcore/registry"
 	"github.com/rdmabind/rdmabind/bindcore/wsa"
 	"github.com/rdmabind/rdmabind/cgo/rdmacm"
@@ -40,10 +41,10 @@ type Binder struct {
 	// WSAENETDOWN with it.
 	chErr error
 	topo  topology
-	// anchor parks this Binder's rdma_cm ids where a listener takes the
-	// port; events hands out the channel's connect requests (listen.go).
-	anchor *anchor
-	events cmEvents
+	// anchor creates this Binder's rdma_cm ids on ch and parks them where
+	// a listener takes the port; events hands out ch's connect requests.
+	anchor *cmport.Anchor
+	events *cmport.Dispatcher
 
 	mu     sync.Mutex
 	socks  map[uint64]*Socket
@@ -61,9 +62,11 @@ func Open(opts Options) (*Binder, error) {
 	if err != nil {
 		return nil, fmt.Errorf("bindcore: open: %w", err)
 	}
-	b := &Binder{opts: opts, reg: reg, socks: map[uint64]*Socket{}, anchor: newAnchor(reg)}
+	b := &Binder{opts: opts, reg: reg, socks: map[uint64]*Socket{}}
 	b.topo.root = opts.SysfsRoot
 	b.ch, b.chErr = rdmacm.NewEventChannel()
+	b.anchor = cmport.NewAnchor(reg, b.ch)
+	b.events = cmport.NewDispatcher(b.ch)
 	return b, nil
 }
 
@@ -134,10 +137,10 @@ func (b *Binder) Close() error {
 	for _, s := range socks {
 		errs = append(errs, s.Close())
 	}
-	errs = append(errs, b.anchor.close())
+	errs = append(errs, b.anchor.Close())
 	if b.ch != nil {
 		errs = append(errs, b.ch.Close())
-		b.waitEvents()
+		b.events.Wait()
 	}
 	errs = append(errs, b.reg.Close())
 	return errors.Join(errs...)

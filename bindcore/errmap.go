@@ -6,6 +6,7 @@ import (
 
 	"golang.org/x/sys/unix"
 
+	"github.com/rdmabind/rdmabind/bindcore/cmport"
 	"github.com/rdmabind/rdmabind/bindcore/wsa"
 	"github.com/rdmabind/rdmabind/cgo/rdmacm"
 )
@@ -18,7 +19,10 @@ func specError(op string, ap netip.AddrPort, what string, err error) error {
 		return err
 	}
 	in := ap.String()
+	var held *cmport.HeldError
 	switch {
+	case errors.As(err, &held):
+		return wsa.Wrap(wsa.WSAEADDRINUSE, op, in, held.Err, "%s", held.Msg)
 	case errors.Is(err, unix.EADDRINUSE):
 		return wsa.Wrap(wsa.WSAEADDRINUSE, op, in, err,
 			"port %d is held in the %s port space by a socket that does not share it (another user's, or a program outside rdmabind)", ap.Port(), what)

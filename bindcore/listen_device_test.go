@@ -18,6 +18,7 @@ import (
 
 	"golang.org/x/sys/unix"
 
+	"github.com/rdmabind/rdmabind/bindcore/election"
 	"github.com/rdmabind/rdmabind/bindcore/registry"
 	"github.com/rdmabind/rdmabind/bindcore/wsa"
 	"github.com/rdmabind/rdmabind/cgo/rdmacm"
@@ -63,9 +64,7 @@ func rdmaListenerMain() int {
 	s.mu.Lock()
 	cm := s.bound.lis.cm
 	s.mu.Unlock()
-	cm.mu.Lock()
-	tries, waited := cm.tries, cm.waited
-	cm.mu.Unlock()
+	tries, waited := cm.Stats()
 	st, _ := s.ListenState()
 	steering := 0
 	if st.Steering {
@@ -94,9 +93,7 @@ func rdmaListenerMain() int {
 	emit("ready %s %d %d %d %d %d", st.Role, steering, os.Getpid(), took, tries, waited)
 	go func() {
 		<-s.Designated()
-		cm.mu.Lock()
-		tries, waited := cm.tries, cm.waited
-		cm.mu.Unlock()
+		tries, waited := cm.Stats()
 		emit("designated %d %d %d", testutil.Mono(), tries, waited)
 	}()
 	var extra []*Socket // the "bind" command's sockets, closed on exit
@@ -151,14 +148,14 @@ func (l listenTook) String() string {
 
 // startRDMAListener starts an rdmaListenerMain helper and returns its role
 // and how its Listen went.
-func startRDMAListener(t *testing.T, dir string, ap netip.AddrPort, name string) (*proc, string, listenTook) {
+func startRDMAListener(t *testing.T, dir string, ap netip.AddrPort, name string) (*testutil.ListenProc, string, listenTook) {
 	t.Helper()
-	p := startProc(t, name, 0, listenHelperEnv+"=rdma", "LISTEN_ADDR="+ap.String(), "LISTEN_DIR="+dir)
+	p := testutil.StartListenProc(t, name, 0, listenHelperEnv+"=rdma", "LISTEN_ADDR="+ap.String(), "LISTEN_DIR="+dir)
 	var role string
 	var steering int
 	var lt listenTook
 	r := p.Reply("ready")
-	if _, err := fmt.Sscanf(r, "ready %s %d %d %d %d %d", &role, &steering, &p.pid, &lt.took, &lt.tries, &lt.waited); err != nil {
+	if _, err := fmt.Sscanf(r, "ready %s %d %d %d %d %d", &role, &steering, &p.PID, &lt.took, &lt.tries, &lt.waited); err != nil {
 		t.Fatalf("%s: %q", name, r)
 	}
 	if steering != 1 {
@@ -168,10 +165,12 @@ func startRDMAListener(t *testing.T, dir string, ap netip.AddrPort, name string)
 }
 
 // rdmaReqs counts a helper's "rdma" lines.
-func (p *proc) rdmaReqs() int {
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	return p.rdma
+func rdmaReqs(p *testutil.ListenProc) func() int {
+	return func() int {
+		p.Mu.Lock()
+		defer p.Mu.Unlock()
+		return p.RDMA
+	}
 }
 
 // rping sends one rdma_cm connection request to ap with rping (rdmacm-utils)
@@ -230,12 +229,12 @@ func TestDeviceListenTwoProcesses(t *testing.T) {
 	const n = 3
 	for i := range n {
 		out := rping(t, ap)
-		waitCount(t, "A's rdma_cm requests", a.rdmaReqs, i+1, 10*time.Second)
+		waitCount(t, "A's rdma_cm requests", rdmaReqs(a), i+1, 10*time.Second)
 		if i == 0 {
 			t.Logf("rping: %q", out)
 		}
 	}
-	if got := b.rdmaReqs(); got != 0 {
+	if got := rdmaReqs(b)(); got != 0 {
 		t.Fatalf("the standby received %d rdma_cm requests", got)
 	}
 	reg, err := registry.Open(registry.Options{Dir: dir})
@@ -243,17 +242,17 @@ func TestDeviceListenTwoProcesses(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer reg.Close()
-	t.Logf("registry roles of %s: %v", ap, roles(t, reg, ap))
-	_, tKill := a.stopAndKill()
-	tDes := b.waitDesignated(30 * time.Second)
+	t.Logf("registry roles of %s: %v", ap, listenRoles(t, reg, ap))
+	_, tKill := a.StopAndKill()
+	tDes := b.WaitDesignated(30 * time.Second)
 	var tk listenTook
-	b.mu.Lock()
-	fmt.Sscanf(b.desLine, "designated %d %d %d", new(int64), &tk.tries, &tk.waited)
-	b.mu.Unlock()
+	b.Mu.Lock()
+	fmt.Sscanf(b.DesLine, "designated %d %d %d", new(int64), &tk.tries, &tk.waited)
+	b.Mu.Unlock()
 	t.Logf("kill -> standby designated and listening in rdma_cm: %v (guest time, TCG); its rdma_cm part waited %v for the dead process's id (%d rdma_listen calls)",
 		time.Duration(tDes-tKill), tk.waited, tk.tries)
 	rping(t, ap)
-	waitCount(t, "B's rdma_cm requests", b.rdmaReqs, 1, 10*time.Second)
+	waitCount(t, "B's rdma_cm requests", rdmaReqs(b), 1, 10*time.Second)
 	if st := b.Do("state", "state "); !strings.Contains(st, `"rdma":true`) || !strings.Contains(st, `"role":"designated"`) {
 		t.Fatalf("B: %s", st)
 	}
@@ -399,7 +398,7 @@ func TestDeviceListenErrors(t *testing.T) {
 	}
 	t.Logf("after %v: %v", time.Since(t0), err)
 	s.mu.Lock()
-	listening := shadowListens(s.bound.shadow)
+	listening := election.ShadowListens(s.bound.shadow)
 	s.mu.Unlock()
 	if listening {
 		t.Fatal("the kernel TCP socket listens after a failed Listen")
@@ -582,14 +581,112 @@ func TestDeviceListenParksPortZero(t *testing.T) {
 	if err != nil || st.RoleName != "designated" || !st.RDMA {
 		t.Fatalf("listen state %+v %v: want designated, listening in rdma_cm", st, err)
 	}
-	s0.bound.idMu.Lock()
-	held := s0.bound.id != nil
-	s0.bound.idMu.Unlock()
-	if held {
+	if s0.bound.port.ID() != nil {
 		t.Fatalf("the port-0 socket still holds its rdma_cm id")
 	}
 	t.Logf("Listen beside a port-0 socket on %s took %v", ep.Local, took)
 	if took > time.Second {
 		t.Errorf("Listen took %v: the port-0 socket's id was not parked by the doorbell", took)
 	}
+}
+
+func listenRoles(t testing.TB, reg *registry.Registry, ap netip.AddrPort) []string {
+	t.Helper()
+	out, err := election.Roles(reg, ap)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return out
+}
+
+// A Listen waiting for its rdma_cm port does not hold the socket: its
+// Endpoint answers meanwhile, ListenContext ends when its ctx is cancelled,
+// and Close ends a waiting Listen at once with WSAENOTSOCK, leaving
+// nothing held (the port binds again). The port is held by an id outside
+// rdmabind while another claim of the registry shares it, so Listen waits
+// for the whole of its 2 s (the "busy" case); before the fix, Endpoint and
+// Close waited for it under the socket's lock.
+func TestDeviceListenWaitUnlocked(t *testing.T) {
+	addr := guestAddr(t)
+	b := openBinder(t)
+	ap := netip.AddrPortFrom(addr, freePort(t, addr))
+	ch, err := rdmacm.NewEventChannel()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ch.Close()
+	foreign, _ := ch.CreateID(rdmacm.PortSpaceTCP)
+	foreign.SetReuseAddr(true)
+	if err := foreign.Bind(ap); err != nil {
+		t.Fatal(err)
+	}
+	defer foreign.Close()
+	// Another claim of the port (as another process's bound socket whose
+	// id is not given up), so that Listen does not give up early.
+	other, err := b.Registry().Claim(registry.ClaimRequest{Addr: ap.Addr(), Port: ap.Port(), Role: registry.RoleBound})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer other.Release()
+	bind := func() *Socket {
+		s, _ := b.Socket(AFInet)
+		if err := s.BindAddrPort(ap); err != nil {
+			t.Fatal(err)
+		}
+		return s
+	}
+
+	// Cancelled.
+	s := bind()
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- s.ListenContext(ctx, 4) }()
+	time.Sleep(200 * time.Millisecond)
+	t0 := time.Now()
+	if _, err := s.Endpoint(); err != nil {
+		t.Fatalf("Endpoint during Listen: %v", err)
+	}
+	if d := time.Since(t0); d > 100*time.Millisecond {
+		t.Fatalf("Endpoint waited %v for the Listen", d)
+	}
+	cancel()
+	select {
+	case err := <-done:
+		if !errors.Is(err, context.Canceled) {
+			t.Fatalf("cancelled ListenContext: %v", err)
+		}
+	case <-time.After(time.Second):
+		t.Fatal("ListenContext not cancelled within 1 s")
+	}
+	if _, err := s.ListenState(); !errors.Is(err, wsa.ErrInvalid) {
+		t.Fatalf("ListenState after a cancelled Listen: %v", err)
+	}
+	s.Close()
+
+	// Closed while waiting.
+	s = bind()
+	go func() { done <- s.Listen(4) }()
+	time.Sleep(200 * time.Millisecond)
+	t0 = time.Now()
+	if err := s.Close(); err != nil {
+		t.Fatalf("Close during Listen: %v", err)
+	}
+	took := time.Since(t0)
+	select {
+	case err := <-done:
+		wantCode(t, err, wsa.WSAENOTSOCK)
+	case <-time.After(time.Second):
+		t.Fatal("Listen did not end at Close")
+	}
+	if took > time.Second {
+		t.Fatalf("Close took %v", took)
+	}
+	t.Logf("Close during a waiting Listen took %v", took)
+	foreign.Close()
+	other.Release()
+	s = bind()
+	if err := s.Listen(4); err != nil {
+		t.Fatalf("Listen after all that: %v", err)
+	}
+	s.Close()
 }

@@ -1,6 +1,7 @@
 package bindcore
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"net/netip"
@@ -9,6 +10,7 @@ import (
 
 	"golang.org/x/sys/unix"
 
+	"github.com/rdmabind/rdmabind/bindcore/cmport"
 	"github.com/rdmabind/rdmabind/bindcore/registry"
 	"github.com/rdmabind/rdmabind/bindcore/shadow"
 	"github.com/rdmabind/rdmabind/bindcore/wsa"
@@ -27,6 +29,9 @@ type Socket struct {
 	mu     sync.Mutex
 	closed bool
 	bound  *binding
+	// released is closed once Close has released the binding: a second
+	// Close waits for it.
+	released chan struct{}
 }
 
 // binding is what a bound socket holds; every part is released by Close.
@@ -36,13 +41,12 @@ type binding struct {
 	claim  *registry.Claim  // the registry record
 	shadow *shadow.Socket   // the kernel TCP reservation
 	times  [NumPhases]int64 // nanoseconds per phase of the Bind
+	port   *cmport.Bound    // the rdma_cm id, which a listener of the port may park
 
-	// idMu guards id, which a listener of the port may park (anchor.go).
-	idMu      sync.Mutex
-	id        *rdmacm.ID   // the rdma_cm id bound to the address and port; nil once parked
-	parked    bool         // the id was given up to a listener of the port
-	anchorEnt *anchorEntry // id's registration as parkable
-	lis       *listening   // set while listening (listen.go)
+	// Guarded by the Socket's mu (listen.go):
+	lis        *listening         // set once listening
+	joining    chan struct{}      // non-nil while a Listen joins the election; closed when it is done
+	cancelJoin context.CancelFunc // cancels that Listen (Close)
 }
 
 // Endpoint is where a bound socket is bound.
@@ -185,35 +189,65 @@ func (s *Socket) Endpoint() (Endpoint, error) {
 }
 
 // Close releases the socket: its listening (a designated listener hands over
-// to its standby, see Listen), its rdma_cm id, its kernel TCP reservation and
-// its registry record, in that order. It is safe to call more than once; a
-// nil or zero Socket gives WSAENOTSOCK.
+// to its standby, see Listen; a Listen in progress is cancelled), its rdma_cm
+// id, its kernel TCP reservation and its registry record, in that order. It
+// does not hold the socket's lock meanwhile: other calls answer WSAENOTSOCK
+// at once. It is safe to call more than once (a second call returns once
+// the first is done); a nil or zero Socket gives WSAENOTSOCK.
 func (s *Socket) Close() error {
 	if s == nil || s.b == nil {
 		return wsa.New(wsa.WSAENOTSOCK, "close", "socket", "not a socket of a binder (nil or zero)")
 	}
 	s.mu.Lock()
-	defer s.mu.Unlock()
 	if s.closed {
+		released := s.released
+		s.mu.Unlock()
+		if released != nil {
+			<-released
+		}
 		return nil
 	}
 	s.closed = true
+	bd := s.bound
+	s.bound = nil
+	var joining chan struct{}
+	if bd != nil && bd.joining != nil {
+		joining = bd.joining
+		bd.cancelJoin()
+	}
+	released := make(chan struct{})
+	s.released = released
+	s.mu.Unlock()
+	defer close(released)
 	s.b.forget(s)
-	if s.bound == nil {
+	if bd == nil {
 		return nil
 	}
-	err := s.bound.release(s.b.anchor)
-	s.bound = nil
-	return err
+	if joining != nil {
+		<-joining // the Listen leaves nothing of its own (listen.go)
+	}
+	return bd.release()
 }
 
-func (bd *binding) release(a *anchor) error {
+// cmID returns the rdma_cm id that stands for the socket: its bound id, or
+// its listening id; nil when parked. The Socket's mu is held.
+func (bd *binding) cmID() *rdmacm.ID {
+	if id := bd.port.ID(); id != nil {
+		return id
+	}
+	if bd.lis != nil {
+		return bd.lis.cm.ID()
+	}
+	return nil
+}
+
+func (bd *binding) release() error {
 	var errs []error
 	if bd.lis != nil {
-		errs = append(errs, bd.lis.d.close())
+		errs = append(errs, bd.lis.m.Close())
 	}
-	if id := bd.takeID(a); id != nil {
-		errs = append(errs, id.Close())
+	if bd.port != nil {
+		errs = append(errs, bd.port.Close())
 	}
 	if bd.shadow != nil {
 		errs = append(errs, bd.shadow.Close())
@@ -252,12 +286,12 @@ func (b *Binder) bindPort(op string, sa Sockaddr, eps []rdma.Endpoint, handle ui
 		return nil, specError(op, ap, "registry", err)
 	}
 	if bd.shadow, err = shadow.Bind(ap); err != nil {
-		bd.release(b.anchor)
+		bd.release()
 		return nil, specError(op, ap, "kernel TCP", err)
 	}
 	t.mark(PhaseShadow)
-	if err = b.bindAnchored(bd); err != nil {
-		bd.release(b.anchor)
+	if bd.port, err = b.anchor.Bind(ap, sa.Family == AFInet6); err != nil {
+		bd.release()
 		return nil, specError(op, ap, "rdma_cm", err)
 	}
 	t.mark(PhaseRDMACM)
@@ -277,20 +311,18 @@ const ephemeralTries = 16
 // is given back and another one tried.
 func (b *Binder) bindEphemeral(op string, sa Sockaddr, eps []rdma.Endpoint, handle uint64, t *phaseTimer) (*binding, error) {
 	var last error
-	b.anchor.arm()
 	for try := 0; try < ephemeralTries; try++ {
 		bd := &binding{sa: sa, eps: eps}
-		if err := b.bindID(bd); err != nil {
+		var err error
+		// Parkable before the claim (see cmport.Anchor.BindEphemeral).
+		if bd.port, err = b.anchor.BindEphemeral(sa.Addr, sa.Family == AFInet6); err != nil {
 			return nil, specError(op, sa.AddrPort(), "rdma_cm", err)
 		}
 		t.mark(PhaseRDMACM)
-		bd.sa.Port = bd.id.LocalAddr().Port()
+		bd.sa.Port = bd.port.Port()
 		ap := bd.sa.AddrPort()
-		// Parkable before the claim (see anchor.add).
-		bd.anchorEnt = b.anchor.add(ap, bd.parkID, false)
-		var err error
 		if bd.shadow, err = shadow.Bind(ap); err != nil {
-			bd.release(b.anchor)
+			bd.release()
 			last = specError(op, ap, "kernel TCP", err)
 			if errors.Is(err, unix.EADDRINUSE) {
 				continue
@@ -301,7 +333,7 @@ func (b *Binder) bindEphemeral(op string, sa Sockaddr, eps []rdma.Endpoint, hand
 		bd.claim, err = b.reg.Claim(registry.ClaimRequest{Addr: sa.Addr, Port: bd.sa.Port, Role: registry.RoleBound, SocketID: handle, Fresh: true})
 		t.mark(PhaseRegistry)
 		if err != nil {
-			bd.release(b.anchor)
+			bd.release()
 			last = specError(op, ap, "registry", err)
 			if errors.Is(err, unix.EADDRINUSE) {
 				continue
@@ -311,16 +343,4 @@ func (b *Binder) bindEphemeral(op string, sa Sockaddr, eps []rdma.Endpoint, hand
 		return bd, nil
 	}
 	return nil, fmt.Errorf("%w (port 0: %d ports offered by rdma_cm were taken in kernel TCP or the registry)", last, ephemeralTries)
-}
-
-// bindID creates the rdma_cm id of bd and binds it to bd.sa, with REUSEADDR
-// (so sockets of one user share the port) and, for IPv6, AFONLY (as the
-// shadow is V6ONLY).
-func (b *Binder) bindID(bd *binding) error {
-	id, err := b.newCMID(bd.sa)
-	if err != nil {
-		return err
-	}
-	bd.id = id
-	return nil
 }

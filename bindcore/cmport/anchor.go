@@ -1,4 +1,4 @@
-package bindcore
+package cmport
 
 import (
 	"errors"
@@ -10,6 +10,7 @@ import (
 
 	"golang.org/x/sys/unix"
 
+	"github.com/rdmabind/rdmabind/bindcore/election"
 	"github.com/rdmabind/rdmabind/bindcore/registry"
 	"github.com/rdmabind/rdmabind/cgo/rdmacm"
 )
@@ -27,7 +28,7 @@ import (
 // How a binder learns that a listener appeared, in this process or another:
 //
 //   - a designated listener holds the listener flag of its port (a read
-//     lock, see listenlock.go), sets its registry record's role to
+//     lock, see package election), sets its registry record's role to
 //     designated, and then rings the doorbell: it sets the registry file's
 //     times (utimensat), which inotify reports as IN_ATTRIB to every Binder
 //     that holds an unparked id;
@@ -40,7 +41,7 @@ import (
 //   - a Bind whose rdma_bind_addr fails because a listener holds the port
 //     binds no id ("parked" from the start) instead of failing;
 //   - the listener retries rdma_listen until the port is its alone, ringing
-//     again now and then, and gives up after listenAnchorTimeout with
+//     again now and then, and gives up after election.DefaultTimeout with
 //     WSAEADDRINUSE naming who still holds the port.
 //
 // Where inotify is not available (no instance left), the Binder polls the
@@ -53,10 +54,13 @@ import (
 // anchorPoll is the poll period without inotify.
 var anchorPoll = 20 * time.Millisecond
 
-// anchor is one Binder's (or a test helper's) set of parkable rdma_cm ids
-// and the watcher that parks them.
-type anchor struct {
+// Anchor is one Binder's rdma_cm ids on the ports of its sockets: it
+// creates them on the Binder's event channel (Bind, NewListener), and
+// parks the bound ones when a listener takes their port, with a watcher of
+// the registry's doorbell. Close it after the sockets it served.
+type Anchor struct {
 	reg *registry.Registry
+	ch  *rdmacm.EventChannel
 	// noInotify makes the watcher poll (tests).
 	noInotify bool
 
@@ -64,8 +68,8 @@ type anchor struct {
 	entries map[*anchorEntry]struct{}
 	started bool
 	closed  bool
-	lf      *lockFile // probes; nil if the registry file could not be opened
-	ino     *os.File  // inotify, on the netpoller; nil when polling
+	probe   *election.Probe // nil if the registry file could not be opened
+	ino     *os.File        // inotify, on the netpoller; nil when polling
 	stop    chan struct{}
 	done    chan struct{}
 }
@@ -77,21 +81,22 @@ type anchorEntry struct {
 	park func()
 }
 
-func newAnchor(reg *registry.Registry) *anchor {
-	return &anchor{reg: reg, entries: map[*anchorEntry]struct{}{}}
+// NewAnchor returns the anchor of the ids a Binder creates on ch (nil
+// where there is no RDMA: Bind then fails) with reg as its registry.
+func NewAnchor(reg *registry.Registry, ch *rdmacm.EventChannel) *Anchor {
+	return &Anchor{reg: reg, ch: ch, entries: map[*anchorEntry]struct{}{}}
 }
 
 // start opens the probe fd and the watcher, once. a.mu is held.
-func (a *anchor) startLocked() {
+func (a *Anchor) startLocked() {
 	if a.started {
 		return
 	}
 	a.started = true
 	a.stop = make(chan struct{})
 	a.done = make(chan struct{})
-	lf, err := openLockFile(a.reg.Path())
-	if err == nil {
-		a.lf = lf
+	if p, err := election.OpenProbe(a.reg); err == nil {
+		a.probe = p
 	}
 	if !a.noInotify {
 		if f, err := inotifyFile(a.reg.Path()); err == nil {
@@ -119,7 +124,7 @@ func inotifyFile(path string) (*os.File, error) {
 
 // watch scans after each batch of inotify events (a doorbell, or a queue
 // overflow) until the file is closed.
-func (a *anchor) watch(f *os.File) {
+func (a *Anchor) watch(f *os.File) {
 	defer close(a.done)
 	buf := make([]byte, 4096)
 	for {
@@ -139,7 +144,7 @@ func (a *anchor) watch(f *os.File) {
 
 // poll is watch without inotify: it probes the flags of the ports of its
 // entries every anchorPoll, and scans when one is set.
-func (a *anchor) poll() {
+func (a *Anchor) poll() {
 	defer close(a.done)
 	t := time.NewTicker(anchorPoll)
 	defer t.Stop()
@@ -166,12 +171,11 @@ func (a *anchor) poll() {
 
 // flagged reports whether a designated listener of port may exist (its
 // flag is held); true when it cannot tell.
-func (a *anchor) flagged(port uint16) bool {
-	if a.lf == nil {
+func (a *Anchor) flagged(port uint16) bool {
+	if a.probe == nil {
 		return true
 	}
-	held, err := a.lf.held(flagOffset(port))
-	return held || err != nil
+	return a.probe.Flagged(port)
 }
 
 // add registers a parkable id bound to ap. With check, if a listener of
@@ -181,7 +185,7 @@ func (a *anchor) flagged(port uint16) bool {
 // port, and a listener designated after that claim rings the doorbell,
 // whose scan finds the id registered (the watch was started before the id
 // was bound, see arm).
-func (a *anchor) add(ap netip.AddrPort, park func(), check bool) *anchorEntry {
+func (a *Anchor) add(ap netip.AddrPort, park func(), check bool) *anchorEntry {
 	e := &anchorEntry{ap: ap, park: park}
 	a.mu.Lock()
 	if a.closed {
@@ -199,7 +203,7 @@ func (a *anchor) add(ap netip.AddrPort, park func(), check bool) *anchorEntry {
 
 // arm starts the doorbell watch, if it is not running: before an id is
 // bound, so that no listener's doorbell can ring unheard after it.
-func (a *anchor) arm() {
+func (a *Anchor) arm() {
 	a.mu.Lock()
 	if !a.closed {
 		a.startLocked()
@@ -208,7 +212,7 @@ func (a *anchor) arm() {
 }
 
 // remove unregisters e (parked or not). Safe for nil and twice.
-func (a *anchor) remove(e *anchorEntry) {
+func (a *Anchor) remove(e *anchorEntry) {
 	if e == nil {
 		return
 	}
@@ -219,7 +223,7 @@ func (a *anchor) remove(e *anchorEntry) {
 
 // scan parks every entry whose address and port a live designated record
 // of the registry overlaps.
-func (a *anchor) scan() {
+func (a *Anchor) scan() {
 	a.mu.Lock()
 	if len(a.entries) == 0 {
 		a.mu.Unlock()
@@ -248,15 +252,16 @@ func (a *anchor) scan() {
 	})
 }
 
-// parkLocal parks this anchor's entries that a listener on ap overlaps,
-// without asking the registry (the listener is in this process).
-func (a *anchor) parkLocal(ap netip.AddrPort) {
+// ParkLocal parks this anchor's ids that a listener on ap overlaps,
+// without asking the registry (the listener is in this process): the
+// election's Config.Announce.
+func (a *Anchor) ParkLocal(ap netip.AddrPort) {
 	a.parkIf(func(e netip.AddrPort) bool {
 		return e.Port() == ap.Port() && registry.Overlap(ap.Addr(), false, e.Addr(), false)
 	})
 }
 
-func (a *anchor) parkIf(match func(netip.AddrPort) bool) {
+func (a *Anchor) parkIf(match func(netip.AddrPort) bool) {
 	var park []*anchorEntry
 	a.mu.Lock()
 	for e := range a.entries {
@@ -272,15 +277,15 @@ func (a *anchor) parkIf(match func(netip.AddrPort) bool) {
 }
 
 // pending returns how many entries are not parked (tests).
-func (a *anchor) pending() int {
+func (a *Anchor) pending() int {
 	a.mu.Lock()
 	defer a.mu.Unlock()
 	return len(a.entries)
 }
 
-// close stops the watcher and closes its fds. Entries are dropped, not
+// Close stops the watcher and closes its fds. Entries are dropped, not
 // parked (their sockets are closing). Safe twice.
-func (a *anchor) close() error {
+func (a *Anchor) Close() error {
 	a.mu.Lock()
 	if a.closed {
 		a.mu.Unlock()
@@ -299,90 +304,10 @@ func (a *anchor) close() error {
 		err = a.ino.Close()
 	}
 	<-a.done
-	if a.lf != nil {
-		if cerr := a.lf.close(); err == nil {
+	if a.probe != nil {
+		if cerr := a.probe.Close(); err == nil {
 			err = cerr
 		}
 	}
 	return err
-}
-
-// ringDoorbell sets the times of the registry file at path, which inotify
-// reports (IN_ATTRIB) to every Binder watching it: "a listener appeared,
-// look at the registry". The registry gives the times no meaning.
-func ringDoorbell(path string) error {
-	now := []unix.Timespec{{Nsec: unix.UTIME_NOW}, {Nsec: unix.UTIME_NOW}}
-	if err := unix.UtimesNanoAt(unix.AT_FDCWD, path, now, unix.AT_SYMLINK_NOFOLLOW); err != nil {
-		return fmt.Errorf("listen doorbell: utimensat %s: %w", path, err)
-	}
-	return nil
-}
-
-// listenerCovers reports whether a live designated listener of the registry
-// overlaps ap: a bind whose rdma_bind_addr that listener refuses binds no
-// id instead of failing.
-func listenerCovers(reg *registry.Registry, ap netip.AddrPort) bool {
-	recs, _ := reg.List()
-	for _, r := range recs {
-		if r.Role == registry.RoleDesignated && r.Port == ap.Port() && registry.Overlap(r.Addr, r.DualStack, ap.Addr(), false) {
-			return true
-		}
-	}
-	return false
-}
-
-// bindAnchored binds bd's rdma_cm id (bindID) and registers it as
-// parkable. When rdma_cm refuses the bind because a designated listener
-// holds the port, the socket binds no id (it is parked from the start).
-func (b *Binder) bindAnchored(bd *binding) error {
-	// Watch first, then bind, then look at the flag (see above).
-	b.anchor.arm()
-	err := b.bindID(bd)
-	ap := bd.sa.AddrPort()
-	if err != nil {
-		if (errors.Is(err, unix.EADDRINUSE) || errors.Is(err, unix.EADDRNOTAVAIL)) && listenerCovers(b.reg, ap) {
-			bd.parked = true
-			return nil
-		}
-		return err
-	}
-	bd.anchorEnt = b.anchor.add(ap, bd.parkID, true)
-	return nil
-}
-
-// parkID closes bd's rdma_cm id, if it has one: a listener took the port.
-func (bd *binding) parkID() {
-	bd.idMu.Lock()
-	id := bd.id
-	bd.id = nil
-	bd.parked = true
-	bd.idMu.Unlock()
-	if id != nil {
-		id.Close()
-	}
-}
-
-// takeID takes bd's rdma_cm id out of the binding (and out of its Binder's
-// anchor): nil if it had none or it was parked. The caller owns it.
-func (bd *binding) takeID(a *anchor) *rdmacm.ID {
-	if a != nil {
-		a.remove(bd.anchorEnt)
-	}
-	bd.idMu.Lock()
-	defer bd.idMu.Unlock()
-	id := bd.id
-	bd.id = nil
-	return id
-}
-
-// cmID returns the rdma_cm id that stands for the socket: its bound id, or
-// its listening id; nil when parked.
-func (bd *binding) cmID() *rdmacm.ID {
-	bd.idMu.Lock()
-	id := bd.id
-	bd.idMu.Unlock()
-	if id == nil && bd.lis != nil {
-		id = bd.lis.cm.listenID()
-	}
-	return id
 }

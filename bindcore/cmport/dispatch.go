@@ -1,4 +1,4 @@
-package bindcore
+package cmport
 
 import (
 	"context"
@@ -9,9 +9,9 @@ import (
 	"github.com/rdmabind/rdmabind/cgo/rdmacm"
 )
 
-// RDMARequest is an rdma_cm connection request received by a listening
+// Request is an rdma_cm connection request received by a listening
 // socket.
-type RDMARequest struct {
+type Request struct {
 	// ID is the new rdma_cm id librdmacm created for the connection, on the
 	// Binder's event channel. The receiver owns it and must Close it;
 	// closing it without accepting rejects the request.
@@ -21,7 +21,7 @@ type RDMARequest struct {
 	PrivateData []byte
 }
 
-// cmEvents hands out the events of the Binder's one rdma_cm event channel:
+// Dispatcher hands out the events of a Binder's one rdma_cm event channel:
 // a connect request goes to the queue of the listening id it names
 // (Event.Listener), and is rejected when no socket listens on that id any
 // more or its queue is full. The loop runs from the first listening id
@@ -31,43 +31,45 @@ type RDMARequest struct {
 // (rdmacm.ID.Migrate) before it accepts, and dialled ids are created on the
 // connection's channel; its ESTABLISHED, DISCONNECTED, DEVICE_REMOVAL, ...
 // never reach this loop (see docs/qp.md).
-type cmEvents struct {
+type Dispatcher struct {
+	ch      *rdmacm.EventChannel
 	mu      sync.Mutex
-	routes  map[*rdmacm.ID]chan RDMARequest
+	routes  map[*rdmacm.ID]chan Request
 	running bool
 	done    chan struct{}
 }
 
+// NewDispatcher returns the dispatcher of ch's connect requests. Its loop
+// ends when ch is closed (Wait waits for that).
+func NewDispatcher(ch *rdmacm.EventChannel) *Dispatcher { return &Dispatcher{ch: ch} }
+
 // route sends id's connect requests to q, and starts the loop if needed.
-func (b *Binder) route(id *rdmacm.ID, q chan RDMARequest) {
-	ev := &b.events
+func (ev *Dispatcher) route(id *rdmacm.ID, q chan Request) {
 	ev.mu.Lock()
 	defer ev.mu.Unlock()
 	if ev.routes == nil {
-		ev.routes = map[*rdmacm.ID]chan RDMARequest{}
+		ev.routes = map[*rdmacm.ID]chan Request{}
 	}
 	ev.routes[id] = q
 	if !ev.running {
 		ev.running = true
 		ev.done = make(chan struct{})
-		go b.eventLoop(ev.done)
+		go ev.loop(ev.done)
 	}
 }
 
 // unroute stops sending id's requests anywhere: from its return on, no
 // request is put in the queue it had.
-func (b *Binder) unroute(id *rdmacm.ID) {
-	ev := &b.events
+func (ev *Dispatcher) unroute(id *rdmacm.ID) {
 	ev.mu.Lock()
 	delete(ev.routes, id)
 	ev.mu.Unlock()
 }
 
-func (b *Binder) eventLoop(done chan struct{}) {
+func (ev *Dispatcher) loop(done chan struct{}) {
 	defer close(done)
-	ev := &b.events
 	for {
-		e, err := b.ch.GetEvent(context.Background())
+		e, err := ev.ch.GetEvent(context.Background())
 		if err != nil {
 			if errors.Is(err, rdmacm.ErrClosed) {
 				return
@@ -84,7 +86,7 @@ func (b *Binder) eventLoop(done chan struct{}) {
 		ev.mu.Lock()
 		if q := ev.routes[e.Listener]; q != nil {
 			select {
-			case q <- RDMARequest{ID: e.ID, PrivateData: e.PrivateData}:
+			case q <- Request{ID: e.ID, PrivateData: e.PrivateData}:
 				sent = true
 			default: // the backlog is full
 			}
@@ -96,9 +98,8 @@ func (b *Binder) eventLoop(done chan struct{}) {
 	}
 }
 
-// waitEvents waits for the loop to end (after the channel is closed).
-func (b *Binder) waitEvents() {
-	ev := &b.events
+// Wait waits for the loop to end (after the channel is closed).
+func (ev *Dispatcher) Wait() {
 	ev.mu.Lock()
 	done := ev.done
 	ev.mu.Unlock()

@@ -1,4 +1,4 @@
-package bindcore
+package election
 
 import (
 	"context"
@@ -11,9 +11,11 @@ import (
 	"time"
 
 	"golang.org/x/sys/unix"
+
+	"github.com/rdmabind/rdmabind/bindcore/registry"
 )
 
-// The listen locks: OFD byte-range locks on the registry file, far past its
+// The election locks: OFD byte-range locks on the registry file, far past its
 // end, that elect one designated listener per address and port and tell
 // binders where a listener is. The registry's own locks cover the header
 // and the records (at most 128 + 128 × 65536 bytes); these ranges start at
@@ -23,7 +25,7 @@ import (
 // registry file is one user's in one network namespace, which is exactly
 // the scope of a port: the locks need no key for either.
 //
-// Offsets (docs/listen.md):
+// Offsets (docs/listen.md; the registry's own ranges are in docs/registry.md):
 //
 //	2^62 + port                               listener flag of a port: a read lock, held by every designated listener of the port
 //	2^62 + 2^48 + 2·(ipv4<<16 | port) + k     election (k=0) and standby (k=1) lock of an IPv4 address and port
@@ -234,4 +236,44 @@ func (l *lockFile) wait(ctx context.Context, off int64) error {
 			t.Reset(time.Millisecond)
 		}
 	}
+}
+
+// Probe looks at the listener flags of a registry file: whether a
+// designated listener of a port may exist. The rdma_cm anchor (package
+// cmport) asks it before and after binding an id. Close it when done.
+type Probe struct{ lf *lockFile }
+
+// OpenProbe opens a probe of reg's listener flags.
+//
+// Errors: those of opening the registry file (an errno; EACCES when the
+// file is not one this user can trust).
+func OpenProbe(reg *registry.Registry) (*Probe, error) {
+	lf, err := openLockFile(reg.Path())
+	if err != nil {
+		return nil, err
+	}
+	return &Probe{lf: lf}, nil
+}
+
+// Flagged reports whether a designated listener of port may exist (its
+// flag is held); true when it cannot tell.
+func (p *Probe) Flagged(port uint16) bool {
+	held, err := p.lf.held(flagOffset(port))
+	return held || err != nil
+}
+
+// Close closes the probe. Safe twice.
+func (p *Probe) Close() error { return p.lf.close() }
+
+// RingDoorbell sets the times of reg's file, which inotify reports
+// (IN_ATTRIB) to every process watching it: "a listener was designated,
+// look at the registry". A designated listener rings it after taking its
+// flag and its role (the order cmport's anchor relies on). The registry
+// gives the times no meaning.
+func RingDoorbell(reg *registry.Registry) error {
+	now := []unix.Timespec{{Nsec: unix.UTIME_NOW}, {Nsec: unix.UTIME_NOW}}
+	if err := unix.UtimesNanoAt(unix.AT_FDCWD, reg.Path(), now, unix.AT_SYMLINK_NOFOLLOW); err != nil {
+		return fmt.Errorf("listen doorbell: utimensat %s: %w", reg.Path(), err)
+	}
+	return nil
 }

@@ -1,4 +1,4 @@
-package bindcore
+package election
 
 import (
 	"context"
@@ -18,13 +18,13 @@ import (
 	"github.com/rdmabind/rdmabind/bindcore/steer"
 )
 
-// Designation: among the listening sockets of one address and port (of one
+// The election: among the listening sockets of one address and port (of one
 // user, in one network namespace), exactly one, the designated listener,
 // receives connection requests, in TCP (the steering program) and in
 // rdma_cm (it alone listens there). One more, the standby, is ready to take
 // over; the others wait in line. docs/listen.md has the protocol; in short:
 //
-//   - the election lock of the address and port (listenlock.go) is held by
+//   - the election lock of the address and port (lock.go) is held by
 //     the designated listener, the standby lock by the standby; a new
 //     listener that gets neither waits (F_OFD_SETLKW) for the standby lock,
 //     and the standby waits for the election lock. The kernel drops a lock
@@ -37,44 +37,50 @@ import (
 //     moment the designated socket closes; queued listeners do not listen
 //     in TCP yet. Without BPF steering (steer.Degraded) only the designated
 //     socket listens.
-//   - rdma_cm: only the designated socket has an id there (see anchor.go).
+//   - rdma_cm: only the designated socket has an id there (package cmport,
+//     driven through RDMAPort).
 
-// cmListener is the rdma_cm half of a listening socket, as designation
-// drives it; nil in tests without RDMA.
-type cmListener interface {
-	// listen listens on the socket's address and port, retrying while other
-	// ids still hold the port, until ctx ends.
-	listen(ctx context.Context, backlog int) error
-	// standby gives up any rdma_cm id of the socket: it is not designated.
-	standby()
-	// close stops listening and rejects the requests not accepted.
-	close() error
+// RDMAPort is the rdma_cm half of a listening socket, as the election
+// drives it (package cmport's Listener); nil where there is no rdma_cm part.
+type RDMAPort interface {
+	// Listen listens on the socket's address and port, retrying while
+	// other ids still hold the port, until ctx ends.
+	Listen(ctx context.Context, backlog int) error
+	// Standby gives up any rdma_cm id of the socket: it is not designated.
+	Standby()
+	// Close stops listening and rejects the requests not accepted.
+	Close() error
 }
 
-// listenAnchorTimeout bounds how long a first Listen waits for the other
-// rdmabind sockets of its port to give up their rdma_cm ids.
-var listenAnchorTimeout = 2 * time.Second
+// DefaultTimeout bounds how long a first Join waits for its rdma_cm port
+// (the other rdmabind sockets of the port giving up their ids), when
+// Config.Timeout is 0.
+const DefaultTimeout = 2 * time.Second
 
 // DefaultBacklog is the backlog Listen uses for a backlog of 0 or less.
 const DefaultBacklog = 128
 
-// listenConfig is what a designation works with. The caller owns every part
-// but the lock file and the steering group, which the designation opens.
-type listenConfig struct {
-	reg     *registry.Registry
-	claim   *registry.Claim
-	shadow  *shadow.Socket
-	backlog int
-	cm      cmListener     // nil: no rdma_cm part
-	anchor  *anchor        // this process's parkable ids; nil: none
-	steer   *steer.Options // nil: the default pin root
-	timeout time.Duration  // 0: listenAnchorTimeout
+// Config is what a Member works with. The caller owns every part but the
+// lock file and the steering group, which the Member opens, and must keep
+// them until the Member is closed.
+type Config struct {
+	Registry *registry.Registry
+	Claim    *registry.Claim // the socket's record: its role follows the election
+	Shadow   *shadow.Socket  // the socket's kernel TCP socket
+	Backlog  int             // 0 or less: DefaultBacklog
+	RDMA     RDMAPort        // nil: no rdma_cm part
+	// Announce, if set, is called once the socket is designated, after the
+	// doorbell rang: this process parks its own rdma_cm ids of the port.
+	Announce func(netip.AddrPort)
+	Steer    *steer.Options // nil: the default pin root
+	Timeout  time.Duration  // 0: DefaultTimeout
 }
 
-// designation is one listening socket's part in the designation of its
-// address and port.
-type designation struct {
-	cfg      listenConfig
+// Member is one listening socket's part in the election of its address and
+// port: designated, standby or in line. Its methods are safe for concurrent
+// use.
+type Member struct {
+	cfg      Config
 	ap       netip.AddrPort
 	lf       *lockFile
 	group    *steer.Group // nil without steering
@@ -86,6 +92,9 @@ type designation struct {
 
 	designated chan struct{} // closed once designated
 	desOnce    sync.Once
+	done       chan struct{} // closed when Close starts
+	resolved   chan struct{} // closed once designated or closed
+	resOnce    sync.Once
 	tcp        chan struct{} // closed once the shadow listens
 	tcpOnce    sync.Once
 
@@ -97,40 +106,45 @@ type designation struct {
 	accepts map[*os.File]struct{} // AcceptTCP's descriptors in use
 }
 
-// startDesignation makes cfg's socket a listener of its address and port:
-// the designated one if the election lock is free, else the standby if the
+// Join makes cfg's socket a listener of its address and port: the
+// designated one if the election lock is free, else the standby if the
 // standby lock is, else a queued listener. It returns once the socket has
-// its first role; promotions happen in the background.
+// its first role; promotions happen in the background. A first designation
+// waits for its rdma_cm port until ctx ends or cfg.Timeout passes,
+// whichever comes first.
 //
 // On failure nothing of it is left: the record's role is back to bound, no
 // lock is held, no group open, and no rdma_cm id listens. The shadow may
-// have listened (check with shadowListens) if the failure came after its
+// have listened (check with ShadowListens) if the failure came after its
 // listen(2).
 //
 // Errors: those of the lock file, of steer (except the degraded ones, which
-// turn steering off), of SetRole, of cm.listen, of listen(2).
-func startDesignation(cfg listenConfig) (*designation, error) {
-	if cfg.backlog <= 0 {
-		cfg.backlog = DefaultBacklog
+// turn steering off), of SetRole, of RDMAPort.Listen, of listen(2);
+// ctx.Err() when ctx ended first.
+func Join(ctx context.Context, cfg Config) (*Member, error) {
+	if cfg.Backlog <= 0 {
+		cfg.Backlog = DefaultBacklog
 	}
-	if cfg.timeout <= 0 {
-		cfg.timeout = listenAnchorTimeout
+	if cfg.Timeout <= 0 {
+		cfg.Timeout = DefaultTimeout
 	}
-	d := &designation{
+	d := &Member{
 		cfg:        cfg,
-		ap:         cfg.shadow.Addr(),
+		ap:         cfg.Shadow.Addr(),
 		designated: make(chan struct{}),
+		done:       make(chan struct{}),
+		resolved:   make(chan struct{}),
 		tcp:        make(chan struct{}),
 		accepts:    map[*os.File]struct{}{},
 	}
 	var err error
-	if d.lf, err = openLockFile(cfg.reg.Path()); err != nil {
+	if d.lf, err = openLockFile(cfg.Registry.Path()); err != nil {
 		return nil, err
 	}
 	d.ctx, d.cancel = context.WithCancel(context.Background())
-	key, err := steer.KeyOf(cfg.shadow)
+	key, err := steer.KeyOf(cfg.Shadow)
 	if err == nil {
-		d.group, err = steer.Open(key, cfg.steer)
+		d.group, err = steer.Open(key, cfg.Steer)
 	}
 	if err != nil {
 		if !steer.Degraded(err) {
@@ -145,7 +159,7 @@ func startDesignation(cfg listenConfig) (*designation, error) {
 		return nil, err
 	}
 	if won {
-		if err := d.designate(true); err != nil {
+		if err := d.designate(ctx, true); err != nil {
 			d.abort()
 			return nil, err
 		}
@@ -164,52 +178,52 @@ func startDesignation(cfg listenConfig) (*designation, error) {
 		d.background(false)
 		return d, nil
 	}
-	if err := d.cfg.claim.SetRole(registry.RoleListening); err != nil {
+	if err := d.cfg.Claim.SetRole(registry.RoleListening); err != nil {
 		d.abort()
 		return nil, err
 	}
 	d.setRole(registry.RoleListening)
-	if d.cfg.cm != nil {
-		d.cfg.cm.standby()
+	if d.cfg.RDMA != nil {
+		d.cfg.RDMA.Standby()
 	}
 	d.background(true)
 	return d, nil
 }
 
-func (d *designation) setRole(r registry.Role) {
+func (d *Member) setRole(r registry.Role) {
 	d.mu.Lock()
 	d.role = r
 	d.mu.Unlock()
 }
 
-func (d *designation) isClosed() bool {
+func (d *Member) isClosed() bool {
 	d.mu.Lock()
 	defer d.mu.Unlock()
 	return d.closed
 }
 
-func (d *designation) listening() {
+func (d *Member) listening() {
 	d.tcpOnce.Do(func() { close(d.tcp) })
 }
 
 // designate makes the socket the designated listener; the caller holds the
-// election lock. first: this is the socket's Listen (TCP, then rdma_cm
-// bounded by the timeout). Otherwise it is a standby taking over (TCP, where
-// it listens already; then rdma_cm, for as long as it takes).
-func (d *designation) designate(first bool) error {
+// election lock. first: this is the socket's Join (TCP, then rdma_cm
+// bounded by ctx and the timeout). Otherwise it is a standby taking over
+// (TCP, where it listens already; then rdma_cm, for as long as it takes).
+func (d *Member) designate(ctx context.Context, first bool) error {
 	if _, err := d.lf.try(unix.F_RDLCK, flagOffset(d.ap.Port())); err != nil {
 		return err
 	}
-	if err := d.cfg.claim.SetRole(registry.RoleDesignated); err != nil {
+	if err := d.cfg.Claim.SetRole(registry.RoleDesignated); err != nil {
 		return err
 	}
 	d.setRole(registry.RoleDesignated)
 	// Binders of other processes park their ids on the doorbell; this
 	// process's at once. An error here only slows the rdma_cm part down
 	// (its retry rings again).
-	ringDoorbell(d.cfg.reg.Path())
-	if d.cfg.anchor != nil {
-		d.cfg.anchor.parkLocal(d.ap)
+	RingDoorbell(d.cfg.Registry)
+	if d.cfg.Announce != nil {
+		d.cfg.Announce(d.ap)
 	}
 	if first {
 		// TCP first: a standby arriving meanwhile must find the
@@ -217,18 +231,21 @@ func (d *designation) designate(first bool) error {
 		// requests. If rdma_cm then fails, the caller replaces the
 		// listening shadow.
 		if d.group != nil {
-			if err := d.group.Listen(d.cfg.shadow, d.cfg.backlog); err != nil {
+			if err := d.group.Listen(d.cfg.Shadow, d.cfg.Backlog); err != nil {
 				return err
 			}
-			if err := d.group.Designate(d.cfg.shadow); err != nil {
+			if err := d.group.Designate(d.cfg.Shadow); err != nil {
 				return err
 			}
-		} else if err := d.cfg.shadow.Listen(d.cfg.backlog); err != nil {
+		} else if err := d.cfg.Shadow.Listen(d.cfg.Backlog); err != nil {
 			return err
 		}
-		if d.cfg.cm != nil {
-			ctx, cancel := context.WithTimeout(d.ctx, d.cfg.timeout)
-			err := d.cfg.cm.listen(ctx, d.cfg.backlog)
+		if d.cfg.RDMA != nil {
+			// Bounded by the caller's ctx, the timeout, and Close.
+			lctx, cancel := context.WithTimeout(ctx, d.cfg.Timeout)
+			stop := context.AfterFunc(d.ctx, cancel)
+			err := d.cfg.RDMA.Listen(lctx, d.cfg.Backlog)
+			stop()
 			cancel()
 			if err != nil {
 				return err
@@ -239,6 +256,7 @@ func (d *designation) designate(first bool) error {
 		}
 		d.listening()
 		d.desOnce.Do(func() { close(d.designated) })
+		d.resolve()
 		return nil
 	}
 	// Taking over. The kernel has been sending TCP requests to this socket
@@ -246,14 +264,14 @@ func (d *designation) designate(first bool) error {
 	// frees the standby slot for the next in line.
 	var errs []error
 	if d.group != nil {
-		errs = append(errs, d.group.Designate(d.cfg.shadow))
+		errs = append(errs, d.group.Designate(d.cfg.Shadow))
 	} else {
-		errs = append(errs, d.cfg.shadow.Listen(d.cfg.backlog))
+		errs = append(errs, d.cfg.Shadow.Listen(d.cfg.Backlog))
 	}
 	d.listening()
 	errs = append(errs, d.lf.unlock(listenOffset(d.ap, lockStandby)))
-	if d.cfg.cm != nil {
-		if err := d.cfg.cm.listen(d.ctx, d.cfg.backlog); err != nil {
+	if d.cfg.RDMA != nil {
+		if err := d.cfg.RDMA.Listen(d.ctx, d.cfg.Backlog); err != nil {
 			errs = append(errs, err)
 		} else {
 			d.mu.Lock()
@@ -265,35 +283,36 @@ func (d *designation) designate(first bool) error {
 		return nil
 	}
 	d.desOnce.Do(func() { close(d.designated) })
+	d.resolve()
 	return errors.Join(errs...)
 }
 
 // becomeStandby makes the socket the standby; the caller holds the standby
 // lock. With steering its shadow listens, in the standby slot; without, it
 // does not listen before it is designated.
-func (d *designation) becomeStandby() error {
+func (d *Member) becomeStandby() error {
 	if d.group != nil {
-		if err := d.group.Listen(d.cfg.shadow, d.cfg.backlog); err != nil {
+		if err := d.group.Listen(d.cfg.Shadow, d.cfg.Backlog); err != nil {
 			return err
 		}
-		if err := d.group.Standby(d.cfg.shadow); err != nil {
+		if err := d.group.Standby(d.cfg.Shadow); err != nil {
 			return err
 		}
 		d.listening()
 	}
-	if err := d.cfg.claim.SetRole(registry.RoleStandby); err != nil {
+	if err := d.cfg.Claim.SetRole(registry.RoleStandby); err != nil {
 		return err
 	}
 	d.setRole(registry.RoleStandby)
-	if d.cfg.cm != nil {
-		d.cfg.cm.standby()
+	if d.cfg.RDMA != nil {
+		d.cfg.RDMA.Standby()
 	}
 	return nil
 }
 
 // background waits, in a goroutine, for the standby lock (queued) and then
 // for the election lock, and takes each role as it comes.
-func (d *designation) background(queued bool) {
+func (d *Member) background(queued bool) {
 	d.wg.Add(1)
 	go func() {
 		defer d.wg.Done()
@@ -310,7 +329,7 @@ func (d *designation) background(queued bool) {
 			d.fail(err)
 			return
 		}
-		if err := d.designate(false); err != nil {
+		if err := d.designate(d.ctx, false); err != nil {
 			d.fail(err)
 		}
 	}()
@@ -318,7 +337,7 @@ func (d *designation) background(queued bool) {
 
 // fail records a failure of a background step, unless the designation is
 // being closed.
-func (d *designation) fail(err error) {
+func (d *Member) fail(err error) {
 	if d.ctx.Err() != nil {
 		return
 	}
@@ -329,22 +348,22 @@ func (d *designation) fail(err error) {
 
 // abort undoes a failed start: no lock, no group, no rdma_cm listen, the
 // role back to bound.
-func (d *designation) abort() {
+func (d *Member) abort() {
 	if d.cancel != nil {
 		d.cancel()
 	}
-	if d.cfg.cm != nil {
-		d.cfg.cm.close()
+	if d.cfg.RDMA != nil {
+		d.cfg.RDMA.Close()
 	}
-	d.cfg.claim.SetRole(registry.RoleBound)
+	d.cfg.Claim.SetRole(registry.RoleBound)
 	d.lf.close()
 	if d.group != nil {
 		d.group.Close()
 	}
 }
 
-// ListenState is what a listening socket is doing.
-type ListenState struct {
+// State is what a listening socket is doing.
+type State struct {
 	// Role is registry.RoleDesignated (it receives the connection
 	// requests), RoleStandby (it takes over when the designated listener
 	// goes) or RoleListening (in line to become the standby).
@@ -364,10 +383,11 @@ type ListenState struct {
 	Error string `json:"error,omitempty"`
 }
 
-func (d *designation) state() ListenState {
+// State returns the member's role, backlog, steering and rdma_cm state.
+func (d *Member) State() State {
 	d.mu.Lock()
 	defer d.mu.Unlock()
-	st := ListenState{Role: d.role, RoleName: d.role.String(), Backlog: d.cfg.backlog, Steering: d.group != nil, RDMA: d.rdma}
+	st := State{Role: d.role, RoleName: d.role.String(), Backlog: d.cfg.Backlog, Steering: d.group != nil, RDMA: d.rdma}
 	if d.steerErr != nil {
 		st.SteeringError = d.steerErr.Error()
 	}
@@ -377,27 +397,50 @@ func (d *designation) state() ListenState {
 	return st
 }
 
-// errListenClosed is what accepts return once the socket is closed; it
-// matches net.ErrClosed.
-var errListenClosed = fmt.Errorf("listening socket closed: %w", net.ErrClosed)
+// ErrClosed is what accepts return once the member is closed; it matches
+// net.ErrClosed.
+var ErrClosed = fmt.Errorf("listening socket closed: %w", net.ErrClosed)
 
-// acceptTCP accepts the next connection of the shadow listener's queue,
+// Steering reports whether the BPF steering program picks the port's TCP
+// listener, and if not, why (an error matching steer.ErrNotPermitted or
+// steer.ErrNotSupported).
+func (d *Member) Steering() (on bool, why error) { return d.group != nil, d.steerErr }
+
+// Designated returns a channel closed once the member is designated: at
+// once for the first listener of its address and port, on takeover for a
+// standby. It is never closed for a member closed before that (see Done).
+func (d *Member) Designated() <-chan struct{} { return d.designated }
+
+// Done returns a channel closed when Close starts.
+func (d *Member) Done() <-chan struct{} { return d.done }
+
+// Resolved returns a channel closed once the member is designated or
+// closed, whichever comes first: what a caller waiting for its designation
+// selects on so that a Close does not leave it waiting for ever.
+func (d *Member) Resolved() <-chan struct{} { return d.resolved }
+
+func (d *Member) resolve() { d.resOnce.Do(func() { close(d.resolved) }) }
+
+// AcceptTCP accepts the next connection of the shadow listener's queue,
 // waiting until the shadow listens (a standby without steering listens once
 // designated). Each call waits on a duplicate of the listener's fd of its
 // own, so that ctx cancels only this call; close closes them all. The
 // connection is a plain TCP net.Conn.
-func (d *designation) acceptTCP(ctx context.Context) (net.Conn, error) {
+//
+// Errors: ErrClosed once the member is closed; ctx.Err(); the errno of
+// accept4(2).
+func (d *Member) AcceptTCP(ctx context.Context) (net.Conn, error) {
 	select {
 	case <-d.tcp:
 	case <-ctx.Done():
 		return nil, ctx.Err()
 	case <-d.ctx.Done():
-		return nil, errListenClosed
+		return nil, ErrClosed
 	}
-	f, err := d.cfg.shadow.Dup()
+	f, err := d.cfg.Shadow.Dup()
 	if err != nil {
 		if errors.Is(err, shadow.ErrClosed) {
-			return nil, errListenClosed
+			return nil, ErrClosed
 		}
 		return nil, err
 	}
@@ -405,7 +448,7 @@ func (d *designation) acceptTCP(ctx context.Context) (net.Conn, error) {
 	if d.closed {
 		d.mu.Unlock()
 		f.Close()
-		return nil, errListenClosed
+		return nil, ErrClosed
 	}
 	d.accepts[f] = struct{}{}
 	d.mu.Unlock()
@@ -437,7 +480,7 @@ func (d *designation) acceptTCP(ctx context.Context) (net.Conn, error) {
 		return nil, ctx.Err()
 	case err != nil && d.isClosed():
 		// The file's error is internal/poll's ErrFileClosing.
-		return nil, errListenClosed
+		return nil, ErrClosed
 	case err != nil:
 		return nil, err
 	case aerr != nil:
@@ -449,7 +492,7 @@ func (d *designation) acceptTCP(ctx context.Context) (net.Conn, error) {
 	return c, err
 }
 
-// close leaves the designation: stop the background work, close the
+// Close leaves the election: stop the background work, close the
 // rdma_cm listener (its port is then free for the successor), hand over
 // (handOver: with steering and a standby in its slot, the standby is
 // designated before the TCP listener closes), close the TCP listener (its
@@ -458,13 +501,15 @@ func (d *designation) acceptTCP(ctx context.Context) (net.Conn, error) {
 // closes before the locks go, so that the successor never listens while it
 // still does (the kernel would share the requests between the two). The
 // registry claim is the caller's. Safe twice.
-func (d *designation) close() error {
+func (d *Member) Close() error {
 	d.mu.Lock()
 	if d.closed {
 		d.mu.Unlock()
 		return nil
 	}
 	d.closed = true
+	close(d.done)
+	d.resolve()
 	acc := make([]*os.File, 0, len(d.accepts))
 	for f := range d.accepts {
 		acc = append(acc, f)
@@ -476,11 +521,11 @@ func (d *designation) close() error {
 	}
 	d.wg.Wait()
 	var errs []error
-	if d.cfg.cm != nil {
-		errs = append(errs, d.cfg.cm.close())
+	if d.cfg.RDMA != nil {
+		errs = append(errs, d.cfg.RDMA.Close())
 	}
 	d.handOver()
-	errs = append(errs, d.cfg.shadow.Close())
+	errs = append(errs, d.cfg.Shadow.Close())
 	errs = append(errs, d.lf.close())
 	if d.group != nil {
 		_, err := d.group.Release()
@@ -506,14 +551,14 @@ var handoverWait = 500 * time.Millisecond
 // started then migrate lazily, which was seen to reset one connection in
 // about half a million under a storm.) Without steering, without a
 // standby, or when not designated, it does nothing.
-func (d *designation) handOver() {
+func (d *Member) handOver() {
 	d.mu.Lock()
 	role := d.role
 	d.mu.Unlock()
 	if d.group == nil || role != registry.RoleDesignated {
 		return
 	}
-	cookie, err := d.cfg.shadow.Cookie()
+	cookie, err := d.cfg.Shadow.Cookie()
 	if err != nil {
 		return
 	}
@@ -540,8 +585,8 @@ func (d *designation) handOver() {
 	}
 }
 
-// shadowListens reports whether sh is listening (SO_ACCEPTCONN).
-func shadowListens(sh *shadow.Socket) bool {
+// ShadowListens reports whether sh is listening (SO_ACCEPTCONN).
+func ShadowListens(sh *shadow.Socket) bool {
 	on := false
 	sh.Control(func(fd int) error {
 		v, err := unix.GetsockoptInt(fd, unix.SOL_SOCKET, unix.SO_ACCEPTCONN)

@@ -153,11 +153,9 @@ func runBind(args []string, stdout io.Writer) error {
 		if st.Role == registry.RoleDesignated {
 			return
 		}
-		select {
-		case <-s.Designated():
+		if s.WaitDesignated(ctx) == nil {
 			now, _ := s.ListenState()
 			out.write(listenEvent{Event: "designated", PID: os.Getpid(), Socket: handle, Local: ep.Local, ListenState: now})
-		case <-ctx.Done():
 		}
 	}()
 	if *echo {

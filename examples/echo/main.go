@@ -104,8 +104,7 @@ func serve(addr string, backlog int) error {
 	ep, _ := s.Endpoint()
 	fmt.Printf("listening %v role=%s\n", ep.Local, st.RoleName)
 	go func() {
-		<-s.Designated()
-		if st.RoleName != "designated" {
+		if s.WaitDesignated(context.Background()) == nil && st.RoleName != "designated" {
 			fmt.Printf("designated %v\n", ep.Local)
 		}
 	}()

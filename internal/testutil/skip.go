@@ -2,6 +2,7 @@ package testutil
 
 import (
 	"os"
+	"strconv"
 	"testing"
 )
 
@@ -38,4 +39,13 @@ func missing(t testing.TB, why string) {
 		t.Fatalf("inside the SoftRoCE guest, but %s", why)
 	}
 	t.Skip(why)
+}
+
+// EnvInt returns the positive integer in the environment variable name, or
+// def (for a test's iteration counts).
+func EnvInt(name string, def int) int {
+	if n, err := strconv.Atoi(os.Getenv(name)); err == nil && n > 0 {
+		return n
+	}
+	return def
 }
