@@ -2,6 +2,8 @@ package verbs
 
 import (
 	"fmt"
+
+	"github.com/rdmabind/rdmabind/cgo/rdmacm"
 )
 
 // Context is an open RDMA device (struct ibv_context). The contexts this
@@ -15,12 +17,12 @@ type Context struct {
 }
 
 // ContextOf returns the device context of an rdma_cm id (id->verbs), which
-// must be an *rdmacm.ID bound to a device or with a resolved address, and
-// the id's port number.
+// must be bound to a device or have a resolved address, and the id's port
+// number.
 //
-// Errors: ENODEV when the id has no device yet, the id's ErrClosed, and
-// ErrNotSupported without cgo.
-func ContextOf(id any) (*Context, error) {
+// Errors: ENODEV when the id has no device yet, rdmacm.ErrClosed for a
+// closed (or nil) id, and ErrNotSupported without cgo.
+func ContextOf(id *rdmacm.ID) (*Context, error) {
 	if err := have("context of rdma_cm id"); err != nil {
 		return nil, err
 	}

@@ -17,11 +17,11 @@
 // # Contexts and sharing raw pointers with rdmacm
 //
 // The device contexts are librdmacm's (it opens each device once, for the
-// life of the process): ContextOf reads id->verbs of an rdma_cm id,
+// life of the process): ContextOf reads id->verbs of an *rdmacm.ID,
 // OpenDevice picks one from rdma_get_devices by name. CreateQPOnID calls
-// rdma_create_qp on the id. The raw cm_id pointer comes from cgo/rdmacm
-// through the internal package cgo/internal/cmraw, under the ID's lock;
-// nothing outside cgo/ can reach it.
+// rdma_create_qp on an *rdmacm.ID. The raw cm_id pointer comes from
+// cgo/rdmacm through the internal package cgo/internal/cmraw, under the ID's
+// lock; nothing outside cgo/ can reach it.
 //
 // # Lifetimes
 //

@@ -6,6 +6,7 @@ import (
 	"strconv"
 
 	"github.com/rdmabind/rdmabind/cgo/internal/cerrno"
+	"github.com/rdmabind/rdmabind/cgo/rdmacm"
 	"golang.org/x/sys/unix"
 )
 
@@ -173,7 +174,7 @@ type RTSAttr struct {
 // ops is the C surface (verbs_cgo_unsafe.go); nil without cgo. Handles
 // are C pointers (handle). Errors are bare unix.Errno values.
 type ops interface {
-	ctxOfID(id any) (ctx handle, name string, port int, err error)
+	ctxOfID(id *rdmacm.ID) (ctx handle, name string, port int, err error)
 	openDevice(name string) (handle, error)
 	queryPort(ctx handle, port int) (PortAttr, error)
 	queryGID(ctx handle, port, index int) ([16]byte, error)
@@ -194,8 +195,8 @@ type ops interface {
 	// and polls cq.
 	eventPoll(ch, cq handle, out []WC) (int, error)
 	createQP(pd, scq, rcq handle, c Caps) (qp handle, qpn uint32, inline int, err error)
-	createQPOnID(id any, pd, scq, rcq handle, c Caps) (qp handle, qpn uint32, inline int, err error)
-	destroyQP(qp handle, id any) error
+	createQPOnID(id *rdmacm.ID, pd, scq, rcq handle, c Caps) (qp handle, qpn uint32, inline int, err error)
+	destroyQP(qp handle, id *rdmacm.ID) error
 	toInit(qp handle, port int, access Access) error
 	toRTR(qp handle, a RTRAttr) error
 	toRTS(qp handle, a RTSAttr) error

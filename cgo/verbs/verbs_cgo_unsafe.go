@@ -14,6 +14,7 @@ import (
 	"unsafe"
 
 	"github.com/rdmabind/rdmabind/cgo/internal/cmraw"
+	"github.com/rdmabind/rdmabind/cgo/rdmacm"
 )
 
 // WC's layout is struct rbv_wc's: this fails to compile otherwise.
@@ -47,7 +48,7 @@ func p[T any](h handle) *T { return (*T)(h) }
 
 func h[T any](x *T) handle { return handle(x) }
 
-func (cImpl) ctxOfID(id any) (handle, string, int, error) {
+func (cImpl) ctxOfID(id *rdmacm.ID) (handle, string, int, error) {
 	var c *C.struct_ibv_context
 	var port C.int
 	err := cmraw.With(id, func(cmid unsafe.Pointer) error {
@@ -229,7 +230,7 @@ func (cImpl) createQP(pd, scq, rcq handle, c Caps) (handle, uint32, int, error) 
 	return h(qp), uint32(qpn), int(inl), nil
 }
 
-func (cImpl) createQPOnID(id any, pd, scq, rcq handle, c Caps) (handle, uint32, int, error) {
+func (cImpl) createQPOnID(id *rdmacm.ID, pd, scq, rcq handle, c Caps) (handle, uint32, int, error) {
 	var qp *C.struct_ibv_qp
 	var qpn C.uint32_t
 	var inl C.int
@@ -249,7 +250,7 @@ func (cImpl) createQPOnID(id any, pd, scq, rcq handle, c Caps) (handle, uint32, 
 	return h(qp), uint32(qpn), int(inl), nil
 }
 
-func (cImpl) destroyQP(qp handle, id any) error {
+func (cImpl) destroyQP(qp handle, id *rdmacm.ID) error {
 	if id != nil {
 		err := cmraw.With(id, func(cmid unsafe.Pointer) error {
 			if r, err := C.rbv_destroy_qp_on_id((*C.struct_rdma_cm_id)(cmid), p[C.struct_ibv_qp](qp)); r != 0 {

@@ -4,6 +4,7 @@ import (
 	"errors"
 	"testing"
 
+	"github.com/rdmabind/rdmabind/cgo/rdmacm"
 	"golang.org/x/sys/unix"
 )
 
@@ -57,5 +58,20 @@ func TestOpenDeviceMissing(t *testing.T) {
 	}
 	if impl != nil && !errors.Is(err, unix.ENODEV) && !errors.Is(err, unix.ENOSYS) {
 		t.Logf("OpenDevice: %v", err)
+	}
+}
+
+// A nil *rdmacm.ID is a closed one, never a crash (a value of another
+// type no longer compiles).
+func TestContextOfNilID(t *testing.T) {
+	_, err := ContextOf(nil)
+	if impl == nil {
+		if !errors.Is(err, ErrNotSupported) {
+			t.Fatalf("without cgo: %v, want ErrNotSupported", err)
+		}
+		return
+	}
+	if !errors.Is(err, rdmacm.ErrClosed) {
+		t.Fatalf("ContextOf(nil): %v, want rdmacm.ErrClosed", err)
 	}
 }
