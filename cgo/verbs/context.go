@@ -2,6 +2,7 @@ package verbs
 
 import (
 	"fmt"
+	"net/netip"
 
 	"github.com/rdmabind/rdmabind/cgo/rdmacm"
 )
@@ -68,10 +69,12 @@ func (c *Context) QueryPort(port int) (PortAttr, error) {
 	return a, nil
 }
 
-// QueryGID returns the GID at index of a port (ibv_query_gid).
+// QueryGID returns the GID at index of a port (ibv_query_gid), as the
+// package rdma gives GIDs: a 16-byte netip.Addr (netip.AddrFrom16), so an
+// IPv4 RoCE GID is the IPv4-mapped address ::ffff:a.b.c.d.
 //
 // Errors: the errno of ibv_query_gid.
-func (c *Context) QueryGID(port, index int) ([16]byte, error) {
+func (c *Context) QueryGID(port, index int) (netip.Addr, error) {
 	g, err := impl.queryGID(c.h, port, index)
 	if err != nil {
 		return g, fmt.Errorf("ibv_query_gid %s/%d[%d]: %w", c.name, port, index, err)

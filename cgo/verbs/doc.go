@@ -23,6 +23,9 @@
 // cgo/rdmacm through the internal package cgo/internal/cmraw, under the ID's
 // lock; nothing outside cgo/ can reach it.
 //
+// GIDs are netip.Addr values in their 16-byte form (QueryGID, RTRAttr.DGID),
+// the type package rdma gives them in: an IPv4 RoCE GID is ::ffff:a.b.c.d.
+//
 // # Lifetimes
 //
 // A child keeps its parent alive: an MR its PD and Region, a QP its PD, CQs

@@ -3,6 +3,7 @@ package verbs
 import (
 	"errors"
 	"fmt"
+	"net/netip"
 	"strconv"
 
 	"github.com/rdmabind/rdmabind/cgo/internal/cerrno"
@@ -236,9 +237,9 @@ type RTRAttr struct {
 	Port        int
 	MTU         MTU
 	DestQPN     uint32
-	RQPSN       uint32 // the peer's starting PSN
-	DGID        [16]byte
-	SGIDIndex   int // -1: no GRH (InfiniBand, same subnet)
+	RQPSN       uint32     // the peer's starting PSN
+	DGID        netip.Addr // the peer's GID, in its 16-byte form (As16); used with a GRH only
+	SGIDIndex   int        // -1: no GRH (InfiniBand, same subnet)
 	DLID        uint16
 	MinRNRTimer int // 1 = 0.01 ms ... 31 = 491 ms; 0 = 655 ms
 }
@@ -257,7 +258,7 @@ type ops interface {
 	ctxOfID(id *rdmacm.ID) (ctx handle, name string, port int, err error)
 	openDevice(name string) (handle, error)
 	queryPort(ctx handle, port int) (PortAttr, error)
-	queryGID(ctx handle, port, index int) ([16]byte, error)
+	queryGID(ctx handle, port, index int) (netip.Addr, error)
 	allocPD(ctx handle) (handle, error)
 	deallocPD(pd handle) error
 	regMR(pd handle, buf []byte, access Access) (mr handle, lkey, rkey uint32, err error)

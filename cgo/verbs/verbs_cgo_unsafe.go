@@ -11,6 +11,7 @@ package verbs
 import "C"
 
 import (
+	"net/netip"
 	"unsafe"
 
 	"github.com/rdmabind/rdmabind/cgo/internal/cmraw"
@@ -120,16 +121,16 @@ func (cImpl) queryPort(ctx handle, port int) (PortAttr, error) {
 	return PortAttr{ActiveMTU: MTU(mtu), State: int(state), LID: uint16(lid), Ethernet: ll == C.IBV_LINK_LAYER_ETHERNET}, nil
 }
 
-func (cImpl) queryGID(ctx handle, port, index int) ([16]byte, error) {
+func (cImpl) queryGID(ctx handle, port, index int) (netip.Addr, error) {
 	var out [16]C.uint8_t
-	var g [16]byte
 	if r, err := C.rbv_query_gid(p[C.struct_ibv_context](ctx), C.int(port), C.int(index), &out[0]); r != 0 {
-		return g, errnoOr(err)
+		return netip.Addr{}, errnoOr(err)
 	}
+	var g [16]byte
 	for i := range g {
 		g[i] = byte(out[i])
 	}
-	return g, nil
+	return netip.AddrFrom16(g), nil
 }
 
 func (cImpl) allocPD(ctx handle) (handle, error) {
@@ -316,8 +317,8 @@ func (cImpl) toInit(qp handle, port int, access Access) error {
 
 func (cImpl) toRTR(qp handle, a RTRAttr) error {
 	var gid [16]C.uint8_t
-	for i := range gid {
-		gid[i] = C.uint8_t(a.DGID[i])
+	for i, b := range a.DGID.As16() {
+		gid[i] = C.uint8_t(b)
 	}
 	r, err := C.rbv_to_rtr(p[C.struct_ibv_qp](qp), C.int(a.Port), C.int(a.MTU), C.uint32_t(a.DestQPN),
 		C.uint32_t(a.RQPSN), &gid[0], C.int(a.SGIDIndex), C.int(a.DLID), C.int(a.MinRNRTimer))
