@@ -252,8 +252,9 @@ type RTSAttr struct {
 	RNRRetry   int    // 0-7, 7 = forever
 }
 
-// ops is the C surface (verbs_cgo_unsafe.go); nil without cgo. Handles
-// are C pointers (handle). Errors are bare unix.Errno values.
+// ops is the C surface (verbs_cgo_unsafe.go, over the C wrappers of
+// rbv.c); nil without cgo. Handles are C pointers (handle). Errors are bare
+// unix.Errno values.
 type ops interface {
 	ctxOfID(id *rdmacm.ID) (ctx handle, name string, port int, err error)
 	openDevice(name string) (handle, error)
