@@ -103,7 +103,7 @@ func rendezvous(ctx context.Context, ep bindcore.Endpoint, tc net.Conn, o Option
 	my := c.hello(ep.Local.Port())
 	my.qpn = c.res.qp.Num()
 	my.psn = binary.BigEndian.Uint32(psnb[:]) & 0xffffff
-	my.gid = rep.GID.As16()
+	my.gid = rep.GID
 	my.lid = pa.LID
 	my.mtu = uint8(pa.ActiveMTU)
 	if _, err = tc.Write(my.marshal()); err != nil {

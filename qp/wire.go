@@ -3,6 +3,7 @@ package qp
 import (
 	"encoding/binary"
 	"fmt"
+	"net/netip"
 )
 
 // hello is what each side tells the other when a connection is set up: in
@@ -11,17 +12,17 @@ import (
 // carries.
 type hello struct {
 	mode      Mode
-	port      uint16   // the sender's socket port (its logical port)
-	qpn       uint32   // rendezvous only
-	psn       uint32   // rendezvous only
-	gid       [16]byte // rendezvous only
-	lid       uint16   // rendezvous only
-	mtu       uint8    // rendezvous only: enum ibv_mtu
-	recvDepth uint32   // the sender's receive buffers: the other side's credit
-	chunk     uint32   // the size of each
-	ctrlAddr  uint64   // where the other side writes credit returns
-	ctrlKey   uint32   // and the rkey
-	bulk      uint8    // the bulk area at ctrlAddr+bulkDelta, in 64 KiB units (0: none)
+	port      uint16     // the sender's socket port (its logical port)
+	qpn       uint32     // rendezvous only
+	psn       uint32     // rendezvous only
+	gid       netip.Addr // rendezvous only: 16-byte form (zeros on the wire for none)
+	lid       uint16     // rendezvous only
+	mtu       uint8      // rendezvous only: enum ibv_mtu
+	recvDepth uint32     // the sender's receive buffers: the other side's credit
+	chunk     uint32     // the size of each
+	ctrlAddr  uint64     // where the other side writes credit returns
+	ctrlKey   uint32     // and the rkey
+	bulk      uint8      // the bulk area at ctrlAddr+bulkDelta, in 64 KiB units (0: none)
 }
 
 const (
@@ -38,7 +39,8 @@ func (h *hello) marshal() []byte {
 	binary.BigEndian.PutUint16(b[6:], h.port)
 	binary.BigEndian.PutUint32(b[8:], h.qpn)
 	binary.BigEndian.PutUint32(b[12:], h.psn)
-	copy(b[16:32], h.gid[:])
+	gid := h.gid.As16()
+	copy(b[16:32], gid[:])
 	binary.BigEndian.PutUint16(b[32:], h.lid)
 	b[34] = h.mtu
 	binary.BigEndian.PutUint32(b[35:], h.recvDepth)
@@ -61,7 +63,7 @@ func parseHello(b []byte) (hello, error) {
 	h.port = binary.BigEndian.Uint16(b[6:])
 	h.qpn = binary.BigEndian.Uint32(b[8:])
 	h.psn = binary.BigEndian.Uint32(b[12:])
-	copy(h.gid[:], b[16:32])
+	h.gid = netip.AddrFrom16([16]byte(b[16:32]))
 	h.lid = binary.BigEndian.Uint16(b[32:])
 	h.mtu = b[34]
 	h.recvDepth = binary.BigEndian.Uint32(b[35:])

@@ -2,6 +2,7 @@ package qp
 
 import (
 	"errors"
+	"net/netip"
 	"testing"
 	"time"
 )
@@ -9,7 +10,7 @@ import (
 func TestHelloRoundTrip(t *testing.T) {
 	h := hello{mode: ModeTCP, port: 7470, qpn: 0x123456, psn: 0xabcdef, lid: 7, mtu: 3,
 		recvDepth: 32, chunk: 65536, ctrlAddr: 0x7f0011223344, ctrlKey: 0xdeadbeef, bulk: 16}
-	h.gid[15] = 9
+	h.gid = netip.MustParseAddr("::ffff:10.77.0.1")
 	b := h.marshal()
 	if len(b) != helloLen || len(b) > 56 {
 		t.Fatalf("hello is %d bytes: an rdma_cm connect request carries 56", len(b))

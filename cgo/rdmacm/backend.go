@@ -3,10 +3,11 @@ package rdmacm
 import "net/netip"
 
 // The C surface: everything the Go side of the package needs from librdmacm,
-// as two small interfaces. rdmacm_cgo.go implements them with librdmacm,
-// rdmacm_nocgo.go has none (NewEventChannel fails), and the tests use a fake
-// to exercise the event loop and the lifetimes without a device. Errors
-// returned here are bare unix.Errno values; the Go side adds the operation.
+// as two small interfaces. rdmacm_cgo.go implements them with librdmacm
+// (through the C wrappers of rbcm.c), rdmacm_nocgo.go has none
+// (NewEventChannel fails), and the tests use a fake to exercise the event
+// loop and the lifetimes without a device. Errors returned here are bare
+// unix.Errno values; the Go side adds the operation.
 
 // channelOps is one rdma_event_channel.
 type channelOps interface {

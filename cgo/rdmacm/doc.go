@@ -1,7 +1,8 @@
 // Package rdmacm is rdmabind's binding of librdmacm, the RDMA connection
 // manager: event channels, communication identifiers (cm_ids) and their
 // events. It is one of the two packages of the module that use cgo (with
-// cgo/verbs); no C type appears in its API.
+// cgo/verbs); no C type appears in its API. Its C is in rbcm.c and rbcm.h,
+// beside the Go, which cgo compiles with the package; rdmacm_cgo.go calls it.
 //
 // It gives what binding needs: EventChannel, ID, ID.Bind with the device
 // and port the address maps to, ID.LocalAddr for the port the kernel picks,

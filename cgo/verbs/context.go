@@ -2,6 +2,9 @@ package verbs
 
 import (
 	"fmt"
+	"net/netip"
+
+	"github.com/rdmabind/rdmabind/cgo/rdmacm"
 )
 
 // Context is an open RDMA device (struct ibv_context). The contexts this
@@ -15,12 +18,12 @@ type Context struct {
 }
 
 // ContextOf returns the device context of an rdma_cm id (id->verbs), which
-// must be an *rdmacm.ID bound to a device or with a resolved address, and
-// the id's port number.
+// must be bound to a device or have a resolved address, and the id's port
+// number.
 //
-// Errors: ENODEV when the id has no device yet, the id's ErrClosed, and
-// ErrNotSupported without cgo.
-func ContextOf(id any) (*Context, error) {
+// Errors: ENODEV when the id has no device yet, rdmacm.ErrClosed for a
+// closed (or nil) id, and ErrNotSupported without cgo.
+func ContextOf(id *rdmacm.ID) (*Context, error) {
 	if err := have("context of rdma_cm id"); err != nil {
 		return nil, err
 	}
@@ -66,10 +69,12 @@ func (c *Context) QueryPort(port int) (PortAttr, error) {
 	return a, nil
 }
 
-// QueryGID returns the GID at index of a port (ibv_query_gid).
+// QueryGID returns the GID at index of a port (ibv_query_gid), as the
+// package rdma gives GIDs: a 16-byte netip.Addr (netip.AddrFrom16), so an
+// IPv4 RoCE GID is the IPv4-mapped address ::ffff:a.b.c.d.
 //
 // Errors: the errno of ibv_query_gid.
-func (c *Context) QueryGID(port, index int) ([16]byte, error) {
+func (c *Context) QueryGID(port, index int) (netip.Addr, error) {
 	g, err := impl.queryGID(c.h, port, index)
 	if err != nil {
 		return g, fmt.Errorf("ibv_query_gid %s/%d[%d]: %w", c.name, port, index, err)

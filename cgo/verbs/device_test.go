@@ -3,6 +3,7 @@ package verbs
 import (
 	"bytes"
 	"errors"
+	"net/netip"
 	"os"
 	"testing"
 	"time"
@@ -76,7 +77,7 @@ func newLoopPair(t *testing.T) *loopPair {
 
 	// The GID: on RoCE the port's IPv4-mapped RoCE v2 entry (index 1 in
 	// the SoftRoCE guest), on InfiniBand no GRH (by LID).
-	sgid, gid := -1, [16]byte{}
+	sgid, gid := -1, netip.Addr{}
 	if pa.Ethernet {
 		sgid = 1
 		if gid, err = ctx.QueryGID(port, sgid); err != nil {

@@ -2,8 +2,9 @@
 // queue pairs: device contexts, protection domains, memory regions over
 // mmap'd memory, completion queues whose channels sit on the Go netpoller,
 // QPs, posting and polling. It is one of the two packages of the module
-// that use cgo (with cgo/rdmacm); no C type appears in its API. qp builds
-// connections on it.
+// that use cgo (with cgo/rdmacm); no C type appears in its API. Its C is in
+// rbv.c and rbv.h, beside the Go, which cgo compiles with the package;
+// verbs_cgo_unsafe.go calls it. qp builds connections on it.
 //
 //	ctx, err := verbs.ContextOf(id)       // id: a resolved *rdmacm.ID
 //	pd, err := ctx.AllocPD()
@@ -17,11 +18,14 @@
 // # Contexts and sharing raw pointers with rdmacm
 //
 // The device contexts are librdmacm's (it opens each device once, for the
-// life of the process): ContextOf reads id->verbs of an rdma_cm id,
+// life of the process): ContextOf reads id->verbs of an *rdmacm.ID,
 // OpenDevice picks one from rdma_get_devices by name. CreateQPOnID calls
-// rdma_create_qp on the id. The raw cm_id pointer comes from cgo/rdmacm
-// through the internal package cgo/internal/cmraw, under the ID's lock;
-// nothing outside cgo/ can reach it.
+// rdma_create_qp on an *rdmacm.ID. The raw cm_id pointer comes from
+// cgo/rdmacm through the internal package cgo/internal/cmraw, under the ID's
+// lock; nothing outside cgo/ can reach it.
+//
+// GIDs are netip.Addr values in their 16-byte form (QueryGID, RTRAttr.DGID),
+// the type package rdma gives them in: an IPv4 RoCE GID is ::ffff:a.b.c.d.
 //
 // # Lifetimes
 //
@@ -36,6 +40,7 @@
 // Errors name the verb and wrap the errno as a unix.Errno (errors.Is(err,
 // unix.ENOMEM)); ErrClosed marks use after Close; built without cgo every
 // constructor fails with ErrNotSupported (and unix.EOPNOTSUPP). A failed
-// work completion is a *WCError, matching unix.ECANCELED when flushed and
-// unix.ETIMEDOUT on retry exhaustion.
+// work completion is a *WCError whose Status, a WCStatus, prints as the
+// ibv_wc_status name (IBV_WC_WR_FLUSH_ERR); it matches unix.ECANCELED when
+// flushed and unix.ETIMEDOUT on retry exhaustion.
 package verbs

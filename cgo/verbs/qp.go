@@ -3,6 +3,8 @@ package verbs
 import (
 	"fmt"
 	"sync"
+
+	"github.com/rdmabind/rdmabind/cgo/rdmacm"
 )
 
 // QP is a reliable connected queue pair. It keeps its PD, its CQs and, when
@@ -11,7 +13,7 @@ import (
 type QP struct {
 	pd       *PD
 	scq, rcq *CQ
-	id       any // the *rdmacm.ID of CreateQPOnID, nil otherwise
+	id       *rdmacm.ID // the id of CreateQPOnID, nil otherwise
 
 	mu     sync.RWMutex
 	h      handle
@@ -43,12 +45,12 @@ func (pd *PD) CreateQP(send, recv *CQ, caps Caps) (*QP, error) {
 	return qp, nil
 }
 
-// CreateQPOnID creates an RC QP for an rdma_cm id (rdma_create_qp), which
-// must be an *rdmacm.ID whose device is the PD's: librdmacm moves it
-// through INIT, RTR and RTS as the id connects or accepts.
+// CreateQPOnID creates an RC QP for an rdma_cm id (rdma_create_qp), whose
+// device must be the PD's: librdmacm moves it through INIT, RTR and RTS as
+// the id connects or accepts.
 //
-// Errors: as CreateQP, and the id's ErrClosed.
-func (pd *PD) CreateQPOnID(id any, send, recv *CQ, caps Caps) (*QP, error) {
+// Errors: as CreateQP, and rdmacm.ErrClosed for a closed (or nil) id.
+func (pd *PD) CreateQPOnID(id *rdmacm.ID, send, recv *CQ, caps Caps) (*QP, error) {
 	h, err := pd.handle("rdma_create_qp")
 	if err != nil {
 		return nil, err

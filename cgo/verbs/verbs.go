@@ -3,9 +3,11 @@ package verbs
 import (
 	"errors"
 	"fmt"
+	"net/netip"
 	"strconv"
 
 	"github.com/rdmabind/rdmabind/cgo/internal/cerrno"
+	"github.com/rdmabind/rdmabind/cgo/rdmacm"
 	"golang.org/x/sys/unix"
 )
 
@@ -49,23 +51,113 @@ const (
 	SendInline   SendFlags = 8
 )
 
-// WC status values and flags (enum ibv_wc_status, ibv_wc_flags, ibv_wc_opcode).
+// WCStatus is a work completion's status (enum ibv_wc_status). Its String
+// is the enum value's name, as in the libibverbs header.
+type WCStatus uint32
+
 const (
-	WCSuccess     = 0
-	WCFlushErr    = 5
-	WCWithImm     = 2
-	WCRecv        = 128
-	WCRecvRDMAImm = 129
+	WCSuccess          WCStatus = iota // IBV_WC_SUCCESS
+	WCLocLenErr                        // IBV_WC_LOC_LEN_ERR
+	WCLocQPOpErr                       // IBV_WC_LOC_QP_OP_ERR
+	WCLocEECOpErr                      // IBV_WC_LOC_EEC_OP_ERR
+	WCLocProtErr                       // IBV_WC_LOC_PROT_ERR
+	WCFlushErr                         // IBV_WC_WR_FLUSH_ERR: the QP went to the error state
+	WCMWBindErr                        // IBV_WC_MW_BIND_ERR
+	WCBadRespErr                       // IBV_WC_BAD_RESP_ERR
+	WCLocAccessErr                     // IBV_WC_LOC_ACCESS_ERR
+	WCRemInvReqErr                     // IBV_WC_REM_INV_REQ_ERR
+	WCRemAccessErr                     // IBV_WC_REM_ACCESS_ERR
+	WCRemOpErr                         // IBV_WC_REM_OP_ERR
+	WCRetryExcErr                      // IBV_WC_RETRY_EXC_ERR: transport retries exhausted
+	WCRNRRetryExcErr                   // IBV_WC_RNR_RETRY_EXC_ERR: RNR retries exhausted
+	WCLocRDDViolErr                    // IBV_WC_LOC_RDD_VIOL_ERR
+	WCRemInvRDReqErr                   // IBV_WC_REM_INV_RD_REQ_ERR
+	WCRemAbortErr                      // IBV_WC_REM_ABORT_ERR
+	WCInvEECNErr                       // IBV_WC_INV_EECN_ERR
+	WCInvEECStateErr                   // IBV_WC_INV_EEC_STATE_ERR
+	WCFatalErr                         // IBV_WC_FATAL_ERR
+	WCRespTimeoutErr                   // IBV_WC_RESP_TIMEOUT_ERR
+	WCGeneralErr                       // IBV_WC_GENERAL_ERR
+	WCTMErr                            // IBV_WC_TM_ERR
+	WCTMRndvIncomplete                 // IBV_WC_TM_RNDV_INCOMPLETE
+)
+
+var wcStatusNames = [...]string{
+	"IBV_WC_SUCCESS", "IBV_WC_LOC_LEN_ERR", "IBV_WC_LOC_QP_OP_ERR",
+	"IBV_WC_LOC_EEC_OP_ERR", "IBV_WC_LOC_PROT_ERR", "IBV_WC_WR_FLUSH_ERR",
+	"IBV_WC_MW_BIND_ERR", "IBV_WC_BAD_RESP_ERR", "IBV_WC_LOC_ACCESS_ERR",
+	"IBV_WC_REM_INV_REQ_ERR", "IBV_WC_REM_ACCESS_ERR", "IBV_WC_REM_OP_ERR",
+	"IBV_WC_RETRY_EXC_ERR", "IBV_WC_RNR_RETRY_EXC_ERR", "IBV_WC_LOC_RDD_VIOL_ERR",
+	"IBV_WC_REM_INV_RD_REQ_ERR", "IBV_WC_REM_ABORT_ERR", "IBV_WC_INV_EECN_ERR",
+	"IBV_WC_INV_EEC_STATE_ERR", "IBV_WC_FATAL_ERR", "IBV_WC_RESP_TIMEOUT_ERR",
+	"IBV_WC_GENERAL_ERR", "IBV_WC_TM_ERR", "IBV_WC_TM_RNDV_INCOMPLETE",
+}
+
+func (s WCStatus) String() string {
+	if int(s) < len(wcStatusNames) {
+		return wcStatusNames[s]
+	}
+	return "WCStatus(" + strconv.FormatUint(uint64(s), 10) + ")"
+}
+
+// WCOpcode is what a work completion completed (enum ibv_wc_opcode). Every
+// receive has the bit WCRecv set: Opcode&WCRecv != 0.
+type WCOpcode uint32
+
+const (
+	WCSend        WCOpcode = 0   // IBV_WC_SEND
+	WCRDMAWrite   WCOpcode = 1   // IBV_WC_RDMA_WRITE
+	WCRDMARead    WCOpcode = 2   // IBV_WC_RDMA_READ
+	WCCompSwap    WCOpcode = 3   // IBV_WC_COMP_SWAP
+	WCFetchAdd    WCOpcode = 4   // IBV_WC_FETCH_ADD
+	WCBindMW      WCOpcode = 5   // IBV_WC_BIND_MW
+	WCLocalInv    WCOpcode = 6   // IBV_WC_LOCAL_INV
+	WCRecv        WCOpcode = 128 // IBV_WC_RECV: a SEND received
+	WCRecvRDMAImm WCOpcode = 129 // IBV_WC_RECV_RDMA_WITH_IMM: an RDMA WRITE with immediate received
+)
+
+func (o WCOpcode) String() string {
+	switch o {
+	case WCSend:
+		return "IBV_WC_SEND"
+	case WCRDMAWrite:
+		return "IBV_WC_RDMA_WRITE"
+	case WCRDMARead:
+		return "IBV_WC_RDMA_READ"
+	case WCCompSwap:
+		return "IBV_WC_COMP_SWAP"
+	case WCFetchAdd:
+		return "IBV_WC_FETCH_ADD"
+	case WCBindMW:
+		return "IBV_WC_BIND_MW"
+	case WCLocalInv:
+		return "IBV_WC_LOCAL_INV"
+	case WCRecv:
+		return "IBV_WC_RECV"
+	case WCRecvRDMAImm:
+		return "IBV_WC_RECV_RDMA_WITH_IMM"
+	}
+	return "WCOpcode(" + strconv.FormatUint(uint64(o), 10) + ")"
+}
+
+// WCFlags are a work completion's flags (enum ibv_wc_flags).
+type WCFlags uint32
+
+const (
+	WCGRH      WCFlags = 1 << 0 // IBV_WC_GRH: a UD receive starts with the GRH
+	WCWithImm  WCFlags = 1 << 1 // IBV_WC_WITH_IMM: Imm is valid
+	WCIPCsumOK WCFlags = 1 << 2 // IBV_WC_IP_CSUM_OK
+	WCWithInv  WCFlags = 1 << 3 // IBV_WC_WITH_INV
 )
 
 // WC is a work completion, as Poll copies it out of ibv_wc.
 type WC struct {
-	ID      uint64 // wr_id
-	Status  uint32 // enum ibv_wc_status: WCSuccess, WCFlushErr, ...
-	Opcode  uint32 // enum ibv_wc_opcode
+	ID      uint64   // wr_id
+	Status  WCStatus // WCSuccess, WCFlushErr, ...
+	Opcode  WCOpcode
 	ByteLen uint32
 	Imm     uint32 // host order; valid when Flags has WCWithImm
-	Flags   uint32 // enum ibv_wc_flags
+	Flags   WCFlags
 	QPNum   uint32
 }
 
@@ -82,22 +174,12 @@ func (w WC) Err() error {
 
 // WCError is a failed work completion.
 type WCError struct {
-	Status uint32
+	Status WCStatus
 	ID     uint64
 }
 
-var wcNames = map[uint32]string{
-	1: "IBV_WC_LOC_LEN_ERR", 2: "IBV_WC_LOC_QP_OP_ERR", 4: "IBV_WC_LOC_PROT_ERR",
-	5: "IBV_WC_WR_FLUSH_ERR", 9: "IBV_WC_REM_INV_REQ_ERR", 10: "IBV_WC_REM_ACCESS_ERR",
-	11: "IBV_WC_REM_OP_ERR", 12: "IBV_WC_RETRY_EXC_ERR", 13: "IBV_WC_RNR_RETRY_EXC_ERR",
-}
-
 func (e *WCError) Error() string {
-	n, ok := wcNames[e.Status]
-	if !ok {
-		n = "status " + strconv.Itoa(int(e.Status))
-	}
-	return "work completion " + strconv.FormatUint(e.ID, 10) + ": " + n
+	return "work completion " + strconv.FormatUint(e.ID, 10) + ": " + e.Status.String()
 }
 
 // Is makes a flushed completion match unix.ECANCELED, a retry exhaustion
@@ -106,7 +188,7 @@ func (e *WCError) Is(target error) bool {
 	switch e.Status {
 	case WCFlushErr:
 		return target == unix.ECANCELED
-	case 12, 13:
+	case WCRetryExcErr, WCRNRRetryExcErr:
 		return target == unix.ETIMEDOUT
 	}
 	return target == unix.EIO
@@ -155,9 +237,9 @@ type RTRAttr struct {
 	Port        int
 	MTU         MTU
 	DestQPN     uint32
-	RQPSN       uint32 // the peer's starting PSN
-	DGID        [16]byte
-	SGIDIndex   int // -1: no GRH (InfiniBand, same subnet)
+	RQPSN       uint32     // the peer's starting PSN
+	DGID        netip.Addr // the peer's GID, in its 16-byte form (As16); used with a GRH only
+	SGIDIndex   int        // -1: no GRH (InfiniBand, same subnet)
 	DLID        uint16
 	MinRNRTimer int // 1 = 0.01 ms ... 31 = 491 ms; 0 = 655 ms
 }
@@ -170,13 +252,14 @@ type RTSAttr struct {
 	RNRRetry   int    // 0-7, 7 = forever
 }
 
-// ops is the C surface (verbs_cgo_unsafe.go); nil without cgo. Handles
-// are C pointers (handle). Errors are bare unix.Errno values.
+// ops is the C surface (verbs_cgo_unsafe.go, over the C wrappers of
+// rbv.c); nil without cgo. Handles are C pointers (handle). Errors are bare
+// unix.Errno values.
 type ops interface {
-	ctxOfID(id any) (ctx handle, name string, port int, err error)
+	ctxOfID(id *rdmacm.ID) (ctx handle, name string, port int, err error)
 	openDevice(name string) (handle, error)
 	queryPort(ctx handle, port int) (PortAttr, error)
-	queryGID(ctx handle, port, index int) ([16]byte, error)
+	queryGID(ctx handle, port, index int) (netip.Addr, error)
 	allocPD(ctx handle) (handle, error)
 	deallocPD(pd handle) error
 	regMR(pd handle, buf []byte, access Access) (mr handle, lkey, rkey uint32, err error)
@@ -194,8 +277,8 @@ type ops interface {
 	// and polls cq.
 	eventPoll(ch, cq handle, out []WC) (int, error)
 	createQP(pd, scq, rcq handle, c Caps) (qp handle, qpn uint32, inline int, err error)
-	createQPOnID(id any, pd, scq, rcq handle, c Caps) (qp handle, qpn uint32, inline int, err error)
-	destroyQP(qp handle, id any) error
+	createQPOnID(id *rdmacm.ID, pd, scq, rcq handle, c Caps) (qp handle, qpn uint32, inline int, err error)
+	destroyQP(qp handle, id *rdmacm.ID) error
 	toInit(qp handle, port int, access Access) error
 	toRTR(qp handle, a RTRAttr) error
 	toRTS(qp handle, a RTSAttr) error

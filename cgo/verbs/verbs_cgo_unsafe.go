@@ -4,405 +4,22 @@ package verbs
 
 /*
 #cgo LDFLAGS: -libverbs -lrdmacm
-#include <errno.h>
-#include <stdint.h>
 #include <stdlib.h>
-#include <string.h>
-#include <fcntl.h>
-#include <arpa/inet.h>
-#include <time.h>
-#include <infiniband/verbs.h>
-#include <rdma/rdma_cma.h>
-
-// What Go reads of a work completion; the layout of verbs.WC.
-struct rb_wc {
-	uint64_t wr_id;
-	uint32_t status;
-	uint32_t opcode;
-	uint32_t byte_len;
-	uint32_t imm;
-	uint32_t flags;
-	uint32_t qp_num;
-};
-
-static struct ibv_context *rb_ctx_of_id(struct rdma_cm_id *id, int *port)
-{
-	*port = id->port_num;
-	return id->verbs;
-}
-
-// rb_open_device finds librdmacm's context of the device named name: the
-// library opens every device once and keeps them for the process's life.
-static struct ibv_context *rb_open_device(const char *name)
-{
-	int n = 0, i;
-	struct ibv_context **l = rdma_get_devices(&n), *c = NULL;
-
-	if (!l)
-		return NULL;
-	for (i = 0; i < n; i++)
-		if (strcmp(ibv_get_device_name(l[i]->device), name) == 0)
-			c = l[i];
-	rdma_free_devices(l);
-	if (!c)
-		errno = ENODEV;
-	return c;
-}
-
-static const char *rb_ctx_name(struct ibv_context *c)
-{
-	return ibv_get_device_name(c->device);
-}
-
-static int rb_query_port(struct ibv_context *c, int port, int *mtu, int *state, int *lid, int *ll)
-{
-	struct ibv_port_attr a;
-	int r = ibv_query_port(c, (uint8_t)port, &a);
-
-	if (r) {
-		errno = r;
-		return -1;
-	}
-	*mtu = a.active_mtu;
-	*state = a.state;
-	*lid = a.lid;
-	*ll = a.link_layer;
-	return 0;
-}
-
-static int rb_query_gid(struct ibv_context *c, int port, int index, uint8_t *out)
-{
-	union ibv_gid g;
-
-	if (ibv_query_gid(c, (uint8_t)port, index, &g))
-		return -1;
-	memcpy(out, g.raw, 16);
-	return 0;
-}
-
-static struct ibv_mr *rb_reg_mr(struct ibv_pd *pd, uintptr_t addr, size_t len, int access,
-				uint32_t *lkey, uint32_t *rkey)
-{
-	struct ibv_mr *mr = ibv_reg_mr(pd, (void *)addr, len, access);
-
-	if (mr) {
-		*lkey = mr->lkey;
-		*rkey = mr->rkey;
-	}
-	return mr;
-}
-
-static int rb_dereg_mr(struct ibv_mr *mr)
-{
-	int r = ibv_dereg_mr(mr);
-	if (r)
-		errno = r;
-	return r ? -1 : 0;
-}
-
-static int rb_dealloc_pd(struct ibv_pd *pd)
-{
-	int r = ibv_dealloc_pd(pd);
-	if (r)
-		errno = r;
-	return r ? -1 : 0;
-}
-
-static int rb_destroy_cq(struct ibv_cq *cq)
-{
-	int r = ibv_destroy_cq(cq);
-	if (r)
-		errno = r;
-	return r ? -1 : 0;
-}
-
-static int rb_destroy_comp_channel(struct ibv_comp_channel *ch)
-{
-	int r = ibv_destroy_comp_channel(ch);
-	if (r)
-		errno = r;
-	return r ? -1 : 0;
-}
-
-static int rb_comp_fd(struct ibv_comp_channel *ch)
-{
-	return ch->fd;
-}
-
-static int rb_req_notify(struct ibv_cq *cq)
-{
-	int r = ibv_req_notify_cq(cq, 0);
-	if (r)
-		errno = r;
-	return r ? -1 : 0;
-}
-
-// rb_get_cq_event reads one event (the channel is non-blocking: EAGAIN when
-// none) and acknowledges it at once.
-static int rb_get_cq_event(struct ibv_comp_channel *ch)
-{
-	struct ibv_cq *cq;
-	void *ctx;
-
-	if (ibv_get_cq_event(ch, &cq, &ctx))
-		return -1;
-	ibv_ack_cq_events(cq, 1);
-	return 0;
-}
-
-static int rb_poll(struct ibv_cq *cq, struct rb_wc *out, int n)
-{
-	struct ibv_wc wc[32];
-	int got, i;
-
-	if (n > 32)
-		n = 32;
-	got = ibv_poll_cq(cq, n, wc);
-	for (i = 0; i < got; i++) {
-		out[i].wr_id = wc[i].wr_id;
-		out[i].status = wc[i].status;
-		out[i].opcode = wc[i].opcode;
-		out[i].byte_len = wc[i].byte_len;
-		out[i].imm = ntohl(wc[i].imm_data);
-		out[i].flags = wc[i].wc_flags;
-		out[i].qp_num = wc[i].qp_num;
-	}
-	return got;
-}
-
-// rb_poll_spin busy-polls cq in C for up to ns nanoseconds, until at least
-// one completion is there: a spinning wait that never enters the Go
-// scheduler.
-static int rb_poll_spin(struct ibv_cq *cq, struct rb_wc *out, int n, int64_t ns)
-{
-	struct timespec t0, t;
-	int64_t el;
-	int got, k = 0;
-
-	clock_gettime(CLOCK_MONOTONIC, &t0);
-	for (;;) {
-		got = rb_poll(cq, out, n);
-		if (got != 0)
-			return got;
-		if (++k % 64)
-			continue;
-		clock_gettime(CLOCK_MONOTONIC, &t);
-		el = (int64_t)(t.tv_sec - t0.tv_sec) * 1000000000 + (t.tv_nsec - t0.tv_nsec);
-		if (el >= ns)
-			return 0;
-	}
-}
-
-// rb_poll_arm polls cq; when it is empty, arms it and polls once more (a
-// completion between the two polls raises no event). One call for three.
-static int rb_poll_arm(struct ibv_cq *cq, struct rb_wc *out, int n)
-{
-	int got = rb_poll(cq, out, n), r;
-
-	if (got != 0)
-		return got;
-	r = ibv_req_notify_cq(cq, 0);
-	if (r) {
-		errno = r;
-		return -2;
-	}
-	return rb_poll(cq, out, n);
-}
-
-// rb_event_poll reads one event of the (non-blocking) channel, acknowledges
-// it and polls cq: -1 with errno EAGAIN when no event is there.
-static int rb_event_poll(struct ibv_comp_channel *ch, struct ibv_cq *cq, struct rb_wc *out, int n)
-{
-	struct ibv_cq *ecq;
-	void *ctx;
-
-	if (ibv_get_cq_event(ch, &ecq, &ctx))
-		return -1;
-	ibv_ack_cq_events(ecq, 1);
-	return rb_poll(cq, out, n);
-}
-
-static void rb_qp_init_attr(struct ibv_qp_init_attr *a, struct ibv_cq *scq, struct ibv_cq *rcq,
-			    int sd, int rd, int ss, int rs, int inl)
-{
-	memset(a, 0, sizeof *a);
-	a->send_cq = scq;
-	a->recv_cq = rcq;
-	a->qp_type = IBV_QPT_RC;
-	a->cap.max_send_wr = sd;
-	a->cap.max_recv_wr = rd;
-	a->cap.max_send_sge = ss;
-	a->cap.max_recv_sge = rs;
-	a->cap.max_inline_data = inl;
-}
-
-static struct ibv_qp *rb_create_qp(struct ibv_pd *pd, struct ibv_cq *scq, struct ibv_cq *rcq,
-				   int sd, int rd, int inl, uint32_t *qpn, int *inl_out)
-{
-	struct ibv_qp_init_attr a;
-	struct ibv_qp *qp;
-
-	rb_qp_init_attr(&a, scq, rcq, sd, rd, 1, 1, inl);
-	qp = ibv_create_qp(pd, &a);
-	if (qp) {
-		*qpn = qp->qp_num;
-		*inl_out = a.cap.max_inline_data;
-	}
-	return qp;
-}
-
-static struct ibv_qp *rb_create_qp_on_id(struct rdma_cm_id *id, struct ibv_pd *pd,
-					 struct ibv_cq *scq, struct ibv_cq *rcq,
-					 int sd, int rd, int inl, uint32_t *qpn, int *inl_out)
-{
-	struct ibv_qp_init_attr a;
-
-	rb_qp_init_attr(&a, scq, rcq, sd, rd, 1, 1, inl);
-	if (rdma_create_qp(id, pd, &a))
-		return NULL;
-	*qpn = id->qp->qp_num;
-	*inl_out = a.cap.max_inline_data;
-	return id->qp;
-}
-
-// rb_destroy_qp_on_id destroys id's QP if it is still qp (rdma_destroy_qp
-// also clears id->qp, so that librdmacm does not touch it again).
-static int rb_destroy_qp_on_id(struct rdma_cm_id *id, struct ibv_qp *qp)
-{
-	if (id->qp != qp) {
-		int r = ibv_destroy_qp(qp);
-		if (r)
-			errno = r;
-		return r ? -1 : 0;
-	}
-	rdma_destroy_qp(id);
-	return 0;
-}
-
-static int rb_destroy_qp(struct ibv_qp *qp)
-{
-	int r = ibv_destroy_qp(qp);
-	if (r)
-		errno = r;
-	return r ? -1 : 0;
-}
-
-static int rb_modify(struct ibv_qp *qp, struct ibv_qp_attr *a, int mask)
-{
-	int r = ibv_modify_qp(qp, a, mask);
-	if (r)
-		errno = r;
-	return r ? -1 : 0;
-}
-
-static int rb_to_init(struct ibv_qp *qp, int port, int access)
-{
-	struct ibv_qp_attr a;
-
-	memset(&a, 0, sizeof a);
-	a.qp_state = IBV_QPS_INIT;
-	a.pkey_index = 0;
-	a.port_num = (uint8_t)port;
-	a.qp_access_flags = access;
-	return rb_modify(qp, &a, IBV_QP_STATE | IBV_QP_PKEY_INDEX | IBV_QP_PORT | IBV_QP_ACCESS_FLAGS);
-}
-
-static int rb_to_rtr(struct ibv_qp *qp, int port, int mtu, uint32_t dqpn, uint32_t rq_psn,
-		     const uint8_t *dgid, int sgid_index, int lid, int min_rnr)
-{
-	struct ibv_qp_attr a;
-
-	memset(&a, 0, sizeof a);
-	a.qp_state = IBV_QPS_RTR;
-	a.path_mtu = mtu;
-	a.dest_qp_num = dqpn;
-	a.rq_psn = rq_psn;
-	a.max_dest_rd_atomic = 1;
-	a.min_rnr_timer = (uint8_t)min_rnr;
-	a.ah_attr.dlid = (uint16_t)lid;
-	a.ah_attr.port_num = (uint8_t)port;
-	if (sgid_index >= 0) {
-		a.ah_attr.is_global = 1;
-		memcpy(a.ah_attr.grh.dgid.raw, dgid, 16);
-		a.ah_attr.grh.sgid_index = (uint8_t)sgid_index;
-		a.ah_attr.grh.hop_limit = 64;
-	}
-	return rb_modify(qp, &a, IBV_QP_STATE | IBV_QP_AV | IBV_QP_PATH_MTU | IBV_QP_DEST_QPN |
-			 IBV_QP_RQ_PSN | IBV_QP_MAX_DEST_RD_ATOMIC | IBV_QP_MIN_RNR_TIMER);
-}
-
-static int rb_to_rts(struct ibv_qp *qp, uint32_t sq_psn, int timeout, int retry, int rnr)
-{
-	struct ibv_qp_attr a;
-
-	memset(&a, 0, sizeof a);
-	a.qp_state = IBV_QPS_RTS;
-	a.sq_psn = sq_psn;
-	a.timeout = (uint8_t)timeout;
-	a.retry_cnt = (uint8_t)retry;
-	a.rnr_retry = (uint8_t)rnr;
-	a.max_rd_atomic = 1;
-	return rb_modify(qp, &a, IBV_QP_STATE | IBV_QP_SQ_PSN | IBV_QP_TIMEOUT | IBV_QP_RETRY_CNT |
-			 IBV_QP_RNR_RETRY | IBV_QP_MAX_QP_RD_ATOMIC);
-}
-
-static int rb_to_err(struct ibv_qp *qp)
-{
-	struct ibv_qp_attr a;
-
-	memset(&a, 0, sizeof a);
-	a.qp_state = IBV_QPS_ERR;
-	return rb_modify(qp, &a, IBV_QP_STATE);
-}
-
-static int rb_post_send(struct ibv_qp *qp, uint64_t wr_id, int op, uintptr_t addr, uint32_t len,
-			uint32_t lkey, uint32_t imm, uint64_t raddr, uint32_t rkey, int flags)
-{
-	struct ibv_sge sge = { .addr = addr, .length = len, .lkey = lkey };
-	struct ibv_send_wr wr, *bad;
-	int r;
-
-	memset(&wr, 0, sizeof wr);
-	wr.wr_id = wr_id;
-	wr.sg_list = &sge;
-	wr.num_sge = len ? 1 : 0;
-	wr.opcode = op;
-	wr.send_flags = flags;
-	wr.imm_data = htonl(imm);
-	wr.wr.rdma.remote_addr = raddr;
-	wr.wr.rdma.rkey = rkey;
-	r = ibv_post_send(qp, &wr, &bad);
-	if (r)
-		errno = r;
-	return r ? -1 : 0;
-}
-
-static int rb_post_recv(struct ibv_qp *qp, uint64_t wr_id, uintptr_t addr, uint32_t len, uint32_t lkey)
-{
-	struct ibv_sge sge = { .addr = addr, .length = len, .lkey = lkey };
-	struct ibv_recv_wr wr, *bad;
-	int r;
-
-	memset(&wr, 0, sizeof wr);
-	wr.wr_id = wr_id;
-	wr.sg_list = &sge;
-	wr.num_sge = len ? 1 : 0;
-	r = ibv_post_recv(qp, &wr, &bad);
-	if (r)
-		errno = r;
-	return r ? -1 : 0;
-}
+// The C wrappers are in rbv.c, declared in rbv.h.
+#include "rbv.h"
 */
 import "C"
 
 import (
+	"net/netip"
 	"unsafe"
 
 	"github.com/rdmabind/rdmabind/cgo/internal/cmraw"
+	"github.com/rdmabind/rdmabind/cgo/rdmacm"
 )
 
-// WC's layout is struct rb_wc's: this fails to compile otherwise.
-var _ = [1]struct{}{}[unsafe.Sizeof(WC{})-C.sizeof_struct_rb_wc]
+// WC's layout is struct rbv_wc's: this fails to compile otherwise.
+var _ = [1]struct{}{}[unsafe.Sizeof(WC{})-C.sizeof_struct_rbv_wc]
 
 // The enum values Go names are libibverbs': these fail to compile otherwise.
 var (
@@ -413,13 +30,51 @@ var (
 	_ = [1]struct{}{}[int(AccessLocalWrite)-C.IBV_ACCESS_LOCAL_WRITE]
 	_ = [1]struct{}{}[int(AccessRemoteWrite)-C.IBV_ACCESS_REMOTE_WRITE]
 	_ = [1]struct{}{}[int(AccessRemoteRead)-C.IBV_ACCESS_REMOTE_READ]
-	_ = [1]struct{}{}[int(WCWithImm)-C.IBV_WC_WITH_IMM]
-	_ = [1]struct{}{}[int(WCRecvRDMAImm)-C.IBV_WC_RECV_RDMA_WITH_IMM]
-	_ = [1]struct{}{}[int(WCRecv)-C.IBV_WC_RECV]
 	_ = [1]struct{}{}[int(SendSignaled)-C.IBV_SEND_SIGNALED]
 	_ = [1]struct{}{}[int(SendInline)-C.IBV_SEND_INLINE]
+)
+
+// WCStatus, WCOpcode and WCFlags are enum ibv_wc_status, ibv_wc_opcode and
+// ibv_wc_flags: these fail to compile otherwise.
+var (
 	_ = [1]struct{}{}[int(WCSuccess)-C.IBV_WC_SUCCESS]
+	_ = [1]struct{}{}[int(WCLocLenErr)-C.IBV_WC_LOC_LEN_ERR]
+	_ = [1]struct{}{}[int(WCLocQPOpErr)-C.IBV_WC_LOC_QP_OP_ERR]
+	_ = [1]struct{}{}[int(WCLocEECOpErr)-C.IBV_WC_LOC_EEC_OP_ERR]
+	_ = [1]struct{}{}[int(WCLocProtErr)-C.IBV_WC_LOC_PROT_ERR]
 	_ = [1]struct{}{}[int(WCFlushErr)-C.IBV_WC_WR_FLUSH_ERR]
+	_ = [1]struct{}{}[int(WCMWBindErr)-C.IBV_WC_MW_BIND_ERR]
+	_ = [1]struct{}{}[int(WCBadRespErr)-C.IBV_WC_BAD_RESP_ERR]
+	_ = [1]struct{}{}[int(WCLocAccessErr)-C.IBV_WC_LOC_ACCESS_ERR]
+	_ = [1]struct{}{}[int(WCRemInvReqErr)-C.IBV_WC_REM_INV_REQ_ERR]
+	_ = [1]struct{}{}[int(WCRemAccessErr)-C.IBV_WC_REM_ACCESS_ERR]
+	_ = [1]struct{}{}[int(WCRemOpErr)-C.IBV_WC_REM_OP_ERR]
+	_ = [1]struct{}{}[int(WCRetryExcErr)-C.IBV_WC_RETRY_EXC_ERR]
+	_ = [1]struct{}{}[int(WCRNRRetryExcErr)-C.IBV_WC_RNR_RETRY_EXC_ERR]
+	_ = [1]struct{}{}[int(WCLocRDDViolErr)-C.IBV_WC_LOC_RDD_VIOL_ERR]
+	_ = [1]struct{}{}[int(WCRemInvRDReqErr)-C.IBV_WC_REM_INV_RD_REQ_ERR]
+	_ = [1]struct{}{}[int(WCRemAbortErr)-C.IBV_WC_REM_ABORT_ERR]
+	_ = [1]struct{}{}[int(WCInvEECNErr)-C.IBV_WC_INV_EECN_ERR]
+	_ = [1]struct{}{}[int(WCInvEECStateErr)-C.IBV_WC_INV_EEC_STATE_ERR]
+	_ = [1]struct{}{}[int(WCFatalErr)-C.IBV_WC_FATAL_ERR]
+	_ = [1]struct{}{}[int(WCRespTimeoutErr)-C.IBV_WC_RESP_TIMEOUT_ERR]
+	_ = [1]struct{}{}[int(WCGeneralErr)-C.IBV_WC_GENERAL_ERR]
+	_ = [1]struct{}{}[int(WCTMErr)-C.IBV_WC_TM_ERR]
+	_ = [1]struct{}{}[int(WCTMRndvIncomplete)-C.IBV_WC_TM_RNDV_INCOMPLETE]
+	_ = [1]struct{}{}[len(wcStatusNames)-(C.IBV_WC_TM_RNDV_INCOMPLETE+1)]
+	_ = [1]struct{}{}[int(WCSend)-C.IBV_WC_SEND]
+	_ = [1]struct{}{}[int(WCRDMAWrite)-C.IBV_WC_RDMA_WRITE]
+	_ = [1]struct{}{}[int(WCRDMARead)-C.IBV_WC_RDMA_READ]
+	_ = [1]struct{}{}[int(WCCompSwap)-C.IBV_WC_COMP_SWAP]
+	_ = [1]struct{}{}[int(WCFetchAdd)-C.IBV_WC_FETCH_ADD]
+	_ = [1]struct{}{}[int(WCBindMW)-C.IBV_WC_BIND_MW]
+	_ = [1]struct{}{}[int(WCLocalInv)-C.IBV_WC_LOCAL_INV]
+	_ = [1]struct{}{}[int(WCRecv)-C.IBV_WC_RECV]
+	_ = [1]struct{}{}[int(WCRecvRDMAImm)-C.IBV_WC_RECV_RDMA_WITH_IMM]
+	_ = [1]struct{}{}[int(WCGRH)-C.IBV_WC_GRH]
+	_ = [1]struct{}{}[int(WCWithImm)-C.IBV_WC_WITH_IMM]
+	_ = [1]struct{}{}[int(WCIPCsumOK)-C.IBV_WC_IP_CSUM_OK]
+	_ = [1]struct{}{}[int(WCWithInv)-C.IBV_WC_WITH_INV]
 )
 
 // cImpl is the C surface over libibverbs (and librdmacm's device list and
@@ -432,11 +87,11 @@ func p[T any](h handle) *T { return (*T)(h) }
 
 func h[T any](x *T) handle { return handle(x) }
 
-func (cImpl) ctxOfID(id any) (handle, string, int, error) {
+func (cImpl) ctxOfID(id *rdmacm.ID) (handle, string, int, error) {
 	var c *C.struct_ibv_context
 	var port C.int
 	err := cmraw.With(id, func(cmid unsafe.Pointer) error {
-		c = C.rb_ctx_of_id((*C.struct_rdma_cm_id)(cmid), &port)
+		c = C.rbv_ctx_of_id((*C.struct_rdma_cm_id)(cmid), &port)
 		return nil
 	})
 	if err != nil {
@@ -445,13 +100,13 @@ func (cImpl) ctxOfID(id any) (handle, string, int, error) {
 	if c == nil {
 		return nil, "", 0, errNoDevice
 	}
-	return h(c), C.GoString(C.rb_ctx_name(c)), int(port), nil
+	return h(c), C.GoString(C.rbv_ctx_name(c)), int(port), nil
 }
 
 func (cImpl) openDevice(name string) (handle, error) {
 	cs := C.CString(name)
 	defer C.free(unsafe.Pointer(cs))
-	c, err := C.rb_open_device(cs)
+	c, err := C.rbv_open_device(cs)
 	if c == nil {
 		return nil, errnoOr(err)
 	}
@@ -460,22 +115,22 @@ func (cImpl) openDevice(name string) (handle, error) {
 
 func (cImpl) queryPort(ctx handle, port int) (PortAttr, error) {
 	var mtu, state, lid, ll C.int
-	if r, err := C.rb_query_port(p[C.struct_ibv_context](ctx), C.int(port), &mtu, &state, &lid, &ll); r != 0 {
+	if r, err := C.rbv_query_port(p[C.struct_ibv_context](ctx), C.int(port), &mtu, &state, &lid, &ll); r != 0 {
 		return PortAttr{}, errnoOr(err)
 	}
 	return PortAttr{ActiveMTU: MTU(mtu), State: int(state), LID: uint16(lid), Ethernet: ll == C.IBV_LINK_LAYER_ETHERNET}, nil
 }
 
-func (cImpl) queryGID(ctx handle, port, index int) ([16]byte, error) {
+func (cImpl) queryGID(ctx handle, port, index int) (netip.Addr, error) {
 	var out [16]C.uint8_t
-	var g [16]byte
-	if r, err := C.rb_query_gid(p[C.struct_ibv_context](ctx), C.int(port), C.int(index), &out[0]); r != 0 {
-		return g, errnoOr(err)
+	if r, err := C.rbv_query_gid(p[C.struct_ibv_context](ctx), C.int(port), C.int(index), &out[0]); r != 0 {
+		return netip.Addr{}, errnoOr(err)
 	}
+	var g [16]byte
 	for i := range g {
 		g[i] = byte(out[i])
 	}
-	return g, nil
+	return netip.AddrFrom16(g), nil
 }
 
 func (cImpl) allocPD(ctx handle) (handle, error) {
@@ -487,7 +142,7 @@ func (cImpl) allocPD(ctx handle) (handle, error) {
 }
 
 func (cImpl) deallocPD(pd handle) error {
-	if r, err := C.rb_dealloc_pd(p[C.struct_ibv_pd](pd)); r != 0 {
+	if r, err := C.rbv_dealloc_pd(p[C.struct_ibv_pd](pd)); r != 0 {
 		return errnoOr(err)
 	}
 	return nil
@@ -497,7 +152,7 @@ func (cImpl) regMR(pd handle, buf []byte, access Access) (handle, uint32, uint32
 	var lkey, rkey C.uint32_t
 	// buf is mmap'd memory (Region): not the Go heap.
 	addr := C.uintptr_t(uintptr(unsafe.Pointer(unsafe.SliceData(buf))))
-	mr, err := C.rb_reg_mr(p[C.struct_ibv_pd](pd), addr, C.size_t(len(buf)), C.int(access), &lkey, &rkey)
+	mr, err := C.rbv_reg_mr(p[C.struct_ibv_pd](pd), addr, C.size_t(len(buf)), C.int(access), &lkey, &rkey)
 	if mr == nil {
 		return nil, 0, 0, errnoOr(err)
 	}
@@ -505,7 +160,7 @@ func (cImpl) regMR(pd handle, buf []byte, access Access) (handle, uint32, uint32
 }
 
 func (cImpl) deregMR(mr handle) error {
-	if r, err := C.rb_dereg_mr(p[C.struct_ibv_mr](mr)); r != 0 {
+	if r, err := C.rbv_dereg_mr(p[C.struct_ibv_mr](mr)); r != 0 {
 		return errnoOr(err)
 	}
 	return nil
@@ -516,11 +171,11 @@ func (cImpl) createCompChannel(ctx handle) (handle, int, error) {
 	if ch == nil {
 		return nil, -1, errnoOr(err)
 	}
-	return h(ch), int(C.rb_comp_fd(ch)), nil
+	return h(ch), int(C.rbv_comp_fd(ch)), nil
 }
 
 func (cImpl) destroyCompChannel(ch handle) error {
-	if r, err := C.rb_destroy_comp_channel(p[C.struct_ibv_comp_channel](ch)); r != 0 {
+	if r, err := C.rbv_destroy_comp_channel(p[C.struct_ibv_comp_channel](ch)); r != 0 {
 		return errnoOr(err)
 	}
 	return nil
@@ -535,21 +190,21 @@ func (cImpl) createCQ(ctx handle, depth int, ch handle) (handle, error) {
 }
 
 func (cImpl) destroyCQ(cq handle) error {
-	if r, err := C.rb_destroy_cq(p[C.struct_ibv_cq](cq)); r != 0 {
+	if r, err := C.rbv_destroy_cq(p[C.struct_ibv_cq](cq)); r != 0 {
 		return errnoOr(err)
 	}
 	return nil
 }
 
 func (cImpl) reqNotify(cq handle) error {
-	if r, err := C.rb_req_notify(p[C.struct_ibv_cq](cq)); r != 0 {
+	if r, err := C.rbv_req_notify(p[C.struct_ibv_cq](cq)); r != 0 {
 		return errnoOr(err)
 	}
 	return nil
 }
 
 func (cImpl) getCQEvent(ch handle) error {
-	if r, err := C.rb_get_cq_event(p[C.struct_ibv_comp_channel](ch)); r != 0 {
+	if r, err := C.rbv_get_cq_event(p[C.struct_ibv_comp_channel](ch)); r != 0 {
 		return errnoOr(err)
 	}
 	return nil
@@ -560,7 +215,7 @@ func (cImpl) poll(cq handle, out []WC) (int, error) {
 		return 0, nil
 	}
 	// out holds no Go pointers: C may write into it for the call.
-	n := C.rb_poll(p[C.struct_ibv_cq](cq), (*C.struct_rb_wc)(unsafe.Pointer(&out[0])), C.int(len(out)))
+	n := C.rbv_poll(p[C.struct_ibv_cq](cq), (*C.struct_rbv_wc)(unsafe.Pointer(&out[0])), C.int(len(out)))
 	if n < 0 {
 		return 0, errPoll
 	}
@@ -571,7 +226,7 @@ func (cImpl) pollSpin(cq handle, out []WC, ns int64) (int, error) {
 	if len(out) == 0 {
 		return 0, nil
 	}
-	n := C.rb_poll_spin(p[C.struct_ibv_cq](cq), (*C.struct_rb_wc)(unsafe.Pointer(&out[0])), C.int(len(out)), C.int64_t(ns))
+	n := C.rbv_poll_spin(p[C.struct_ibv_cq](cq), (*C.struct_rbv_wc)(unsafe.Pointer(&out[0])), C.int(len(out)), C.int64_t(ns))
 	if n < 0 {
 		return 0, errPoll
 	}
@@ -582,7 +237,7 @@ func (cImpl) pollArm(cq handle, out []WC) (int, error) {
 	if len(out) == 0 {
 		return 0, nil
 	}
-	n, err := C.rb_poll_arm(p[C.struct_ibv_cq](cq), (*C.struct_rb_wc)(unsafe.Pointer(&out[0])), C.int(len(out)))
+	n, err := C.rbv_poll_arm(p[C.struct_ibv_cq](cq), (*C.struct_rbv_wc)(unsafe.Pointer(&out[0])), C.int(len(out)))
 	switch {
 	case n == -2:
 		return 0, errnoOr(err)
@@ -593,7 +248,7 @@ func (cImpl) pollArm(cq handle, out []WC) (int, error) {
 }
 
 func (cImpl) eventPoll(ch, cq handle, out []WC) (int, error) {
-	n, err := C.rb_event_poll(p[C.struct_ibv_comp_channel](ch), p[C.struct_ibv_cq](cq), (*C.struct_rb_wc)(unsafe.Pointer(&out[0])), C.int(len(out)))
+	n, err := C.rbv_event_poll(p[C.struct_ibv_comp_channel](ch), p[C.struct_ibv_cq](cq), (*C.struct_rbv_wc)(unsafe.Pointer(&out[0])), C.int(len(out)))
 	if n == -1 {
 		return 0, errnoOr(err)
 	}
@@ -606,7 +261,7 @@ func (cImpl) eventPoll(ch, cq handle, out []WC) (int, error) {
 func (cImpl) createQP(pd, scq, rcq handle, c Caps) (handle, uint32, int, error) {
 	var qpn C.uint32_t
 	var inl C.int
-	qp, err := C.rb_create_qp(p[C.struct_ibv_pd](pd), p[C.struct_ibv_cq](scq), p[C.struct_ibv_cq](rcq),
+	qp, err := C.rbv_create_qp(p[C.struct_ibv_pd](pd), p[C.struct_ibv_cq](scq), p[C.struct_ibv_cq](rcq),
 		C.int(c.SendDepth), C.int(c.RecvDepth), C.int(c.MaxInline), &qpn, &inl)
 	if qp == nil {
 		return nil, 0, 0, errnoOr(err)
@@ -614,13 +269,13 @@ func (cImpl) createQP(pd, scq, rcq handle, c Caps) (handle, uint32, int, error) 
 	return h(qp), uint32(qpn), int(inl), nil
 }
 
-func (cImpl) createQPOnID(id any, pd, scq, rcq handle, c Caps) (handle, uint32, int, error) {
+func (cImpl) createQPOnID(id *rdmacm.ID, pd, scq, rcq handle, c Caps) (handle, uint32, int, error) {
 	var qp *C.struct_ibv_qp
 	var qpn C.uint32_t
 	var inl C.int
 	err := cmraw.With(id, func(cmid unsafe.Pointer) error {
 		var err error
-		qp, err = C.rb_create_qp_on_id((*C.struct_rdma_cm_id)(cmid), p[C.struct_ibv_pd](pd),
+		qp, err = C.rbv_create_qp_on_id((*C.struct_rdma_cm_id)(cmid), p[C.struct_ibv_pd](pd),
 			p[C.struct_ibv_cq](scq), p[C.struct_ibv_cq](rcq),
 			C.int(c.SendDepth), C.int(c.RecvDepth), C.int(c.MaxInline), &qpn, &inl)
 		if qp == nil {
@@ -634,10 +289,10 @@ func (cImpl) createQPOnID(id any, pd, scq, rcq handle, c Caps) (handle, uint32, 
 	return h(qp), uint32(qpn), int(inl), nil
 }
 
-func (cImpl) destroyQP(qp handle, id any) error {
+func (cImpl) destroyQP(qp handle, id *rdmacm.ID) error {
 	if id != nil {
 		err := cmraw.With(id, func(cmid unsafe.Pointer) error {
-			if r, err := C.rb_destroy_qp_on_id((*C.struct_rdma_cm_id)(cmid), p[C.struct_ibv_qp](qp)); r != 0 {
+			if r, err := C.rbv_destroy_qp_on_id((*C.struct_rdma_cm_id)(cmid), p[C.struct_ibv_qp](qp)); r != 0 {
 				return errnoOr(err)
 			}
 			return nil
@@ -647,14 +302,14 @@ func (cImpl) destroyQP(qp handle, id any) error {
 		}
 		// The id is gone already: its QP is still ours to destroy.
 	}
-	if r, err := C.rb_destroy_qp(p[C.struct_ibv_qp](qp)); r != 0 {
+	if r, err := C.rbv_destroy_qp(p[C.struct_ibv_qp](qp)); r != 0 {
 		return errnoOr(err)
 	}
 	return nil
 }
 
 func (cImpl) toInit(qp handle, port int, access Access) error {
-	if r, err := C.rb_to_init(p[C.struct_ibv_qp](qp), C.int(port), C.int(access)); r != 0 {
+	if r, err := C.rbv_to_init(p[C.struct_ibv_qp](qp), C.int(port), C.int(access)); r != 0 {
 		return errnoOr(err)
 	}
 	return nil
@@ -662,10 +317,10 @@ func (cImpl) toInit(qp handle, port int, access Access) error {
 
 func (cImpl) toRTR(qp handle, a RTRAttr) error {
 	var gid [16]C.uint8_t
-	for i := range gid {
-		gid[i] = C.uint8_t(a.DGID[i])
+	for i, b := range a.DGID.As16() {
+		gid[i] = C.uint8_t(b)
 	}
-	r, err := C.rb_to_rtr(p[C.struct_ibv_qp](qp), C.int(a.Port), C.int(a.MTU), C.uint32_t(a.DestQPN),
+	r, err := C.rbv_to_rtr(p[C.struct_ibv_qp](qp), C.int(a.Port), C.int(a.MTU), C.uint32_t(a.DestQPN),
 		C.uint32_t(a.RQPSN), &gid[0], C.int(a.SGIDIndex), C.int(a.DLID), C.int(a.MinRNRTimer))
 	if r != 0 {
 		return errnoOr(err)
@@ -674,21 +329,21 @@ func (cImpl) toRTR(qp handle, a RTRAttr) error {
 }
 
 func (cImpl) toRTS(qp handle, a RTSAttr) error {
-	if r, err := C.rb_to_rts(p[C.struct_ibv_qp](qp), C.uint32_t(a.SQPSN), C.int(a.Timeout), C.int(a.RetryCount), C.int(a.RNRRetry)); r != 0 {
+	if r, err := C.rbv_to_rts(p[C.struct_ibv_qp](qp), C.uint32_t(a.SQPSN), C.int(a.Timeout), C.int(a.RetryCount), C.int(a.RNRRetry)); r != 0 {
 		return errnoOr(err)
 	}
 	return nil
 }
 
 func (cImpl) toErr(qp handle) error {
-	if r, err := C.rb_to_err(p[C.struct_ibv_qp](qp)); r != 0 {
+	if r, err := C.rbv_to_err(p[C.struct_ibv_qp](qp)); r != 0 {
 		return errnoOr(err)
 	}
 	return nil
 }
 
 func (cImpl) postSend(qp handle, w SendWR) error {
-	r, err := C.rb_post_send(p[C.struct_ibv_qp](qp), C.uint64_t(w.ID), C.int(w.Op), C.uintptr_t(w.Addr),
+	r, err := C.rbv_post_send(p[C.struct_ibv_qp](qp), C.uint64_t(w.ID), C.int(w.Op), C.uintptr_t(w.Addr),
 		C.uint32_t(w.Len), C.uint32_t(w.LKey), C.uint32_t(w.Imm), C.uint64_t(w.RemoteAddr),
 		C.uint32_t(w.RKey), C.int(w.Flags))
 	if r != 0 {
@@ -698,7 +353,7 @@ func (cImpl) postSend(qp handle, w SendWR) error {
 }
 
 func (cImpl) postRecv(qp handle, id uint64, addr uintptr, length, lkey uint32) error {
-	if r, err := C.rb_post_recv(p[C.struct_ibv_qp](qp), C.uint64_t(id), C.uintptr_t(addr), C.uint32_t(length), C.uint32_t(lkey)); r != 0 {
+	if r, err := C.rbv_post_recv(p[C.struct_ibv_qp](qp), C.uint64_t(id), C.uintptr_t(addr), C.uint32_t(length), C.uint32_t(lkey)); r != 0 {
 		return errnoOr(err)
 	}
 	return nil

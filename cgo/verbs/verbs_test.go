@@ -4,6 +4,7 @@ import (
 	"errors"
 	"testing"
 
+	"github.com/rdmabind/rdmabind/cgo/rdmacm"
 	"golang.org/x/sys/unix"
 )
 
@@ -29,12 +30,17 @@ func TestRegion(t *testing.T) {
 
 func TestWCError(t *testing.T) {
 	for _, c := range []struct {
-		st   uint32
+		st   WCStatus
 		want error
-	}{{WCFlushErr, unix.ECANCELED}, {12, unix.ETIMEDOUT}, {13, unix.ETIMEDOUT}, {4, unix.EIO}} {
+	}{
+		{WCFlushErr, unix.ECANCELED},
+		{WCRetryExcErr, unix.ETIMEDOUT},
+		{WCRNRRetryExcErr, unix.ETIMEDOUT},
+		{WCLocProtErr, unix.EIO},
+	} {
 		err := WC{Status: c.st, ID: 3}.Err()
 		if !errors.Is(err, c.want) {
-			t.Errorf("status %d: %v does not match %v", c.st, err, c.want)
+			t.Errorf("status %v: %v does not match %v", c.st, err, c.want)
 		}
 	}
 	if (WC{}).Err() != nil {
@@ -42,6 +48,34 @@ func TestWCError(t *testing.T) {
 	}
 	if MTU(3).Bytes() != 1024 || MTU(0).Bytes() != 0 {
 		t.Error("MTU bytes")
+	}
+}
+
+// The names are the libibverbs enum values' (their numbers are checked
+// against the C header at compile time), and the error says which.
+func TestWCNames(t *testing.T) {
+	for _, c := range []struct {
+		got, want string
+	}{
+		{WCSuccess.String(), "IBV_WC_SUCCESS"},
+		{WCFlushErr.String(), "IBV_WC_WR_FLUSH_ERR"},
+		{WCLocAccessErr.String(), "IBV_WC_LOC_ACCESS_ERR"},
+		{WCTMRndvIncomplete.String(), "IBV_WC_TM_RNDV_INCOMPLETE"},
+		{WCStatus(99).String(), "WCStatus(99)"},
+		{WCRecv.String(), "IBV_WC_RECV"},
+		{WCRecvRDMAImm.String(), "IBV_WC_RECV_RDMA_WITH_IMM"},
+		{WCOpcode(77).String(), "WCOpcode(77)"},
+		{WC{Status: WCFlushErr, ID: 3}.Err().Error(), "work completion 3: IBV_WC_WR_FLUSH_ERR"},
+	} {
+		if c.got != c.want {
+			t.Errorf("%q, want %q", c.got, c.want)
+		}
+	}
+	if (WC{Flags: WCWithImm | WCGRH}).HasImm() != true || (WC{Flags: WCGRH}).HasImm() {
+		t.Error("HasImm")
+	}
+	if WCRecvRDMAImm&WCRecv == 0 || WCRDMAWrite&WCRecv != 0 {
+		t.Error("WCRecv is not the receive bit")
 	}
 }
 
@@ -57,5 +91,20 @@ func TestOpenDeviceMissing(t *testing.T) {
 	}
 	if impl != nil && !errors.Is(err, unix.ENODEV) && !errors.Is(err, unix.ENOSYS) {
 		t.Logf("OpenDevice: %v", err)
+	}
+}
+
+// A nil *rdmacm.ID is a closed one, never a crash (a value of another
+// type no longer compiles).
+func TestContextOfNilID(t *testing.T) {
+	_, err := ContextOf(nil)
+	if impl == nil {
+		if !errors.Is(err, ErrNotSupported) {
+			t.Fatalf("without cgo: %v, want ErrNotSupported", err)
+		}
+		return
+	}
+	if !errors.Is(err, rdmacm.ErrClosed) {
+		t.Fatalf("ContextOf(nil): %v, want rdmacm.ErrClosed", err)
 	}
 }
