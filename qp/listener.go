@@ -16,7 +16,6 @@ import (
 // through the steering), so a standby's Listener accepts once it has taken
 // over.
 type Listener struct {
-	s    *bindcore.Socket
 	ep   bindcore.Endpoint
 	opts Options
 
@@ -44,12 +43,23 @@ func NewListener(s *bindcore.Socket, o *Options) (*Listener, error) {
 	if _, err := s.ListenState(); err != nil {
 		return nil, fmt.Errorf("qp listen %v: %w", ep.Local, err)
 	}
-	l := &Listener{s: s, ep: ep, opts: o.withDefaults(), conns: make(chan *Conn, 64), errs: make(chan error, 64)}
-	l.ctx, l.cancel = context.WithCancel(context.Background())
+	l := newListener(ep, o.withDefaults())
 	l.wg.Add(2)
-	go l.loopRDMA()
-	go l.loopTCP()
+	go acceptLoop(l, "cm", s.AcceptRDMA, func(ctx context.Context, req bindcore.RDMARequest) (*Conn, error) {
+		return acceptCM(ctx, ep.Local, req, l.opts)
+	})
+	go acceptLoop(l, "tcp", s.AcceptTCP, func(ctx context.Context, tc net.Conn) (*Conn, error) {
+		return acceptRendezvous(ctx, ep, tc, l.opts, openVerbsQP)
+	})
 	return l, nil
+}
+
+// newListener is a Listener with no accept loop yet: NewListener starts
+// one per transport (acceptLoop), the tests their own.
+func newListener(ep bindcore.Endpoint, o Options) *Listener {
+	l := &Listener{ep: ep, opts: o, conns: make(chan *Conn, 64), errs: make(chan error, 64)}
+	l.ctx, l.cancel = context.WithCancel(context.Background())
+	return l
 }
 
 func (l *Listener) deliver(c *Conn, err error) {
@@ -69,18 +79,6 @@ func (l *Listener) deliver(c *Conn, err error) {
 
 func (l *Listener) setupCtx() (context.Context, context.CancelFunc) {
 	return context.WithTimeout(l.ctx, l.opts.SetupTimeout)
-}
-
-func (l *Listener) loopRDMA() {
-	acceptLoop(l, "cm", l.s.AcceptRDMA, func(ctx context.Context, req bindcore.RDMARequest) (*Conn, error) {
-		return acceptCM(ctx, l.ep.Local, req, l.opts)
-	})
-}
-
-func (l *Listener) loopTCP() {
-	acceptLoop(l, "tcp", l.s.AcceptTCP, func(ctx context.Context, tc net.Conn) (*Conn, error) {
-		return acceptRendezvous(ctx, l.ep, tc, l.opts)
-	})
 }
 
 // acceptLoop takes what next receives (an rdma_cm connect request or a TCP
