@@ -277,7 +277,9 @@ func (c *Conn) close() error {
 	if c.deadErr() == nil {
 		c.sayBye(time.Second)
 	}
+	c.sq.Lock() // a Send posts under c.sq: it posts before this, or sees closing
 	c.closing.Store(true)
+	c.sq.Unlock()
 	c.link.disconnect()
 	c.t.setError()
 	c.wake()

@@ -54,6 +54,9 @@ type fakeNet struct {
 	dropDelay time.Duration
 	// flushDelay: how long after the error state the flush completes.
 	flushDelay time.Duration
+	// afterSetError, when set, runs when transport.setError has flushed,
+	// before it returns (a slow modify_qp).
+	afterSetError func(e *fakeEnd)
 }
 
 func newFakeNet(t testing.TB) *fakeNet {
@@ -85,6 +88,7 @@ type fakeEnd struct {
 	recvs    []fakeRecv // posted receives, oldest first
 	out      []*fakeWR  // posted sends not delivered yet, in order
 	sendsOut int        // posted sends not completed
+	posts    int        // postSend calls
 	errState bool
 	dead     bool // dropped: its process died
 	closed   bool
@@ -382,6 +386,12 @@ func (e *fakeEnd) tearNextCredit() {
 	e.n.mu.Unlock()
 }
 
+func (e *fakeEnd) postCount() int {
+	e.n.mu.Lock()
+	defer e.n.mu.Unlock()
+	return e.posts
+}
+
 func (e *fakeEnd) opCount(op wrOp) int {
 	e.n.mu.Lock()
 	defer e.n.mu.Unlock()
@@ -407,6 +417,7 @@ func (e *fakeEnd) postSend(w sendWR) error {
 	n.mu.Lock()
 	defer n.mu.Unlock()
 	e.use("postSend")
+	e.posts++
 	if e.closed {
 		return fmt.Errorf("fake post send: %w", errFakeClosed)
 	}
@@ -470,10 +481,14 @@ func (e *fakeEnd) postRecv(id uint64, off, size int) error {
 
 func (e *fakeEnd) setError() error {
 	e.n.mu.Lock()
-	defer e.n.mu.Unlock()
 	if !e.closed {
 		e.n.setErrorLocked(e)
 		e.n.pumpLocked()
+	}
+	hook := e.n.afterSetError
+	e.n.mu.Unlock()
+	if hook != nil {
+		hook(e)
 	}
 	return nil
 }

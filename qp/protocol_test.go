@@ -688,6 +688,36 @@ func TestCloseDuringBlockedSendAndRecv(t *testing.T) {
 	}
 }
 
+// TestCloseWakingSendByFlushReturnsErrClosed: a Send waiting for a send
+// buffer may be woken by the flush of Close's error state (the flushed
+// sends free their buffers) before Close's deadline wake-up; it must still
+// fail with ErrClosed, not post into the dead QP and report success. The
+// fake's setError waits for the Send to try to post, so that this order is
+// the one that happens.
+func TestCloseWakingSendByFlushReturnsErrClosed(t *testing.T) {
+	o := small()
+	o.SendDepth = 2
+	a, _, ea, _, n := fakePair(t, o, small())
+	n.hold()
+	mustSend(t, a, msg(1, 10))
+	mustSend(t, a, msg(2, 10))
+	done := sendAsync(a, msg(3, 10))
+	blocked(t, done, 30*time.Millisecond, "Send with no free send buffer")
+	n.afterSetError = func(e *fakeEnd) {
+		if e != ea {
+			return
+		}
+		posts := e.postCount()
+		for end := time.Now().Add(200 * time.Millisecond); e.postCount() == posts && time.Now().Before(end); {
+			time.Sleep(time.Millisecond)
+		}
+	}
+	go a.Close()
+	if err := within(t, done, 3*time.Second, "Send after Close"); !errors.Is(err, ErrClosed) {
+		t.Fatalf("Send woken by Close's flush: %v, want ErrClosed", err)
+	}
+}
+
 // TestCloseTwice: the second Close returns nil, and Send and Recv after
 // Close fail with ErrClosed.
 func TestCloseTwice(t *testing.T) {

@@ -55,7 +55,11 @@ func (c *Conn) Send(p []byte) error {
 			wr.op, wr.imm = opSendImm, immData
 		}
 		c.sq.Lock()
-		err = c.t.postSend(wr)
+		// Close may have come while we waited (its flush frees send
+		// buffers too): under c.sq, closing is final.
+		if err = c.broken(); err == nil {
+			err = c.t.postSend(wr)
+		}
 		if err == nil {
 			c.sq.out++
 		} else {
@@ -152,6 +156,10 @@ func (c *Conn) sendBulk(p []byte) (bool, error) {
 	if c.sq.bulkBusy {
 		c.sq.Unlock()
 		return false, nil
+	}
+	if err := c.broken(); err != nil {
+		c.sq.Unlock()
+		return true, c.opErr("send", err)
 	}
 	copy(c.mem[c.lay.bulkOut:c.lay.bulkOut+n], p)
 	err := c.t.postSend(sendWR{
