@@ -62,13 +62,19 @@ func newListener(ep bindcore.Endpoint, o Options) *Listener {
 	return l
 }
 
+// deliver hands a connection to Accept, or a failed handshake to
+// SetupErrors: when 64 wait there, the oldest is dropped for it.
 func (l *Listener) deliver(c *Conn, err error) {
-	if err != nil {
+	for err != nil {
 		select {
 		case l.errs <- err:
+			return
 		default:
 		}
-		return
+		select {
+		case <-l.errs:
+		default:
+		}
 	}
 	select {
 	case l.conns <- c:
