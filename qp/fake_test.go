@@ -54,6 +54,9 @@ type fakeNet struct {
 	dropDelay time.Duration
 	// flushDelay: how long after the error state the flush completes.
 	flushDelay time.Duration
+	// lateAcks: successful send completions wait for ack (the peer's
+	// acknowledgement is slow), after the delivery.
+	lateAcks bool
 	// afterSetError, when set, runs when transport.setError has flushed,
 	// before it returns (a slow modify_qp).
 	afterSetError func(e *fakeEnd)
@@ -85,10 +88,11 @@ type fakeEnd struct {
 	scq, rcq *fakeCQ
 	link     *fakeLink
 
-	recvs    []fakeRecv // posted receives, oldest first
-	out      []*fakeWR  // posted sends not delivered yet, in order
-	sendsOut int        // posted sends not completed
-	posts    int        // postSend calls
+	recvs    []fakeRecv   // posted receives, oldest first
+	out      []*fakeWR    // posted sends not delivered yet, in order
+	sendsOut int          // posted sends not completed
+	posts    int          // postSend calls
+	late     []completion // completions lateAcks holds back
 	errState bool
 	dead     bool // dropped: its process died
 	closed   bool
@@ -356,8 +360,25 @@ func (n *fakeNet) flushLocked(e *fakeEnd) {
 }
 
 func (e *fakeEnd) complete(c completion) {
+	if e.n.lateAcks && c.err == nil {
+		e.late = append(e.late, c)
+		return
+	}
 	e.sendsOut--
 	e.scq.push(c)
+}
+
+// ack completes the sends whose acknowledgement lateAcks held back.
+func (n *fakeNet) ack() {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	n.lateAcks = false
+	for _, e := range n.ends {
+		for _, c := range e.late {
+			e.complete(c)
+		}
+		e.late = nil
+	}
 }
 
 // use checks that the transport is not used after close.
@@ -682,7 +703,7 @@ func (q *fakeCQ) poll(out []completion) (int, error) {
 
 func (q *fakeCQ) pollSpin(out []completion, d time.Duration) (int, error) {
 	defer q.enter("pollSpin")()
-	end := time.Now().Add(d)
+	end := time.Now().Add(min(d, time.Millisecond)) // as verbs.CQ.PollSpin
 	for {
 		q.mu.Lock()
 		n, err := q.takeLocked(out)

@@ -148,7 +148,7 @@ func TestCreditExhaustionBlocksSendUntilAQuarterIsReturned(t *testing.T) {
 	if w := eb.opCount(opWrite); w != 1 {
 		t.Fatalf("credit writes after 2 buffers re-posted: %d, want 1", w)
 	}
-	if err := within(t, done, time.Second, "Send after 2 credits came back"); err != nil {
+	if err := within(t, done, 5*time.Second, "Send after 2 credits came back"); err != nil {
 		t.Fatal(err)
 	}
 	for _, m := range sent[2:] {
@@ -173,7 +173,7 @@ func TestCreditQuarterRuleLeavesSenderCreditWhileReceiverWaits(t *testing.T) {
 			m := msg(k, k*64-k%3)
 			done := sendAsync(a, m)
 			recvCheck(t, b, m)
-			if err := within(t, done, time.Second, "Send"); err != nil {
+			if err := within(t, done, 5*time.Second, "Send"); err != nil {
 				t.Fatal(err)
 			}
 			b.recvMu.Lock()
@@ -211,7 +211,7 @@ func TestChunkingSplitsMessagesLargerThanAChunk(t *testing.T) {
 		s0, i0 := ea.opCount(opSend), ea.opCount(opSendImm)
 		done := sendAsync(a, m)
 		recvCheck(t, b, m)
-		if err := within(t, done, time.Second, "Send"); err != nil {
+		if err := within(t, done, 5*time.Second, "Send"); err != nil {
 			t.Fatal(err)
 		}
 		chunks := max((size+63)/64, 1)
@@ -241,7 +241,7 @@ func TestBulkPathOneWriteWithImmediate(t *testing.T) {
 		w0, s0 := ea.opCount(opWriteImm), ea.opCount(opSend)+ea.opCount(opSendImm)
 		done := sendAsync(a, m)
 		recvCheck(t, b, m)
-		if err := within(t, done, time.Second, "Send"); err != nil {
+		if err := within(t, done, 5*time.Second, "Send"); err != nil {
 			t.Fatal(err)
 		}
 		w, s := ea.opCount(opWriteImm)-w0, ea.opCount(opSend)+ea.opCount(opSendImm)-s0
@@ -260,7 +260,7 @@ func TestBulkPathOneWriteWithImmediate(t *testing.T) {
 	m := msg(9, 5000)
 	done := sendAsync(a, m)
 	recvCheck(t, b, m)
-	within(t, done, time.Second, "Send")
+	within(t, done, 5*time.Second, "Send")
 	if w := ea.opCount(opWriteImm); w != 0 {
 		t.Errorf("%d RDMA WRITEs to a peer without a bulk area", w)
 	}
@@ -291,9 +291,39 @@ func TestBulkAreaBusyFallsBackToSends(t *testing.T) {
 	}
 	done := sendAsync(a, m3)
 	recvCheck(t, b, m3)
-	within(t, done, time.Second, "Send")
+	within(t, done, 5*time.Second, "Send")
 	if w := ea.opCount(opWriteImm); w != 2 {
 		t.Fatalf("third message: %d writes in all, want 2 (bulk path again)", w)
+	}
+	noRNR(t, n)
+}
+
+// TestBulkStagingBusyFallsBackToSends: while our last bulk write is not
+// acknowledged (the NIC may still read our staging area), the next long
+// message goes as SENDs even though the peer's area is free again; once
+// it is, the bulk path is used again.
+func TestBulkStagingBusyFallsBackToSends(t *testing.T) {
+	a, b, ea, _, n := fakePair(t, bulkOpts(), bulkOpts())
+	n.mu.Lock()
+	n.lateAcks = true
+	n.mu.Unlock()
+	m1, m2, m3 := msg(1, 3000), msg(2, 1500), msg(3, 4000)
+	mustSend(t, a, m1)
+	recvCheck(t, b, m1)
+	if _, free := a.credits(); !free {
+		t.Fatal("the peer's area reads busy after it consumed the message")
+	}
+	mustSend(t, a, m2)
+	if w := ea.opCount(opWriteImm); w != 1 {
+		t.Fatalf("%d bulk writes with the staging area not acknowledged, want 1 (m2 as SENDs)", w)
+	}
+	recvCheck(t, b, m2)
+	n.ack()
+	done := sendAsync(a, m3)
+	recvCheck(t, b, m3)
+	within(t, done, 5*time.Second, "Send")
+	if w := ea.opCount(opWriteImm); w != 2 {
+		t.Fatalf("%d bulk writes after the acknowledgement, want 2", w)
 	}
 	noRNR(t, n)
 }
@@ -336,7 +366,7 @@ func TestTornCreditWordIgnored(t *testing.T) {
 	blocked(t, done, 100*time.Millisecond, "Send with a torn credit word (trusting it would give 2 credits)")
 
 	n.finishTear(ea)
-	if err := within(t, done, time.Second, "Send after the credit word is whole"); err != nil {
+	if err := within(t, done, 5*time.Second, "Send after the credit word is whole"); err != nil {
 		t.Fatal(err)
 	}
 	for _, m := range append(sent[4:], last) {
@@ -380,8 +410,14 @@ func TestGoodbyeGivesEOFAfterEveryMessage(t *testing.T) {
 // when the device does not flush the posted receives (as rxe sometimes
 // does not): the waiters are woken by deadline too.
 func TestPeerDeathGivesECONNRESET(t *testing.T) {
-	for _, flush := range []bool{true, false} {
-		_, b, ea, _, n := fakePair(t, small(), small())
+	for _, c := range []struct {
+		flush bool
+		spin  time.Duration
+	}{{true, -1}, {false, -1}, {true, time.Second}} {
+		flush := c.flush
+		o := small()
+		o.Spin = c.spin
+		_, b, ea, _, n := fakePair(t, small(), o)
 		n.noRecvFlush = !flush
 		n.dropDelay = 20 * time.Millisecond
 		for i := range 8 {
@@ -392,11 +428,11 @@ func TestPeerDeathGivesECONNRESET(t *testing.T) {
 		blocked(t, recvDone, 20*time.Millisecond, "Recv")
 		start := time.Now()
 		n.drop(ea)
-		r := within(t, recvDone, time.Second, "Recv after the peer's death")
+		r := within(t, recvDone, 5*time.Second, "Recv after the peer's death")
 		if !errors.Is(r.err, unix.ECONNRESET) {
 			t.Fatalf("flush %v: Recv after the peer's death: %v, want ECONNRESET", flush, r.err)
 		}
-		if err := within(t, sendDone, time.Second, "Send after the peer's death"); !errors.Is(err, unix.ECONNRESET) {
+		if err := within(t, sendDone, 5*time.Second, "Send after the peer's death"); !errors.Is(err, unix.ECONNRESET) {
 			t.Fatalf("flush %v: Send after the peer's death: %v, want ECONNRESET", flush, err)
 		}
 		if err := b.Send([]byte("x")); !errors.Is(err, unix.ECONNRESET) || !strings.Contains(err.Error(), "qp send 10.77.0.2:7002->10.77.0.1:7001") {
@@ -405,7 +441,7 @@ func TestPeerDeathGivesECONNRESET(t *testing.T) {
 		t.Logf("flush %v: Recv failed %v after the death", flush, time.Since(start).Round(time.Millisecond))
 		start = time.Now()
 		b.Close()
-		if d := time.Since(start); d > 500*time.Millisecond {
+		if d := time.Since(start); d > 900*time.Millisecond {
 			t.Errorf("flush %v: Close of the broken connection took %v; the drain should stop when nothing completes", flush, d)
 		}
 	}
@@ -429,13 +465,47 @@ func TestFailedWorkRequestBreaksConnection(t *testing.T) {
 	}
 }
 
+// TestReceiveCompletionErrorBreaksConnection: a receive that completes in
+// error (here a peer's SEND longer than our buffer, a local length error)
+// breaks the connection with ECONNRESET and the completion's errno.
+func TestReceiveCompletionErrorBreaksConnection(t *testing.T) {
+	a, b, _, _, _ := fakePair(t, &Options{Chunk: 128, RecvDepth: 8, Bulk: -1, Spin: -1}, small())
+	a.sq.Lock()
+	err := a.t.postSend(sendWR{op: opSendImm, imm: immData, off: a.lay.sendAt(0), n: 128})
+	a.sq.out++
+	a.sq.Unlock()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := b.Recv(make([]byte, 200)); !errors.Is(err, unix.ECONNRESET) || !errors.Is(err, unix.EIO) {
+		t.Fatalf("Recv of a receive completed in error: %v, want ECONNRESET and EIO", err)
+	}
+}
+
+// TestCloseWhoseGoodbyeFailsStillCloses: when the goodbye cannot be
+// posted, Close still frees everything; the peer learns of the end from
+// the link (ECONNRESET), not from a goodbye (io.EOF).
+func TestCloseWhoseGoodbyeFailsStillCloses(t *testing.T) {
+	a, b, ea, _, n := fakePair(t, small(), small())
+	ea.failSendAfter(0, unix.ENOMEM)
+	if err := a.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if got := n.events("a: transport closed"); len(got) != 1 {
+		t.Fatalf("transport closed %d times", len(got))
+	}
+	if _, err := b.Recv(nil); !errors.Is(err, unix.ECONNRESET) {
+		t.Fatalf("peer's Recv: %v, want ECONNRESET", err)
+	}
+}
+
 // TestDeviceRemovalEventBreaksConnection: a device removal the link
 // reports breaks the connection with unix.ENETDOWN.
 func TestDeviceRemovalEventBreaksConnection(t *testing.T) {
 	_, b, _, eb, _ := fakePair(t, small(), small())
 	r := recvAsync(b, 10)
 	eb.event(errors.Join(errors.New("RDMA_CM_EVENT_DEVICE_REMOVAL"), unix.ENETDOWN))
-	if res := within(t, r, time.Second, "Recv"); !errors.Is(res.err, unix.ENETDOWN) {
+	if res := within(t, r, 5*time.Second, "Recv"); !errors.Is(res.err, unix.ENETDOWN) {
 		t.Fatalf("Recv after a device removal: %v, want ENETDOWN", res.err)
 	}
 }
@@ -457,7 +527,7 @@ func TestReadDeadlineOnIdleConnectionThenGoesOn(t *testing.T) {
 	r := recvAsync(b, 8)
 	blocked(t, r, 20*time.Millisecond, "Recv")
 	b.SetReadDeadline(time.Now())
-	if res := within(t, r, time.Second, "Recv"); !errors.Is(res.err, os.ErrDeadlineExceeded) {
+	if res := within(t, r, 5*time.Second, "Recv"); !errors.Is(res.err, os.ErrDeadlineExceeded) {
 		t.Fatalf("Recv whose deadline was set while it waited: %v", res.err)
 	}
 
@@ -538,8 +608,15 @@ func TestWriteDeadlineMidMessageBreaksConnection(t *testing.T) {
 // (its posted sends not completed: the wire is held) fails at its
 // deadline.
 func TestWriteDeadlineOutOfSendBuffers(t *testing.T) {
+	for _, spin := range []time.Duration{-1, time.Second} {
+		writeDeadlineOutOfSendBuffers(t, spin)
+	}
+}
+
+func writeDeadlineOutOfSendBuffers(t *testing.T, spin time.Duration) {
 	o := small()
 	o.SendDepth = 2
+	o.Spin = spin
 	a, b, _, _, n := fakePair(t, o, small())
 	n.hold()
 	mustSend(t, a, msg(1, 10))
@@ -552,7 +629,7 @@ func TestWriteDeadlineOutOfSendBuffers(t *testing.T) {
 	done := sendAsync(a, msg(3, 10))
 	blocked(t, done, 20*time.Millisecond, "Send with no free send buffer")
 	n.release()
-	if err := within(t, done, time.Second, "Send after the wire moved"); err != nil {
+	if err := within(t, done, 5*time.Second, "Send after the wire moved"); err != nil {
 		t.Fatal(err)
 	}
 	for i := 1; i <= 3; i++ {
@@ -575,7 +652,7 @@ func TestRecvTruncatesLongMessageAndGoesOn(t *testing.T) {
 		if !errors.Is(err, ErrTruncated) || got != 100 || !bytes.Equal(buf, m[:100]) {
 			t.Fatalf("message %d of 1000 bytes into 100: %d, %v; start equal: %v", i, got, err, bytes.Equal(buf, m[:100]))
 		}
-		within(t, done, time.Second, "Send")
+		within(t, done, 5*time.Second, "Send")
 	}
 	m := msg(99, 50)
 	mustSend(t, a, m)
@@ -640,7 +717,7 @@ func TestCloseOfBrokenConnectionSkipsGoodbyeAndDrainIsBounded(t *testing.T) {
 	}
 	start := time.Now()
 	a.Close()
-	if d := time.Since(start); d > 500*time.Millisecond {
+	if d := time.Since(start); d > 900*time.Millisecond {
 		t.Fatalf("Close took %v", d)
 	}
 	got := n.events("a: ")
@@ -679,12 +756,12 @@ func TestCloseDuringBlockedSendAndRecv(t *testing.T) {
 		blocked(t, done, 30*time.Millisecond, why)
 		closed := make(chan error, 1)
 		go func() { closed <- a.Close() }()
-		err := within(t, done, 2*time.Second, why+" after Close")
+		err := within(t, done, 5*time.Second, why+" after Close")
 		if !errors.Is(err, ErrClosed) || !errors.Is(err, net.ErrClosed) {
 			t.Fatalf("%s: %v, want ErrClosed", why, err)
 		}
 		n.release()
-		within(t, closed, 2*time.Second, "Close")
+		within(t, closed, 5*time.Second, "Close")
 	}
 }
 

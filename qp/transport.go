@@ -57,7 +57,8 @@ type transport interface {
 type cq interface {
 	// poll copies up to len(out) completions into out; 0 when none.
 	poll(out []completion) (int, error)
-	// pollSpin is poll busy-polling for up to d until one is there.
+	// pollSpin is poll busy-polling for up to d until one is there; it
+	// may give up sooner (verbs: after 1 ms), returning 0.
 	pollSpin(out []completion, d time.Duration) (int, error)
 	// pollArm is poll, then, when nothing was there, arm and poll again.
 	pollArm(out []completion) (int, error)
