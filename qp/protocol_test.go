@@ -874,7 +874,7 @@ func TestBulkWriteBreakingProtocolIsErrProtocol(t *testing.T) {
 	}
 }
 
-// TestEchoRandomSizesBothWays: 300 messages of 0 B to 200 KiB each way at
+// TestEchoRandomSizesBothWays: 300 messages of 1 B to 128 KiB each way at
 // once, over chunks, the bulk path and its fallback, every byte checked,
 // no RNR.
 func TestEchoRandomSizesBothWays(t *testing.T) {
