@@ -37,7 +37,8 @@ import (
 // Injection points: hold and release (or allow k more) deliveries, a post
 // that fails, a credit write that lands torn, a peer that dies (its QP
 // gone, its link's end reported after a delay), link events, receives
-// that are not flushed (as rxe sometimes does not).
+// that are not flushed (as rxe sometimes does not), a flush that comes
+// late, acknowledgements that come late, a slow setError.
 type fakeNet struct {
 	t  testing.TB
 	mu sync.Mutex
