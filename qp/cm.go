@@ -33,21 +33,30 @@ func waitEvent(ctx context.Context, ch *rdmacm.EventChannel, want rdmacm.EventTy
 		if err != nil {
 			return ev, err
 		}
-		switch {
-		case ev.Type == want:
-			return ev, nil
-		case ev.Type == rdmacm.EventRejected:
-			return ev, ev.Err()
-		case ev.Type == rdmacm.EventUnreachable:
-			return ev, fmt.Errorf("%v: %w", ev.Type, errors.Join(ev.Err(), unix.EHOSTUNREACH))
-		case ev.Err() != nil:
-			return ev, ev.Err()
-		case ev.Type == rdmacm.EventDisconnected, ev.Type == rdmacm.EventDeviceRemoval,
-			ev.Type == rdmacm.EventAddrError, ev.Type == rdmacm.EventRouteError,
-			ev.Type == rdmacm.EventConnectError:
-			return ev, fmt.Errorf("%v while waiting for %v: %w", ev.Type, want, unix.ECONNABORTED)
+		if done, err := setupEvent(ev, want); done {
+			return ev, err
 		}
 	}
+}
+
+// setupEvent is what an event means to a setup waiting for want: done with
+// the error (nil for want itself), or not done (an event to skip).
+func setupEvent(ev rdmacm.Event, want rdmacm.EventType) (bool, error) {
+	switch {
+	case ev.Type == want:
+		return true, nil
+	case ev.Type == rdmacm.EventRejected:
+		return true, ev.Err()
+	case ev.Type == rdmacm.EventUnreachable:
+		return true, fmt.Errorf("%v: %w", ev.Type, errors.Join(ev.Err(), unix.EHOSTUNREACH))
+	case ev.Err() != nil:
+		return true, ev.Err()
+	case ev.Type == rdmacm.EventDisconnected, ev.Type == rdmacm.EventDeviceRemoval,
+		ev.Type == rdmacm.EventAddrError, ev.Type == rdmacm.EventRouteError,
+		ev.Type == rdmacm.EventConnectError:
+		return true, fmt.Errorf("%v while waiting for %v: %w", ev.Type, want, unix.ECONNABORTED)
+	}
+	return false, nil
 }
 
 // dialCM connects from the socket's address, with an rdma_cm port of its
@@ -58,14 +67,15 @@ func dialCM(ctx context.Context, ep bindcore.Endpoint, remote netip.AddrPort, o 
 	if err != nil {
 		return nil, err
 	}
-	c = &Conn{mode: ModeCM, local: ep.Local, remote: remote, opts: o, ch: ch}
+	l := &cmLink{ch: ch}
+	c = &Conn{mode: ModeCM, local: ep.Local, remote: remote, opts: o, lay: newLayout(o), link: l}
 	defer func() {
 		if err != nil {
 			c.freeSetup()
 			c = nil
 		}
 	}()
-	if c.id, err = ch.CreateID(rdmacm.PortSpaceTCP); err != nil {
+	if l.id, err = ch.CreateID(rdmacm.PortSpaceTCP); err != nil {
 		return c, err
 	}
 	src := netip.AddrPortFrom(ep.Local.Addr(), 0)
@@ -73,22 +83,22 @@ func dialCM(ctx context.Context, ep bindcore.Endpoint, remote netip.AddrPort, o 
 		src = netip.AddrPort{}
 	}
 	tmo := timeoutOf(ctx, o)
-	if err = c.id.ResolveAddr(src, remote, tmo); err != nil {
+	if err = l.id.ResolveAddr(src, remote, tmo); err != nil {
 		return c, err
 	}
 	if _, err = waitEvent(ctx, ch, rdmacm.EventAddrResolved); err != nil {
 		return c, err
 	}
-	if err = c.id.ResolveRoute(tmo); err != nil {
+	if err = l.id.ResolveRoute(tmo); err != nil {
 		return c, err
 	}
 	if _, err = waitEvent(ctx, ch, rdmacm.EventRouteResolved); err != nil {
 		return c, err
 	}
-	if err = c.setupQPOnID(); err != nil {
+	if err = c.setupQPOnID(l.id); err != nil {
 		return c, err
 	}
-	if err = c.id.Connect(cmConnParam(c.hello(ep.Local.Port()))); err != nil {
+	if err = l.id.Connect(cmConnParam(c.hello(ep.Local.Port()))); err != nil {
 		return c, err
 	}
 	ev, err := waitEvent(ctx, ch, rdmacm.EventEstablished)
@@ -99,8 +109,7 @@ func dialCM(ctx context.Context, ep bindcore.Endpoint, remote netip.AddrPort, o 
 	if err != nil {
 		return c, err
 	}
-	c.init(peer)
-	go c.monitorCM()
+	c.start(peer)
 	return c, nil
 }
 
@@ -120,7 +129,7 @@ func acceptCM(ctx context.Context, local netip.AddrPort, req bindcore.RDMAReques
 	}
 	remote := req.ID.PeerAddr()
 	remote = netip.AddrPortFrom(remote.Addr().Unmap(), peer.port)
-	c = &Conn{mode: ModeCM, local: local, remote: remote, opts: o, ch: ch, id: req.ID}
+	c = &Conn{mode: ModeCM, local: local, remote: remote, opts: o, lay: newLayout(o), link: &cmLink{id: req.ID, ch: ch}}
 	defer func() {
 		if err != nil {
 			c.freeSetup()
@@ -130,87 +139,92 @@ func acceptCM(ctx context.Context, local netip.AddrPort, req bindcore.RDMAReques
 	if err = req.ID.Migrate(ch); err != nil {
 		return c, err
 	}
-	if err = c.setupQPOnID(); err != nil {
+	if err = c.setupQPOnID(req.ID); err != nil {
 		return c, err
 	}
-	if err = c.id.Accept(cmConnParam(c.hello(local.Port()))); err != nil {
+	if err = req.ID.Accept(cmConnParam(c.hello(local.Port()))); err != nil {
 		return c, err
 	}
 	if _, err = waitEvent(ctx, ch, rdmacm.EventEstablished); err != nil {
 		return c, err
 	}
-	c.init(peer)
-	go c.monitorCM()
+	c.start(peer)
 	return c, nil
 }
 
-// setupQPOnID allocates the resources on the id's device and creates the
+// setupQPOnID allocates the transport on the id's device and creates the
 // QP on the id (rdma_create_qp), with every receive buffer posted.
-func (c *Conn) setupQPOnID() error {
-	vctx, err := verbs.ContextOf(c.id)
+func (c *Conn) setupQPOnID(id *rdmacm.ID) error {
+	vctx, err := verbs.ContextOf(id)
 	if err != nil {
 		return err
 	}
-	if c.res, err = newResources(vctx, c.opts); err != nil {
+	t, err := newVerbsTransport(vctx, c.lay)
+	if err != nil {
 		return err
 	}
-	if c.res.qp, err = c.res.pd.CreateQPOnID(c.id, c.res.scq, c.res.rcq, c.res.caps()); err != nil {
+	c.setTransport(t)
+	if t.qp, err = t.pd.CreateQPOnID(id, t.scq.cq, t.rcq.cq, caps(c.lay)); err != nil {
 		return err
 	}
-	return c.res.postRecvs()
+	return c.postRecvs()
 }
 
-func (c *Conn) hello(port uint16) hello {
-	return hello{
-		mode:      c.mode,
-		port:      port,
-		recvDepth: uint32(c.res.nrecv - 1), // the extra buffer is the goodbye's
-		chunk:     uint32(c.res.chunk),
-		ctrlAddr:  c.res.ctrlAddr(),
-		ctrlKey:   c.res.mr.RKey(),
-		bulk:      uint8(c.res.bulk / bulkUnit),
-	}
+// cmLink is the link of an rdma_cm connection: its id, on an event channel
+// of its own.
+type cmLink struct {
+	id *rdmacm.ID
+	ch *rdmacm.EventChannel
 }
 
-// monitorCM watches the connection's events until its channel closes: a
+// watch reads the connection's events until its channel closes: a
 // disconnect, a device removal or any error breaks the connection.
-func (c *Conn) monitorCM() {
-	defer close(c.monDone)
+func (l *cmLink) watch(broke func(error)) {
 	for {
-		ev, err := c.ch.GetEvent(context.Background())
+		ev, err := l.ch.GetEvent(context.Background())
 		if err != nil {
-			if errors.Is(err, rdmacm.ErrClosed) {
-				return
+			if !errors.Is(err, rdmacm.ErrClosed) {
+				broke(fmt.Errorf("rdma_cm events: %w", err))
 			}
-			c.fail(fmt.Errorf("rdma_cm events: %w", err))
 			return
 		}
-		switch ev.Type {
-		case rdmacm.EventDisconnected:
-			c.fail(fmt.Errorf("peer disconnected (%v): %w", ev.Type, unix.ECONNRESET))
-		case rdmacm.EventDeviceRemoval:
-			c.fail(fmt.Errorf("%v: %w", ev.Type, unix.ENETDOWN))
-		case rdmacm.EventTimewaitExit, rdmacm.EventEstablished:
-		default:
-			if e := ev.Err(); e != nil {
-				c.fail(fmt.Errorf("%v: %w", ev.Type, e))
-			}
+		if err := establishedEvent(ev); err != nil {
+			broke(err)
 		}
 	}
 }
 
-// freeSetup frees what a failed setup got, in order.
-func (c *Conn) freeSetup() {
-	if c.res != nil {
-		c.res.free()
+// establishedEvent is what an event of an established connection means:
+// nil, or why the connection broke.
+func establishedEvent(ev rdmacm.Event) error {
+	switch ev.Type {
+	case rdmacm.EventDisconnected:
+		return fmt.Errorf("peer disconnected (%v): %w", ev.Type, unix.ECONNRESET)
+	case rdmacm.EventDeviceRemoval:
+		return fmt.Errorf("%v: %w", ev.Type, unix.ENETDOWN)
+	case rdmacm.EventTimewaitExit, rdmacm.EventEstablished:
+		return nil
 	}
-	if c.id != nil {
-		c.id.Close()
+	if e := ev.Err(); e != nil {
+		return fmt.Errorf("%v: %w", ev.Type, e)
 	}
-	if c.ch != nil {
-		c.ch.Close()
+	return nil
+}
+
+func (l *cmLink) disconnect() {
+	if l.id != nil {
+		l.id.Disconnect()
 	}
-	if c.tcp != nil {
-		c.tcp.Close()
+}
+
+// close destroys the id, then the channel (which ends watch).
+func (l *cmLink) close() error {
+	var errs []error
+	if l.id != nil {
+		errs = append(errs, l.id.Close())
 	}
+	if l.ch != nil {
+		errs = append(errs, l.ch.Close())
+	}
+	return errors.Join(errs...)
 }

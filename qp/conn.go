@@ -3,16 +3,12 @@ package qp
 import (
 	"errors"
 	"fmt"
-	"net"
 	"net/netip"
 	"sync"
 	"sync/atomic"
 	"time"
 
 	"golang.org/x/sys/unix"
-
-	"github.com/rdmabind/rdmabind/cgo/rdmacm"
-	"github.com/rdmabind/rdmabind/cgo/verbs"
 )
 
 // Conn is a connected RC queue pair of a bound socket, carrying messages:
@@ -29,13 +25,10 @@ type Conn struct {
 	local  netip.AddrPort // the socket's address and port
 	remote netip.AddrPort // the peer socket's address and port (its logical port)
 	opts   Options
-	res    *resources
-
-	// rdma_cm mode: the connection's own id and event channel.
-	id *rdmacm.ID
-	ch *rdmacm.EventChannel
-	// TCP mode: the rendezvous connection, kept as the liveness channel.
-	tcp net.Conn
+	lay    layout    // where everything sits in mem
+	t      transport // the QP and its memory (transport.go)
+	link   link      // the rdma_cm id and channel, or the rendezvous TCP connection
+	mem    []byte    // t.mem().buf
 
 	// What the peer told: its buffers, and where our credit returns go.
 	peerDepth    int
@@ -58,12 +51,12 @@ type Conn struct {
 		out      int // WRs posted and not completed
 		byeDone  bool
 		bulkBusy bool // the staging area is in a write not completed
-		wcs      [32]verbs.WC
+		wcs      [32]completion
 	}
 
 	recvMu   sync.Mutex
-	pending  []verbs.WC // polled, not consumed yet
-	pendBuf  [32]verbs.WC
+	pending  []completion // polled, not consumed yet
+	pendBuf  [32]completion
 	returned uint64 // receive buffers given back (re-posted)
 	written  uint64 // the last value written to the peer
 	bulkDone uint64 // bulk messages consumed
@@ -120,13 +113,13 @@ func (c *Conn) SetDeadline(t time.Time) error {
 // os.ErrDeadlineExceeded.
 func (c *Conn) SetReadDeadline(t time.Time) error {
 	c.rdl.Store(&t)
-	return c.res.rcq.SetDeadline(t)
+	return c.t.recvCQ().setDeadline(t)
 }
 
 // SetWriteDeadline bounds Send in the same way.
 func (c *Conn) SetWriteDeadline(t time.Time) error {
 	c.wdl.Store(&t)
-	return c.res.scq.SetDeadline(t)
+	return c.t.sendCQ().setDeadline(t)
 }
 
 func deadline(p *atomic.Pointer[time.Time]) time.Time {
@@ -141,7 +134,7 @@ func deadline(p *atomic.Pointer[time.Time]) time.Time {
 // wakes a waiting Recv or Send.
 func (c *Conn) fail(err error) {
 	if c.dead.CompareAndSwap(nil, &err) {
-		c.res.qp.Error()
+		c.t.setError()
 		c.wake()
 	}
 }
@@ -151,8 +144,8 @@ func (c *Conn) fail(err error) {
 // state, so the flush alone might not wake a Recv.
 func (c *Conn) wake() {
 	past := time.Unix(1, 0)
-	c.res.rcq.SetDeadline(past)
-	c.res.scq.SetDeadline(past)
+	c.t.recvCQ().setDeadline(past)
+	c.t.sendCQ().setDeadline(past)
 }
 
 func (c *Conn) deadErr() error {
@@ -182,25 +175,81 @@ func (c *Conn) brokenErr(op string) error {
 	return nil
 }
 
-// init finishes a connection whose QP is connected: the free lists.
-func (c *Conn) init(peer hello) {
+// start finishes a connection whose QP is connected (t and link set, the
+// receive buffers posted): the free lists, and the goroutine that watches
+// the link.
+func (c *Conn) start(peer hello) {
 	c.peerDepth = int(peer.recvDepth)
 	c.peerChunk = int(peer.chunk)
 	c.peerCtrl = peer.ctrlAddr
 	c.peerCtrlRKey = peer.ctrlKey
-	c.sendFrag = min(c.res.chunk, c.peerChunk)
+	c.sendFrag = min(c.lay.chunk, c.peerChunk)
 	c.peerBulk = int(peer.bulk) * bulkUnit
 	c.peerBulkAddr = peer.ctrlAddr + bulkDelta
-	c.sq.free = make([]int, c.res.nsend)
+	c.sq.free = make([]int, c.lay.nsend)
 	for i := range c.sq.free {
-		c.sq.free[i] = c.res.nsend - 1 - i
+		c.sq.free[i] = c.lay.nsend - 1 - i
 	}
 	c.sq.credFree = make([]int, creditSlots)
 	for i := range c.sq.credFree {
 		c.sq.credFree[i] = i
 	}
-	c.recvOut = c.res.nrecv
+	c.recvOut = c.lay.nrecv
 	c.monDone = make(chan struct{})
+	go c.watch()
+}
+
+// watch breaks the connection on what its link reports (a disconnect, the
+// peer's death, a device removal), until Close closes the link.
+func (c *Conn) watch() {
+	defer close(c.monDone)
+	c.link.watch(func(err error) {
+		if !c.closing.Load() {
+			c.fail(err)
+		}
+	})
+}
+
+// setTransport gives the connection its transport, whose memory was made
+// for c.lay.
+func (c *Conn) setTransport(t transport) {
+	c.t = t
+	c.mem = t.mem().buf
+}
+
+// postRecvs posts every receive buffer.
+func (c *Conn) postRecvs() error {
+	for i := 0; i < c.lay.nrecv; i++ {
+		if err := c.t.postRecv(uint64(i), c.lay.recvAt(i), c.lay.chunk); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// hello is our half of the handshake, for the socket's port.
+func (c *Conn) hello(port uint16) hello {
+	m := c.t.mem()
+	return hello{
+		mode:      c.mode,
+		port:      port,
+		recvDepth: uint32(c.lay.nrecv - 1), // the extra buffer is the goodbye's
+		chunk:     uint32(c.lay.chunk),
+		ctrlAddr:  m.addr + uint64(c.lay.ctrl),
+		ctrlKey:   m.rkey,
+		bulk:      uint8(c.lay.bulk / bulkUnit),
+	}
+}
+
+// freeSetup frees what a failed setup got, in order: the transport, then
+// the link.
+func (c *Conn) freeSetup() {
+	if c.t != nil {
+		c.t.close()
+	}
+	if c.link != nil {
+		c.link.close()
+	}
 }
 
 // Close says goodbye to the peer (its Recv then returns io.EOF), tears
@@ -228,11 +277,11 @@ func (c *Conn) close() error {
 	if c.deadErr() == nil {
 		c.sayBye(time.Second)
 	}
+	c.sq.Lock() // a Send posts under c.sq: it posts before this, or sees closing
 	c.closing.Store(true)
-	if c.id != nil {
-		c.id.Disconnect()
-	}
-	c.res.qp.Error()
+	c.sq.Unlock()
+	c.link.disconnect()
+	c.t.setError()
 	c.wake()
 	// A Send or Recv waiting wakes on the flush; wait for them to go.
 	c.sendMu.Lock()
@@ -240,20 +289,7 @@ func (c *Conn) close() error {
 	c.drain(time.Second)
 	c.recvMu.Unlock()
 	c.sendMu.Unlock()
-	var errs []error
-	errs = append(errs, c.res.free())
-	if c.id != nil {
-		errs = append(errs, c.id.Close())
-	}
-	if c.ch != nil {
-		errs = append(errs, c.ch.Close()) // ends the monitor
-	}
-	if c.tcp != nil {
-		if tc, ok := c.tcp.(*net.TCPConn); ok {
-			tc.SetLinger(0) // no TIME_WAIT on the socket's port: the goodbye went over the QP
-		}
-		errs = append(errs, c.tcp.Close())
-	}
+	errs := []error{c.t.close(), c.link.close()} // the link's close ends watch
 	if c.monDone != nil {
 		<-c.monDone
 	}
@@ -264,7 +300,7 @@ func (c *Conn) close() error {
 // into the peer's extra receive buffer) and waits for its completion.
 func (c *Conn) sayBye(limit time.Duration) {
 	c.sq.Lock()
-	err := c.res.qp.PostSend(verbs.SendWR{ID: kindBye, Op: verbs.OpSendImm, Imm: immBye, Flags: verbs.SendSignaled})
+	err := c.t.postSend(sendWR{id: kindBye, op: opSendImm, imm: immBye})
 	if err == nil {
 		c.sq.out++
 	}
@@ -304,7 +340,7 @@ func (c *Conn) drain(limit time.Duration) {
 		c.sq.Unlock()
 		progress := out != before
 		for c.recvOut > 0 {
-			n, err := c.res.rcq.Poll(c.pendBuf[:])
+			n, err := c.t.recvCQ().poll(c.pendBuf[:])
 			if err != nil || n == 0 {
 				break
 			}
@@ -327,23 +363,23 @@ func (c *Conn) drain(limit time.Duration) {
 // completed work requests. c.sq is held.
 func (c *Conn) reapLocked() {
 	for {
-		n, err := c.res.scq.Poll(c.sq.wcs[:])
+		n, err := c.t.sendCQ().poll(c.sq.wcs[:])
 		if err != nil || n == 0 {
 			return
 		}
 		for _, wc := range c.sq.wcs[:n] {
 			c.sq.out--
-			switch wc.ID & kindMask {
+			switch wc.id & kindMask {
 			case kindData:
-				c.sq.free = append(c.sq.free, int(wc.ID&0xffffffff))
+				c.sq.free = append(c.sq.free, int(wc.id&0xffffffff))
 			case kindCredit:
-				c.sq.credFree = append(c.sq.credFree, int(wc.ID&0xffffffff))
+				c.sq.credFree = append(c.sq.credFree, int(wc.id&0xffffffff))
 			case kindBye:
 				c.sq.byeDone = true
 			case kindBulk:
 				c.sq.bulkBusy = false
 			}
-			if err := wc.Err(); err != nil && !c.closing.Load() {
+			if err := wc.err; err != nil && !c.closing.Load() {
 				c.fail(fmt.Errorf("send completion: %w (%w)", err, unix.ECONNRESET))
 			}
 		}

@@ -56,7 +56,7 @@ func Dial(ctx context.Context, s *bindcore.Socket, remote netip.AddrPort, o *Opt
 	case ModeCM:
 		c, err = dialCM(ctx, ep, remote, opts)
 	case ModeTCP:
-		c, err = dialRendezvous(ctx, ep, remote, opts)
+		c, err = dialRendezvous(ctx, ep, remote, opts, openVerbsQP)
 	default:
 		return nil, fmt.Errorf("%s: mode %d: %w", op, opts.Mode, unix.EINVAL)
 	}

@@ -49,7 +49,19 @@
 // ErrTruncated, ErrProtocol, the errnos of rdma_cm and verbs, and
 // ErrNotSupported when built without cgo; each function's doc lists them.
 //
-// # Tests
+// # Structure and tests
+//
+// The protocol (Conn: credits, chunking, the bulk path, goodbye, deadlines,
+// Close) reaches the device only through three small unexported
+// interfaces (transport.go): transport, the connection's queue pair and
+// its memory; cq, a completion queue; link, the control channel beside
+// the QP (rdma_cm's id and event channel, or the rendezvous TCP
+// connection), which reports a disconnect, the peer's death or a device
+// removal. transport_verbs.go implements them with cgo/verbs; the tests
+// implement them in Go memory (fake_test.go: two endpoints wired to each
+// other, with injection points), so the protocol and the rendezvous (over
+// loopback TCP) are tested on any host, without root or a device, with the
+// race detector: go test -race -cover ./qp/.
 //
 // The device tests need two hosts: they run in two SoftRoCE guests, the
 // second one running this test binary again as a helper

@@ -6,6 +6,9 @@ import (
 	"fmt"
 	"net"
 	"sync"
+	"time"
+
+	"golang.org/x/sys/unix"
 
 	"github.com/rdmabind/rdmabind/bindcore"
 )
@@ -16,7 +19,6 @@ import (
 // through the steering), so a standby's Listener accepts once it has taken
 // over.
 type Listener struct {
-	s    *bindcore.Socket
 	ep   bindcore.Endpoint
 	opts Options
 
@@ -44,21 +46,38 @@ func NewListener(s *bindcore.Socket, o *Options) (*Listener, error) {
 	if _, err := s.ListenState(); err != nil {
 		return nil, fmt.Errorf("qp listen %v: %w", ep.Local, err)
 	}
-	l := &Listener{s: s, ep: ep, opts: o.withDefaults(), conns: make(chan *Conn, 64), errs: make(chan error, 64)}
-	l.ctx, l.cancel = context.WithCancel(context.Background())
+	l := newListener(ep, o.withDefaults())
 	l.wg.Add(2)
-	go l.loopRDMA()
-	go l.loopTCP()
+	go acceptLoop(l, "cm", s.AcceptRDMA, func(ctx context.Context, req bindcore.RDMARequest) (*Conn, error) {
+		return acceptCM(ctx, ep.Local, req, l.opts)
+	})
+	go acceptLoop(l, "tcp", s.AcceptTCP, func(ctx context.Context, tc net.Conn) (*Conn, error) {
+		return acceptRendezvous(ctx, ep, tc, l.opts, openVerbsQP)
+	})
 	return l, nil
 }
 
+// newListener is a Listener with no accept loop yet: NewListener starts
+// one per transport (acceptLoop), the tests their own.
+func newListener(ep bindcore.Endpoint, o Options) *Listener {
+	l := &Listener{ep: ep, opts: o, conns: make(chan *Conn, 64), errs: make(chan error, 64)}
+	l.ctx, l.cancel = context.WithCancel(context.Background())
+	return l
+}
+
+// deliver hands a connection to Accept, or a failed handshake to
+// SetupErrors: when 64 wait there, the oldest is dropped for it.
 func (l *Listener) deliver(c *Conn, err error) {
-	if err != nil {
+	for err != nil {
 		select {
 		case l.errs <- err:
+			return
 		default:
 		}
-		return
+		select {
+		case <-l.errs:
+		default:
+		}
 	}
 	select {
 	case l.conns <- c:
@@ -71,28 +90,35 @@ func (l *Listener) setupCtx() (context.Context, context.CancelFunc) {
 	return context.WithTimeout(l.ctx, l.opts.SetupTimeout)
 }
 
-func (l *Listener) loopRDMA() {
-	acceptLoop(l, "cm", l.s.AcceptRDMA, func(ctx context.Context, req bindcore.RDMARequest) (*Conn, error) {
-		return acceptCM(ctx, l.ep.Local, req, l.opts)
-	})
-}
-
-func (l *Listener) loopTCP() {
-	acceptLoop(l, "tcp", l.s.AcceptTCP, func(ctx context.Context, tc net.Conn) (*Conn, error) {
-		return acceptRendezvous(ctx, l.ep, tc, l.opts)
-	})
-}
-
 // acceptLoop takes what next receives (an rdma_cm connect request or a TCP
-// connection) until the Listener closes, and runs each one's handshake
-// (setup) in its own goroutine under the setup timeout.
+// connection) until the Listener closes or next says that the socket
+// accepts no more (socketGone), and runs each one's handshake (setup) in
+// its own goroutine under the setup timeout. Any other error of next
+// (EMFILE, ENFILE, ENOBUFS, ENOMEM, ECONNABORTED, a timeout, ...) is
+// reported on SetupErrors and next is tried again after a pause, 5 ms
+// doubling up to 1 s, as net/http's Server does: a passing shortage of
+// fds must not end accepting for the Listener's life.
 func acceptLoop[T any](l *Listener, mode string, next func(context.Context) (T, error), setup func(context.Context, T) (*Conn, error)) {
 	defer l.wg.Done()
+	var pause time.Duration
 	for {
 		in, err := next(l.ctx)
 		if err != nil {
-			return
+			if l.ctx.Err() != nil || socketGone(err) {
+				return
+			}
+			pause = min(max(2*pause, 5*time.Millisecond), time.Second)
+			l.deliver(nil, fmt.Errorf("qp accept %s on %v: %w (retrying in %v)", mode, l.ep.Local, err, pause))
+			t := time.NewTimer(pause)
+			select {
+			case <-t.C:
+			case <-l.ctx.Done():
+				t.Stop()
+				return
+			}
+			continue
 		}
+		pause = 0
 		l.wg.Add(1)
 		go func() {
 			defer l.wg.Done()
@@ -105,6 +131,13 @@ func acceptLoop[T any](l *Listener, mode string, next func(context.Context) (T, 
 			l.deliver(c, err)
 		}()
 	}
+}
+
+// socketGone reports whether an accept error says that the socket will
+// accept nothing more: it was closed (net.ErrClosed, WSAENOTSOCK) or is not
+// listening (WSAEINVAL, EINVAL).
+func socketGone(err error) bool {
+	return errors.Is(err, net.ErrClosed) || errors.Is(err, unix.ENOTSOCK) || errors.Is(err, unix.EINVAL) || errors.Is(err, unix.EBADF)
 }
 
 // Accept returns the next connection, over either transport.
@@ -121,8 +154,9 @@ func (l *Listener) Accept(ctx context.Context) (*Conn, error) {
 	}
 }
 
-// SetupErrors returns a channel of the handshakes that failed (the last 64
-// at most; older ones are dropped), for diagnostics.
+// SetupErrors returns a channel of the handshakes that failed, and of the
+// accepts that failed and are retried (EMFILE, say), for diagnostics: the
+// last 64 at most; older ones are dropped.
 func (l *Listener) SetupErrors() <-chan error { return l.errs }
 
 // Close stops accepting, waits for the handshakes under way and closes the

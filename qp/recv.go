@@ -8,8 +8,6 @@ import (
 	"time"
 
 	"golang.org/x/sys/unix"
-
-	"github.com/rdmabind/rdmabind/cgo/verbs"
 )
 
 // Recv receives the next message into p and returns its length. A message
@@ -44,7 +42,7 @@ func (c *Conn) Recv(p []byte) (int, error) {
 			return n, err
 		}
 		c.recvOut--
-		if err := wc.Err(); err != nil {
+		if err := wc.err; err != nil {
 			if e := c.brokenErr("recv"); e != nil {
 				return n, e
 			}
@@ -52,27 +50,28 @@ func (c *Conn) Recv(p []byte) (int, error) {
 			c.fail(err)
 			return n, c.opErr("recv", err)
 		}
-		slot := int(wc.ID)
-		if wc.HasImm() && wc.Imm == immBye {
+		slot := int(wc.id)
+		if wc.hasImm && wc.imm == immBye {
 			c.eof = true
 			return 0, io.EOF
 		}
-		if wc.HasImm() && wc.Imm&immBulk != 0 {
+		if wc.hasImm && wc.imm&immBulk != 0 {
 			return c.recvBulk(p, wc, got)
 		}
-		k := copy(p[n:], c.res.recvBytes(slot, int(wc.ByteLen)))
+		at := c.lay.recvAt(slot)
+		k := copy(p[n:], c.mem[at:at+wc.n])
 		n += k
-		if k < int(wc.ByteLen) {
+		if k < wc.n {
 			trunc = true
 		}
 		got++
 		if err := c.repost(slot); err != nil {
 			return n, err
 		}
-		if c.returned-c.written >= uint64(max(c.res.nrecv/4, 1)) {
+		if c.returned-c.written >= uint64(max(c.lay.nrecv/4, 1)) {
 			c.writeCredit(false)
 		}
-		if wc.HasImm() && wc.Imm == immData {
+		if wc.hasImm && wc.imm == immData {
 			if trunc {
 				return n, c.opErr("recv", ErrTruncated)
 			}
@@ -89,14 +88,15 @@ func (c *Conn) Recv(p []byte) (int, error) {
 // waiting itself. A sender out of credit has RecvDepth chunks unreturned; a
 // receiver blocked here has consumed every chunk that arrived, so at most
 // a quarter of them is unreturned, and the sender has the rest.
-func (c *Conn) nextRecv(inMessage bool) (verbs.WC, error) {
+func (c *Conn) nextRecv(inMessage bool) (completion, error) {
 	if len(c.pending) > 0 {
 		wc := c.pending[0]
 		c.pending = c.pending[1:]
 		return wc, nil
 	}
+	rcq := c.t.recvCQ()
 	spinEnd := time.Now().Add(c.opts.Spin)
-	got := func(n int) (verbs.WC, error) {
+	got := func(n int) (completion, error) {
 		c.pending = c.pendBuf[1:n]
 		return c.pendBuf[0], nil
 	}
@@ -107,41 +107,41 @@ func (c *Conn) nextRecv(inMessage bool) (verbs.WC, error) {
 		var err error
 		armed := false
 		if left := time.Until(spinEnd); left > 0 {
-			n, err = c.res.rcq.PollSpin(c.pendBuf[:], left)
+			n, err = rcq.pollSpin(c.pendBuf[:], left)
 		} else {
-			n, err = c.res.rcq.PollArm(c.pendBuf[:])
+			n, err = rcq.pollArm(c.pendBuf[:])
 			armed = true
 		}
 		if err == nil && n > 0 {
 			return got(n)
 		}
 		if e := c.brokenErr("recv"); e != nil {
-			return verbs.WC{}, e
+			return completion{}, e
 		}
 		if err != nil {
-			return verbs.WC{}, c.opErr("recv", err)
+			return completion{}, c.opErr("recv", err)
 		}
 		dl := deadline(&c.rdl)
 		if !dl.IsZero() && time.Now().After(dl) {
-			return verbs.WC{}, c.opErr("recv", os.ErrDeadlineExceeded)
+			return completion{}, c.opErr("recv", os.ErrDeadlineExceeded)
 		}
 		if !armed {
 			continue
 		}
-		n, err = c.res.rcq.WaitPoll(c.pendBuf[:])
+		n, err = rcq.waitPoll(c.pendBuf[:])
 		if err == nil && n > 0 {
 			return got(n)
 		}
 		if err != nil {
 			// Woken by a deadline, or by fail: what completed before
 			// still comes first.
-			if n, perr := c.res.rcq.Poll(c.pendBuf[:]); perr == nil && n > 0 {
+			if n, perr := rcq.poll(c.pendBuf[:]); perr == nil && n > 0 {
 				return got(n)
 			}
 			if e := c.brokenErr("recv"); e != nil {
-				return verbs.WC{}, e
+				return completion{}, e
 			}
-			return verbs.WC{}, c.opErr("recv", err)
+			return completion{}, c.opErr("recv", err)
 		}
 	}
 }
@@ -149,15 +149,15 @@ func (c *Conn) nextRecv(inMessage bool) (verbs.WC, error) {
 // recvBulk takes a message the peer RDMA-wrote into our bulk area: it
 // copies it out, re-posts the receive buffer the write's immediate took,
 // and tells the peer the area is free again.
-func (c *Conn) recvBulk(p []byte, wc verbs.WC, got int) (int, error) {
-	size := int(wc.Imm &^ immBulk)
-	if got > 0 || size > c.res.bulk {
-		err := fmt.Errorf("bulk message of %d bytes (area %d, %d chunks before it): %w", size, c.res.bulk, got, ErrProtocol)
+func (c *Conn) recvBulk(p []byte, wc completion, got int) (int, error) {
+	size := int(wc.imm &^ immBulk)
+	if got > 0 || size > c.lay.bulk {
+		err := fmt.Errorf("bulk message of %d bytes (area %d, %d chunks before it): %w", size, c.lay.bulk, got, ErrProtocol)
 		c.fail(err)
 		return 0, c.opErr("recv", err)
 	}
-	n := copy(p, c.res.buf[c.res.bulkIn:c.res.bulkIn+size])
-	slot := int(wc.ID)
+	n := copy(p, c.mem[c.lay.bulkIn:c.lay.bulkIn+size])
+	slot := int(wc.id)
 	if err := c.repost(slot); err != nil {
 		return n, err
 	}
@@ -173,7 +173,7 @@ func (c *Conn) recvBulk(p []byte, wc verbs.WC, got int) (int, error) {
 // counts it as a credit to return. A failure breaks the connection; the
 // error is the one Recv returns.
 func (c *Conn) repost(slot int) error {
-	if err := c.res.qp.PostRecv(uint64(slot), c.res.recvAddr(slot), uint32(c.res.chunk), c.res.mr.LKey()); err != nil {
+	if err := c.t.postRecv(uint64(slot), c.lay.recvAt(slot), c.lay.chunk); err != nil {
 		if e := c.brokenErr("recv"); e != nil {
 			return e
 		}

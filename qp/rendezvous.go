@@ -14,8 +14,6 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/rdmabind/rdmabind/bindcore"
-	"github.com/rdmabind/rdmabind/cgo/verbs"
-	"github.com/rdmabind/rdmabind/rdma"
 )
 
 // The TCP rendezvous: over a kernel TCP connection between the two
@@ -28,38 +26,50 @@ import (
 
 const readyByte = 'R'
 
+// rendezvousQP is the transport of a connection the rendezvous sets up: its
+// QP is in INIT, with nothing posted, until connect.
+type rendezvousQP interface {
+	transport
+	// self is the QP's half of the hello: QP number, GID, LID, MTU.
+	self() qpAddr
+	// connect moves the QP to RTR and RTS towards the peer (its hello),
+	// sending from our first packet number psn.
+	connect(psn uint32, peer hello) error
+}
+
+// qpAddr is how the peer reaches a QP.
+type qpAddr struct {
+	qpn uint32
+	gid netip.Addr // 16-byte form
+	lid uint16
+	mtu uint8 // enum ibv_mtu
+}
+
+// qpOpener opens a rendezvousQP with memory for lay, on the RDMA port of
+// the socket's endpoint ep (for a wildcard socket, the one serving local,
+// the address the TCP connection came in on): openVerbsQP, or a fake in
+// the tests.
+type qpOpener func(ep bindcore.Endpoint, local netip.Addr, lay layout) (rendezvousQP, error)
+
 // dialRendezvous connects from the socket's address and port to remote.
-func dialRendezvous(ctx context.Context, ep bindcore.Endpoint, remote netip.AddrPort, o Options) (*Conn, error) {
+func dialRendezvous(ctx context.Context, ep bindcore.Endpoint, remote netip.AddrPort, o Options, open qpOpener) (*Conn, error) {
 	tc, err := dialTCPFrom(ctx, ep.Local, remote)
 	if err != nil {
 		return nil, err
 	}
-	return rendezvous(ctx, ep, tc, o)
+	return rendezvous(ctx, ep, tc, o, open)
 }
 
 // acceptRendezvous finishes a TCP connection the listening socket accepted.
-func acceptRendezvous(ctx context.Context, ep bindcore.Endpoint, tc net.Conn, o Options) (*Conn, error) {
-	return rendezvous(ctx, ep, tc, o)
+func acceptRendezvous(ctx context.Context, ep bindcore.Endpoint, tc net.Conn, o Options, open qpOpener) (*Conn, error) {
+	return rendezvous(ctx, ep, tc, o, open)
 }
 
-// endpointFor is the RDMA port and GID to use for a connection whose TCP
-// side is local: the socket's own, or for a wildcard socket the one of
-// the address the connection came in on.
-func endpointFor(ep bindcore.Endpoint, local netip.Addr) (rdma.Endpoint, error) {
-	if ep.GIDIndex >= 0 && ep.Device != "" {
-		return ep.Endpoint, nil
-	}
-	eps, err := rdma.Resolve(local)
-	if err != nil {
-		return rdma.Endpoint{}, err
-	}
-	return eps[0], nil
-}
-
-func rendezvous(ctx context.Context, ep bindcore.Endpoint, tc net.Conn, o Options) (c *Conn, err error) {
+func rendezvous(ctx context.Context, ep bindcore.Endpoint, tc net.Conn, o Options, open qpOpener) (c *Conn, err error) {
 	la := tc.LocalAddr().(*net.TCPAddr).AddrPort()
 	ra := tc.RemoteAddr().(*net.TCPAddr).AddrPort()
-	c = &Conn{mode: ModeTCP, local: ep.Local, remote: netip.AddrPortFrom(ra.Addr().Unmap(), ra.Port()), opts: o, tcp: tc}
+	tl := &tcpLink{tc: tc}
+	c = &Conn{mode: ModeTCP, local: ep.Local, remote: netip.AddrPortFrom(ra.Addr().Unmap(), ra.Port()), opts: o, lay: newLayout(o), link: tl}
 	defer func() {
 		if err != nil {
 			c.freeSetup()
@@ -74,38 +84,20 @@ func rendezvous(ctx context.Context, ep bindcore.Endpoint, tc net.Conn, o Option
 	stop := context.AfterFunc(ctx, func() { tc.SetDeadline(time.Unix(1, 0)) })
 	defer stop()
 
-	rep, err := endpointFor(ep, la.Addr().Unmap())
+	q, err := open(ep, la.Addr().Unmap(), c.lay)
 	if err != nil {
 		return c, err
 	}
-	vctx, err := verbs.OpenDevice(rep.Device)
-	if err != nil {
-		return c, err
-	}
-	pa, err := vctx.QueryPort(rep.Port)
-	if err != nil {
-		return c, err
-	}
-	if c.res, err = newResources(vctx, o); err != nil {
-		return c, err
-	}
-	if c.res.qp, err = c.res.pd.CreateQP(c.res.scq, c.res.rcq, c.res.caps()); err != nil {
-		return c, err
-	}
-	if err = c.res.qp.Init(rep.Port, verbs.AccessLocalWrite|verbs.AccessRemoteWrite); err != nil {
-		return c, err
-	}
-	if err = c.res.postRecvs(); err != nil {
+	c.setTransport(q)
+	if err = c.postRecvs(); err != nil {
 		return c, err
 	}
 	var psnb [4]byte
 	rand.Read(psnb[:])
 	my := c.hello(ep.Local.Port())
-	my.qpn = c.res.qp.Num()
+	a := q.self()
+	my.qpn, my.gid, my.lid, my.mtu = a.qpn, a.gid, a.lid, a.mtu
 	my.psn = binary.BigEndian.Uint32(psnb[:]) & 0xffffff
-	my.gid = rep.GID
-	my.lid = pa.LID
-	my.mtu = uint8(pa.ActiveMTU)
 	if _, err = tc.Write(my.marshal()); err != nil {
 		return c, fmt.Errorf("rendezvous: send hello: %w", err)
 	}
@@ -118,18 +110,7 @@ func rendezvous(ctx context.Context, ep bindcore.Endpoint, tc net.Conn, o Option
 		return c, err
 	}
 	c.remote = netip.AddrPortFrom(c.remote.Addr(), peer.port)
-	sgid := rep.GIDIndex
-	if !pa.Ethernet && peer.lid != 0 {
-		sgid = -1 // InfiniBand in one subnet: by LID, no GRH
-	}
-	err = c.res.qp.RTR(verbs.RTRAttr{
-		Port: rep.Port, MTU: verbs.MTU(min(peer.mtu, my.mtu)), DestQPN: peer.qpn, RQPSN: peer.psn,
-		DGID: peer.gid, SGIDIndex: sgid, DLID: peer.lid, MinRNRTimer: 12,
-	})
-	if err != nil {
-		return c, err
-	}
-	if err = c.res.qp.RTS(verbs.RTSAttr{SQPSN: my.psn, Timeout: 14, RetryCount: 7, RNRRetry: 7}); err != nil {
+	if err = q.connect(my.psn, peer); err != nil {
 		return c, err
 	}
 	if _, err = tc.Write([]byte{readyByte}); err != nil {
@@ -142,23 +123,42 @@ func rendezvous(ctx context.Context, ep bindcore.Endpoint, tc net.Conn, o Option
 		return c, fmt.Errorf("rendezvous: read ready: %w", err)
 	}
 	tc.SetDeadline(time.Time{})
-	c.init(peer)
-	go c.monitorTCP()
+	tl.established = true
+	c.start(peer)
 	return c, nil
 }
 
-// monitorTCP waits for the end of the rendezvous connection: the peer's
-// Close (after its goodbye over the QP) or its death.
-func (c *Conn) monitorTCP() {
-	defer close(c.monDone)
+// tcpLink is the link of a rendezvous connection: the TCP connection it
+// was set up over, kept open as the liveness channel.
+type tcpLink struct {
+	tc          net.Conn
+	established bool // set before watch starts
+}
+
+// watch waits for the end of the TCP connection: the peer's Close (after
+// its goodbye over the QP) or its death.
+func (l *tcpLink) watch(broke func(error)) {
 	var b [1]byte
-	_, err := c.tcp.Read(b[:])
-	if c.closing.Load() || errors.Is(err, net.ErrClosed) {
+	_, err := l.tc.Read(b[:])
+	if errors.Is(err, net.ErrClosed) {
 		return
 	}
 	if err == nil || err == io.EOF || errors.Is(err, unix.ECONNRESET) {
-		c.fail(fmt.Errorf("rendezvous connection ended: %w", unix.ECONNRESET))
+		broke(fmt.Errorf("rendezvous connection ended: %w", unix.ECONNRESET))
 		return
 	}
-	c.fail(fmt.Errorf("rendezvous connection ended: %w (%w)", err, unix.ECONNRESET))
+	broke(fmt.Errorf("rendezvous connection ended: %w (%w)", err, unix.ECONNRESET))
+}
+
+// disconnect has nothing to do: the goodbye went over the QP, and close
+// ends the TCP connection.
+func (l *tcpLink) disconnect() {}
+
+// close closes the TCP connection, which ends watch; an established one
+// with a reset (SO_LINGER 0), so that no TIME_WAIT holds the socket's port.
+func (l *tcpLink) close() error {
+	if tc, ok := l.tc.(*net.TCPConn); ok && l.established {
+		tc.SetLinger(0)
+	}
+	return l.tc.Close()
 }

@@ -6,8 +6,6 @@ import (
 	"time"
 
 	"golang.org/x/sys/unix"
-
-	"github.com/rdmabind/rdmabind/cgo/verbs"
 )
 
 // Send sends p as one message: the peer's Recv returns it whole. It
@@ -50,23 +48,18 @@ func (c *Conn) Send(p []byte) error {
 			}
 			return c.opErr("send", err)
 		}
-		copy(c.res.sendBytes(slot), p[off:off+n])
-		wr := verbs.SendWR{
-			ID:    kindData | uint64(slot),
-			Op:    verbs.OpSend,
-			Flags: verbs.SendSignaled,
-			Addr:  c.res.sendAddr(slot),
-			Len:   uint32(n),
-			LKey:  c.res.mr.LKey(),
-		}
+		at := c.lay.sendAt(slot)
+		copy(c.mem[at:at+n], p[off:off+n])
+		wr := sendWR{id: kindData | uint64(slot), op: opSend, off: at, n: n, inline: n <= c.t.maxInline()}
 		if last {
-			wr.Op, wr.Imm = verbs.OpSendImm, immData
-		}
-		if n <= c.res.qp.MaxInline() {
-			wr.Flags |= verbs.SendInline
+			wr.op, wr.imm = opSendImm, immData
 		}
 		c.sq.Lock()
-		err = c.res.qp.PostSend(wr)
+		// Close may have come while we waited (its flush frees send
+		// buffers too): under c.sq, closing is final.
+		if err = c.broken(); err == nil {
+			err = c.t.postSend(wr)
+		}
 		if err == nil {
 			c.sq.out++
 		} else {
@@ -116,13 +109,13 @@ func (c *Conn) sendSlot(dl time.Time) (int, error) {
 			continue
 		}
 		if !armed {
-			if err := c.res.scq.Arm(); err != nil {
+			if err := c.t.sendCQ().arm(); err != nil {
 				return 0, err
 			}
 			armed = true
 			continue // poll once more: a completion may have come before Arm
 		}
-		if err := c.res.scq.Wait(); err != nil {
+		if err := c.t.sendCQ().wait(); err != nil {
 			if e := c.broken(); e != nil {
 				return 0, e
 			}
@@ -135,7 +128,7 @@ func (c *Conn) sendSlot(dl time.Time) (int, error) {
 // credits returns how many chunks the peer can take now, and whether its
 // bulk area is free.
 func (c *Conn) credits() (int, bool) {
-	v, bv, ok := loadCredit(c.res.buf, c.res.ctrl)
+	v, bv, ok := loadCredit(c.mem, c.lay.ctrl)
 	if !ok {
 		return c.peerDepth - int(c.sent), c.bulkSent == 0
 	}
@@ -149,7 +142,7 @@ func (c *Conn) credits() (int, bool) {
 // with no error, when any of that is not so: Send then uses SENDs.
 func (c *Conn) sendBulk(p []byte) (bool, error) {
 	n := len(p)
-	if n <= c.sendFrag || n > c.peerBulk || n > c.res.bulk {
+	if n <= c.sendFrag || n > c.peerBulk || n > c.lay.bulk {
 		return false, nil
 	}
 	cr, free := c.credits()
@@ -164,17 +157,19 @@ func (c *Conn) sendBulk(p []byte) (bool, error) {
 		c.sq.Unlock()
 		return false, nil
 	}
-	copy(c.res.buf[c.res.bulkOut:c.res.bulkOut+n], p)
-	err := c.res.qp.PostSend(verbs.SendWR{
-		ID:         kindBulk,
-		Op:         verbs.OpWriteImm,
-		Flags:      verbs.SendSignaled,
-		Addr:       c.res.base + uintptr(c.res.bulkOut),
-		Len:        uint32(n),
-		LKey:       c.res.mr.LKey(),
-		Imm:        immBulk | uint32(n),
-		RemoteAddr: c.peerBulkAddr,
-		RKey:       c.peerCtrlRKey,
+	if err := c.broken(); err != nil {
+		c.sq.Unlock()
+		return true, c.opErr("send", err)
+	}
+	copy(c.mem[c.lay.bulkOut:c.lay.bulkOut+n], p)
+	err := c.t.postSend(sendWR{
+		id:    kindBulk,
+		op:    opWriteImm,
+		off:   c.lay.bulkOut,
+		n:     n,
+		imm:   immBulk | uint32(n),
+		raddr: c.peerBulkAddr,
+		rkey:  c.peerCtrlRKey,
 	})
 	if err == nil {
 		c.sq.out++
@@ -239,17 +234,16 @@ func (c *Conn) writeCredit(wait bool) {
 		if k := len(c.sq.credFree); k > 0 {
 			slot := c.sq.credFree[k-1]
 			c.sq.credFree = c.sq.credFree[:k-1]
-			off := c.res.credOff + slot*64
-			storeCredit(c.res.buf, off, v, bv)
-			err := c.res.qp.PostSend(verbs.SendWR{
-				ID:         kindCredit | uint64(slot),
-				Op:         verbs.OpWrite,
-				Flags:      verbs.SendSignaled | verbs.SendInline,
-				Addr:       c.res.base + uintptr(off),
-				Len:        creditLen,
-				LKey:       c.res.mr.LKey(),
-				RemoteAddr: c.peerCtrl,
-				RKey:       c.peerCtrlRKey,
+			off := c.lay.credAt(slot)
+			storeCredit(c.mem, off, v, bv)
+			err := c.t.postSend(sendWR{
+				id:     kindCredit | uint64(slot),
+				op:     opWrite,
+				off:    off,
+				n:      creditLen,
+				inline: true,
+				raddr:  c.peerCtrl,
+				rkey:   c.peerCtrlRKey,
 			})
 			if err == nil {
 				c.sq.out++
