@@ -26,7 +26,7 @@ import (
 //
 //   - the election lock of the address and port (listenlock.go) is held by
 //     the designated listener, the standby lock by the standby; a new
-//     listener that gets neither waits (F_OFD_SETLKW) for the standby lock,
+//     listener that gets neither waits (ofdlock.Wait) for the standby lock,
 //     and the standby waits for the election lock. The kernel drops a lock
 //     when its holder closes it or dies, and grants it to one waiter;
 //   - the registry record's role says the same for people and for binders

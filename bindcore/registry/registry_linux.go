@@ -248,7 +248,7 @@ func (r *Registry) setup(n int, st *unix.Stat_t) error {
 	fd := r.res.fd
 	r.dev, r.ino = st.Dev, st.Ino
 	if err := ofdlock.Wait(context.Background(), fd, ofdlock.Write, 0, HeaderSize); err != nil {
-		return fmt.Errorf("registry lock: F_OFD_SETLKW: %w", err)
+		return fmt.Errorf("registry lock: wait: %w", err)
 	}
 	defer ofdlock.Unlock(fd, 0, HeaderSize)
 	if err := unix.Fstat(fd, st); err != nil { // the size, now stable

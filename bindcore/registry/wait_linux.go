@@ -22,9 +22,9 @@ const waitPoll = 5 * time.Millisecond
 // is gone (the slot now holds another claim). rec is a record from List or
 // Claim.Record; Slot, Generation and SocketID identify the claim.
 //
-// How: a goroutine, locked to its OS thread, asks for a read lock on the
-// record's range through an open file description of its own with
-// F_OFD_SETLKW. A read lock conflicts only with the claim's write lock, so
+// How: a goroutine asks for a read lock on the record's range through an
+// open file description of its own, waiting for it (ofdlock.Wait, on a
+// locked OS thread). A read lock conflicts only with the claim's write lock, so
 // the kernel grants it the moment the claim's lock goes, however the claim
 // ended; other waiters (read locks too) do not delay each other. Wait then
 // drops its lock and reclaims the record if it is still the stale claim, so
@@ -62,7 +62,7 @@ func (r *Registry) Wait(ctx context.Context, rec Record) error {
 				if r.closed.Load() {
 					return r.closedErr("wait")
 				}
-				return fmt.Errorf("registry: %s: wait on slot %d: F_OFD_SETLKW: %w", r.path, rec.Slot, w.err)
+				return fmt.Errorf("registry: %s: wait on slot %d: lock: %w", r.path, rec.Slot, w.err)
 			}
 			r.finishWaiter(w) // drop the read lock before reclaiming
 			return r.reclaimIfStale(rec)
