@@ -6,18 +6,14 @@ import (
 	"encoding/binary"
 	"encoding/json"
 	"errors"
-	"flag"
 	"fmt"
 	"io"
 	"net"
 	"net/netip"
 	"os"
-	"os/exec"
-	"regexp"
 	"strings"
 	"sync"
 	"sync/atomic"
-	"syscall"
 	"testing"
 	"time"
 
@@ -35,24 +31,14 @@ import (
 // the ports, the bpffs mount at /sys/fs/bpf and the sysctls are the tests'
 // own.
 
-const (
-	// listenHelperEnv selects a helper mode of this file (see init).
-	listenHelperEnv = "RDMABIND_LISTEN_HELPER"
-	// listenNSEnv is set in a copy of the test binary that runs one test in
-	// private namespaces.
-	listenNSEnv = "RDMABIND_LISTEN_NS"
-)
+// listenHelperEnv selects a helper mode of this file (see init).
+const listenHelperEnv = "RDMABIND_LISTEN_HELPER"
 
 // init runs before TestMain (main_test.go): a helper process of this file
-// does its work and exits; a copy of the binary in private namespaces sets
-// them up first.
+// does its work and exits. Tests that need private network and mount
+// namespaces run in a copy of the test binary (testutil.RunInPrivateNS),
+// which TestMain sets up; helpers inherit them.
 func init() {
-	if os.Getenv(listenNSEnv) == "1" {
-		if err := setupListenNS(); err != nil {
-			fmt.Fprintf(os.Stderr, "listen tests: set up namespaces: %v\n", err)
-			os.Exit(1)
-		}
-	}
 	switch mode := os.Getenv(listenHelperEnv); mode {
 	case "":
 	case "listener":
@@ -65,83 +51,6 @@ func init() {
 		fmt.Fprintf(os.Stderr, "unknown listen helper mode %q\n", mode)
 		os.Exit(2)
 	}
-}
-
-// setupListenNS makes the mount namespace private, takes any bpffs off
-// /sys/fs/bpf (steer.Open mounts a fresh one) and brings loopback up. Only
-// the first process in the namespaces does it.
-func setupListenNS() error {
-	if os.Getenv(listenHelperEnv) != "" {
-		return nil // a helper inherits its test's namespaces
-	}
-	if err := unix.Mount("", "/", "", unix.MS_REC|unix.MS_PRIVATE, ""); err != nil {
-		return fmt.Errorf("make / private: %w", err)
-	}
-	for range 8 {
-		var st unix.Statfs_t
-		if unix.Statfs("/sys/fs/bpf", &st) != nil || st.Type != unix.BPF_FS_MAGIC {
-			break
-		}
-		if err := unix.Unmount("/sys/fs/bpf", unix.MNT_DETACH); err != nil {
-			return fmt.Errorf("unmount /sys/fs/bpf: %w", err)
-		}
-	}
-	fd, err := unix.Socket(unix.AF_INET, unix.SOCK_DGRAM|unix.SOCK_CLOEXEC, 0)
-	if err != nil {
-		return err
-	}
-	defer unix.Close(fd)
-	ifr, err := unix.NewIfreq("lo")
-	if err != nil {
-		return err
-	}
-	if err := unix.IoctlIfreq(fd, unix.SIOCGIFFLAGS, ifr); err != nil {
-		return fmt.Errorf("SIOCGIFFLAGS lo: %w", err)
-	}
-	ifr.SetUint16(ifr.Uint16() | unix.IFF_UP)
-	return unix.IoctlIfreq(fd, unix.SIOCSIFFLAGS, ifr)
-}
-
-// inListenNS reports whether the calling test runs in its private
-// namespaces. When it does not, it runs the test (or benchmark) in a copy of
-// the test binary in new network and mount namespaces, with its output
-// going to this one's, fails if that fails, and returns false: the caller
-// returns at once. Without root it skips.
-func inListenNS(tb testing.TB) bool {
-	tb.Helper()
-	if os.Getenv(listenNSEnv) == "1" {
-		return true
-	}
-	testutil.SkipUnlessRoot(tb)
-	name := "^" + regexp.QuoteMeta(tb.Name()) + "$"
-	args := []string{"-test.run=" + name, "-test.count=1"}
-	if _, ok := tb.(*testing.B); ok {
-		args = []string{"-test.run=^$", "-test.bench=" + name, "-test.benchmem"}
-		if f := flag.Lookup("test.benchtime"); f != nil {
-			args = append(args, "-test.benchtime="+f.Value.String())
-		}
-	}
-	if testing.Verbose() {
-		args = append(args, "-test.v")
-	}
-	if f := flag.Lookup("test.timeout"); f != nil {
-		args = append(args, "-test.timeout="+f.Value.String())
-	}
-	cmd := exec.Command(os.Args[0], args...)
-	cmd.Env = append(os.Environ(), listenNSEnv+"=1")
-	cmd.Stdout, cmd.Stderr = os.Stdout, os.Stderr
-	cmd.SysProcAttr = &syscall.SysProcAttr{
-		Cloneflags: unix.CLONE_NEWNET | unix.CLONE_NEWNS,
-		Pdeathsig:  syscall.SIGKILL,
-	}
-	if err := cmd.Run(); err != nil {
-		tb.Fatalf("%s in private namespaces: %v", tb.Name(), err)
-	}
-	if _, ok := tb.(*testing.B); ok {
-		// Not a result of its own: the copy printed the benchmark's.
-		tb.Skip("ran in private network and mount namespaces; the results are above")
-	}
-	return false
 }
 
 // listenerMain is one listening socket in a process of its own, over the
@@ -302,10 +211,8 @@ func parkerMain() int {
 type proc struct {
 	t    testing.TB
 	name string
-	cmd  *exec.Cmd
-	testutil.Dialogue
-	pid    int
-	exited chan struct{}
+	*testutil.Dialogue
+	pid int
 
 	mu         sync.Mutex
 	accepts    map[uint64]int64 // connection id -> accept time
@@ -319,21 +226,8 @@ type proc struct {
 
 func startProc(t testing.TB, name string, uid uint32, env ...string) *proc {
 	t.Helper()
-	cmd := testutil.HelperCommand(t, uid, env...)
-	stdin, err := cmd.StdinPipe()
-	if err != nil {
-		t.Fatal(err)
-	}
-	stdout, err := cmd.StdoutPipe()
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	p := &proc{t: t, name: name, cmd: cmd, Dialogue: testutil.Dialogue{T: t, Name: name, Stdin: stdin, Replies: make(chan string, 64)},
-		exited: make(chan struct{}), accepts: map[uint64]int64{}, parked: map[string]int64{}}
-	go p.read(stdout)
+	p := &proc{t: t, name: name, accepts: map[uint64]int64{}, parked: map[string]int64{}}
+	p.Dialogue = testutil.StartDialogue(t, name, testutil.HelperCommand(t, uid, env...), p.report)
 	t.Cleanup(p.kill)
 	return p
 }
@@ -360,48 +254,41 @@ func startListenProc(t testing.TB, dir string, ap netip.AddrPort, id byte, o lis
 	return p, role, steering == 1
 }
 
-func (p *proc) read(r io.Reader) {
-	defer close(p.exited)
-	defer close(p.Replies)
-	sc := bufio.NewScanner(r)
-	for sc.Scan() {
-		line := sc.Text()
-		var id uint64
-		var ts int64
-		p.mu.Lock()
-		switch {
-		case strings.HasPrefix(line, "acc "):
-			fmt.Sscanf(line, "acc %d %d", &id, &ts)
-			if _, dup := p.accepts[id]; dup {
-				p.errs = append(p.errs, fmt.Sprintf("accepted connection %d twice", id))
-			}
-			p.accepts[id] = ts
-		case strings.HasPrefix(line, "rdma "):
-			p.rdma++
-		case strings.HasPrefix(line, "tcp "):
-			p.tcp++
-		case strings.HasPrefix(line, "pre "):
-		case strings.HasPrefix(line, "accerr "):
-			p.accErrs = append(p.accErrs, line)
-		case strings.HasPrefix(line, "designated "):
-			fmt.Sscanf(line, "designated %d", &ts)
-			p.designated, p.desLine = ts, line
-		case strings.HasPrefix(line, "parked "):
-			var ap string
-			fmt.Sscanf(line, "parked %s %d", &ap, &ts)
-			p.parked[ap] = ts
-		case strings.HasPrefix(line, "err "):
-			p.errs = append(p.errs, line)
-			p.mu.Unlock()
-			p.Replies <- line
-			continue
-		default:
-			p.mu.Unlock()
-			p.Replies <- line
-			continue
+// report takes the helper's asynchronous lines (accepts, designation,
+// parking, RDMA reports) and notes its errors, which are replies too.
+func (p *proc) report(line string) bool {
+	var id uint64
+	var ts int64
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	switch {
+	case strings.HasPrefix(line, "acc "):
+		fmt.Sscanf(line, "acc %d %d", &id, &ts)
+		if _, dup := p.accepts[id]; dup {
+			p.errs = append(p.errs, fmt.Sprintf("accepted connection %d twice", id))
 		}
-		p.mu.Unlock()
+		p.accepts[id] = ts
+	case strings.HasPrefix(line, "rdma "):
+		p.rdma++
+	case strings.HasPrefix(line, "tcp "):
+		p.tcp++
+	case strings.HasPrefix(line, "pre "):
+	case strings.HasPrefix(line, "accerr "):
+		p.accErrs = append(p.accErrs, line)
+	case strings.HasPrefix(line, "designated "):
+		fmt.Sscanf(line, "designated %d", &ts)
+		p.designated, p.desLine = ts, line
+	case strings.HasPrefix(line, "parked "):
+		var ap string
+		fmt.Sscanf(line, "parked %s %d", &ap, &ts)
+		p.parked[ap] = ts
+	case strings.HasPrefix(line, "err "):
+		p.errs = append(p.errs, line)
+		return false
+	default:
+		return false
 	}
+	return true
 }
 
 func (p *proc) role() string {
@@ -458,15 +345,7 @@ func (p *proc) stopAndKill() (held map[int]bool, tKill int64) {
 }
 
 func (p *proc) kill() {
-	p.Stdin.Close()
-	if p.cmd.ProcessState == nil {
-		select {
-		case <-p.exited:
-		case <-time.After(3 * time.Second):
-			p.cmd.Process.Kill()
-		}
-		p.cmd.Wait()
-	}
+	p.Stop(3 * time.Second)
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	for _, e := range p.errs {

@@ -240,7 +240,7 @@ func acceptOne(l *localListener, d time.Duration) bool {
 // Closing the rest while they are being promoted leaves no goroutine, lock
 // or fd behind. Run with -race.
 func TestDesignationInProcess(t *testing.T) {
-	if !inListenNS(t) {
+	if !testutil.RunInPrivateNS(t) {
 		return
 	}
 	netpollerUp()
@@ -346,7 +346,7 @@ func TestListenFourProcesses(t *testing.T) {
 	if testutil.InGuest() {
 		t.Skip("a host test (make unit); the guest runs the device tests")
 	}
-	if !inListenNS(t) {
+	if !testutil.RunInPrivateNS(t) {
 		return
 	}
 	for _, addr := range []string{"127.0.0.1:0", "[::1]:0"} {
@@ -392,7 +392,7 @@ func TestListenGracefulStorm(t *testing.T) {
 	if testutil.InGuest() {
 		t.Skip("a host test (make unit); the guest runs the device tests")
 	}
-	if !inListenNS(t) {
+	if !testutil.RunInPrivateNS(t) {
 		return
 	}
 	dir := t.TempDir()
@@ -495,7 +495,7 @@ func killRuns(t *testing.T, runs int, o listenerOpts) killStats {
 		}
 		stop()
 		res := <-done
-		<-a.exited
+		<-a.Exited
 		ks.total += len(res)
 		aAcc := a.Accepted()
 		bAcc := b.Accepted()
@@ -548,7 +548,7 @@ func TestListenKillTakeover(t *testing.T) {
 	if testutil.InGuest() {
 		t.Skip("a host test (make unit); the guest runs the device tests")
 	}
-	if !inListenNS(t) {
+	if !testutil.RunInPrivateNS(t) {
 		return
 	}
 	ks := killRuns(t, listenKillRuns, listenerOpts{})
@@ -576,7 +576,7 @@ func TestListenDegraded(t *testing.T) {
 	if testutil.InGuest() {
 		t.Skip("a host test (make unit); the guest runs the device tests")
 	}
-	if !inListenNS(t) {
+	if !testutil.RunInPrivateNS(t) {
 		return
 	}
 	o := listenerOpts{steerRoot: t.TempDir()}
@@ -627,7 +627,7 @@ func TestListenDegradedOtherUser(t *testing.T) {
 	if testutil.InGuest() {
 		t.Skip("a host test (make unit); the guest runs the device tests")
 	}
-	if !inListenNS(t) {
+	if !testutil.RunInPrivateNS(t) {
 		return
 	}
 	dir := testutil.SharedDir(t)
@@ -655,7 +655,7 @@ func TestListenDegradedOtherUser(t *testing.T) {
 // 127.0.0.1:P is designated in this process, through the doorbell (inotify)
 // or by polling; an id added afterwards is parked at once (the flag).
 func TestAnchorParking(t *testing.T) {
-	if !inListenNS(t) {
+	if !testutil.RunInPrivateNS(t) {
 		return
 	}
 	for _, mode := range []string{"inotify", "poll"} {
@@ -750,7 +750,7 @@ func TestAnchorParkLocal(t *testing.T) {
 // one (election lost, standby lock, join, listen, attach, standby slot).
 // Each iteration also claims and binds, as a Bind would.
 func BenchmarkListen(b *testing.B) {
-	if !inListenNS(b) {
+	if !testutil.RunInPrivateNS(b) {
 		return
 	}
 	reg, err := registry.Open(registry.Options{Dir: b.TempDir()})
@@ -783,7 +783,7 @@ func BenchmarkListen(b *testing.B) {
 // role, rings the doorbell, takes the designated slot) is the ns/op. A new
 // standby is started between iterations, off the clock.
 func BenchmarkDesignationSwitch(b *testing.B) {
-	if !inListenNS(b) {
+	if !testutil.RunInPrivateNS(b) {
 		return
 	}
 	reg, err := registry.Open(registry.Options{Dir: b.TempDir()})
