@@ -6,7 +6,6 @@ import (
 	"net"
 	"net/netip"
 	"os"
-	"os/exec"
 	"strconv"
 	"syscall"
 	"testing"
@@ -170,9 +169,8 @@ func TestDevicePortHeldByTCP(t *testing.T) {
 
 // helper starts a helper process binding ap with the registry in dir.
 type helper struct {
-	cmd *exec.Cmd
+	*testutil.Proc
 	out *bufio.Reader
-	in  interface{ Close() error }
 }
 
 func startHelper(t *testing.T, mode, dir string, ap netip.AddrPort, uid uint32, netns bool) *helper {
@@ -184,26 +182,19 @@ func startHelper(t *testing.T, mode, dir string, ap netip.AddrPort, uid uint32, 
 		}
 		cmd.SysProcAttr.Cloneflags |= syscall.CLONE_NEWNET
 	}
-	stdout, err := cmd.StdoutPipe()
-	if err != nil {
-		t.Fatal(err)
-	}
-	stdin, err := cmd.StdinPipe()
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	h := &helper{cmd: cmd, out: bufio.NewReader(stdout), in: stdin}
-	t.Cleanup(func() { h.stop() })
+	p := testutil.StartProc(t, cmd)
+	h := &helper{Proc: p, out: bufio.NewReader(p.Stdout)}
+	t.Cleanup(h.stop)
 	return h
 }
 
+// stop ends the helper as a user would: stdin closed, SIGTERM.
 func (h *helper) stop() {
-	h.in.Close()
-	h.cmd.Process.Signal(syscall.SIGTERM)
-	h.cmd.Wait()
+	h.Stdin.Close()
+	if h.Cmd.ProcessState == nil {
+		h.Cmd.Process.Signal(syscall.SIGTERM)
+		h.Cmd.Wait()
+	}
 }
 
 // N processes bind one address and port; each keeps its own binding, on
@@ -324,8 +315,7 @@ func TestDeviceCrashSafety(t *testing.T) {
 			time.Sleep(time.Duration(rand.IntN(40_000)) * time.Microsecond)
 			early++
 		}
-		h.cmd.Process.Signal(syscall.SIGKILL)
-		h.cmd.Wait()
+		h.Kill()
 		recs, err := b.Registry().List()
 		if err != nil {
 			t.Fatal(err)

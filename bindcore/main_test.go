@@ -11,15 +11,22 @@ import (
 	"strconv"
 	"syscall"
 	"testing"
+
+	"github.com/rdmabind/rdmabind/internal/testutil"
 )
 
 // helperEnv makes the test binary a helper process (see helperMain).
 const helperEnv = "RDMABIND_BINDCORE_HELPER"
 
+// TestMain runs helper processes (those of listen_helper_test.go exit in
+// its init already), and sets up the private namespaces when this is the
+// copy of the test binary that a listen test runs in
+// (testutil.RunInPrivateNS).
 func TestMain(m *testing.M) {
 	if mode := os.Getenv(helperEnv); mode != "" {
 		os.Exit(helperMain(mode))
 	}
+	testutil.InitPrivateNS()
 	os.Exit(m.Run())
 }
 

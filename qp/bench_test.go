@@ -5,10 +5,8 @@ import (
 	"fmt"
 	"net/netip"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"slices"
-	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -27,7 +25,7 @@ import (
 var bench struct {
 	once sync.Once
 	err  error
-	id   string
+	peer *testutil.Peer
 	srv  netip.AddrPort
 	b    *bindcore.Binder
 	n    int
@@ -53,18 +51,13 @@ func benchPeer(b *testing.B) (netip.AddrPort, *bindcore.Binder) {
 	testutil.SkipUnlessRDMA(b)
 	testutil.SkipUnlessPeer(b)
 	bench.once.Do(func() {
-		ex := os.Getenv("RDMABIND_SOFTROCE_PEER_EXEC")
 		bench.srv = netip.MustParseAddrPort(testutil.PeerAddr() + ":7476")
 		ready := filepath.Join(os.Getenv("RDMABIND_SOFTROCE_SHARED"), fmt.Sprintf("qp-bench-%d.ready", time.Now().UnixNano()))
-		bin, _ := filepath.Abs(os.Args[0])
-		out, err := exec.Command(ex, "--detach", "env", helperEnv+"=echo", "RDMABIND_QP_ADDR="+bench.srv.String(),
-			"RDMABIND_QP_NAME=bench", "RDMABIND_QP_READY="+ready, "RDMABIND_QP_SPIN="+peerSpin().String(),
-			bin, "-test.run=^$").Output()
-		if err != nil {
-			bench.err = err
+		bench.peer, bench.err = testutil.LaunchPeer(helperEnv+"=echo", "RDMABIND_QP_ADDR="+bench.srv.String(),
+			"RDMABIND_QP_NAME=bench", "RDMABIND_QP_READY="+ready, "RDMABIND_QP_SPIN="+peerSpin().String())
+		if bench.err != nil {
 			return
 		}
-		bench.id = strings.TrimSpace(string(out))
 		for end := time.Now().Add(60 * time.Second); ; time.Sleep(20 * time.Millisecond) {
 			if _, err := os.Stat(ready); err == nil {
 				break
@@ -83,10 +76,9 @@ func benchPeer(b *testing.B) (netip.AddrPort, *bindcore.Binder) {
 }
 
 func stopBenchPeer() {
-	if bench.id != "" {
-		ex := os.Getenv("RDMABIND_SOFTROCE_PEER_EXEC")
-		exec.Command(ex, "--signal", bench.id, "KILL").Run()
-		exec.Command(ex, "--wait", bench.id).Run()
+	if bench.peer != nil {
+		bench.peer.Signal("KILL")
+		bench.peer.Wait()
 	}
 	if bench.b != nil {
 		bench.b.Close()

@@ -21,7 +21,7 @@ import (
 // 127.0.0.1:P is designated in this process, through the doorbell (inotify)
 // or by polling; an id added afterwards is parked at once (the flag).
 func TestAnchorParking(t *testing.T) {
-	if !testutil.InPrivateNS(t) {
+	if !testutil.RunInPrivateNS(t) {
 		return
 	}
 	for _, mode := range []string{"inotify", "poll"} {

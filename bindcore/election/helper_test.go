@@ -27,7 +27,7 @@ import (
 // The host tests of the election run over the real registry, steering
 // group and shadow sockets, without RDMA: in helper processes (the test
 // binary again) and in private network and mount namespaces
-// (testutil.InPrivateNS), so that the ports, the bpffs mount at
+// (testutil.RunInPrivateNS), so that the ports, the bpffs mount at
 // /sys/fs/bpf and the sysctls are the tests' own.
 
 // listenHelperEnv selects a helper mode (TestMain).
@@ -35,10 +35,6 @@ const listenHelperEnv = "RDMABIND_LISTEN_HELPER"
 
 func TestMain(m *testing.M) {
 	mode := os.Getenv(listenHelperEnv)
-	if err := testutil.SetUpPrivateNS(mode != ""); err != nil {
-		fmt.Fprintf(os.Stderr, "election tests: set up namespaces: %v\n", err)
-		os.Exit(1)
-	}
 	switch mode {
 	case "":
 	case "listener":
@@ -47,6 +43,7 @@ func TestMain(m *testing.M) {
 		fmt.Fprintf(os.Stderr, "unknown listen helper mode %q\n", mode)
 		os.Exit(2)
 	}
+	testutil.InitPrivateNS()
 	os.Exit(m.Run())
 }
 

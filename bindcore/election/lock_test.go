@@ -9,9 +9,8 @@ import (
 	"testing"
 	"time"
 
-	"golang.org/x/sys/unix"
-
 	"github.com/rdmabind/rdmabind/bindcore/registry"
+	"github.com/rdmabind/rdmabind/internal/ofdlock"
 	"github.com/rdmabind/rdmabind/internal/testutil"
 )
 
@@ -72,10 +71,10 @@ func TestListenLocks(t *testing.T) {
 	a, b, probe := open(), open(), open()
 	defer probe.close()
 	off := listenOffset(netip.MustParseAddrPort("127.0.0.1:7000"), lockElect)
-	if ok, err := a.try(unix.F_WRLCK, off); !ok || err != nil {
+	if ok, err := a.try(ofdlock.Write, off); !ok || err != nil {
 		t.Fatalf("first try: %v %v", ok, err)
 	}
-	if ok, err := b.try(unix.F_WRLCK, off); ok || err != nil {
+	if ok, err := b.try(ofdlock.Write, off); ok || err != nil {
 		t.Fatalf("second try while held: %v %v", ok, err)
 	}
 	if held, err := probe.held(off); !held || err != nil {
@@ -84,7 +83,7 @@ func TestListenLocks(t *testing.T) {
 	// The flag: shared by readers, seen by the probe.
 	f := flagOffset(7000)
 	for _, l := range []*lockFile{a, b} {
-		if ok, err := l.try(unix.F_RDLCK, f); !ok || err != nil {
+		if ok, err := l.try(ofdlock.Read, f); !ok || err != nil {
 			t.Fatalf("flag: %v %v", ok, err)
 		}
 	}

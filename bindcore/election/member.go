@@ -16,6 +16,7 @@ import (
 	"github.com/rdmabind/rdmabind/bindcore/registry"
 	"github.com/rdmabind/rdmabind/bindcore/shadow"
 	"github.com/rdmabind/rdmabind/bindcore/steer"
+	"github.com/rdmabind/rdmabind/internal/ofdlock"
 )
 
 // The election: among the listening sockets of one address and port (of one
@@ -26,7 +27,7 @@ import (
 //
 //   - the election lock of the address and port (lock.go) is held by
 //     the designated listener, the standby lock by the standby; a new
-//     listener that gets neither waits (F_OFD_SETLKW) for the standby lock,
+//     listener that gets neither waits (ofdlock.Wait) for the standby lock,
 //     and the standby waits for the election lock. The kernel drops a lock
 //     when its holder closes it or dies, and grants it to one waiter;
 //   - the registry record's role says the same for people and for binders
@@ -153,7 +154,7 @@ func Join(ctx context.Context, cfg Config) (*Member, error) {
 		}
 		d.steerErr = err
 	}
-	won, err := d.lf.try(unix.F_WRLCK, listenOffset(d.ap, lockElect))
+	won, err := d.lf.try(ofdlock.Write, listenOffset(d.ap, lockElect))
 	if err != nil {
 		d.abort()
 		return nil, err
@@ -165,7 +166,7 @@ func Join(ctx context.Context, cfg Config) (*Member, error) {
 		}
 		return d, nil
 	}
-	won, err = d.lf.try(unix.F_WRLCK, listenOffset(d.ap, lockStandby))
+	won, err = d.lf.try(ofdlock.Write, listenOffset(d.ap, lockStandby))
 	if err != nil {
 		d.abort()
 		return nil, err
@@ -211,7 +212,7 @@ func (d *Member) listening() {
 // bounded by ctx and the timeout). Otherwise it is a standby taking over
 // (TCP, where it listens already; then rdma_cm, for as long as it takes).
 func (d *Member) designate(ctx context.Context, first bool) error {
-	if _, err := d.lf.try(unix.F_RDLCK, flagOffset(d.ap.Port())); err != nil {
+	if _, err := d.lf.try(ofdlock.Read, flagOffset(d.ap.Port())); err != nil {
 		return err
 	}
 	if err := d.cfg.Claim.SetRole(registry.RoleDesignated); err != nil {

@@ -80,7 +80,7 @@ func acceptOne(l *localListener, d time.Duration) bool {
 // Closing the rest while they are being promoted leaves no goroutine, lock
 // or fd behind. Run with -race.
 func TestDesignationInProcess(t *testing.T) {
-	if !testutil.InPrivateNS(t) {
+	if !testutil.RunInPrivateNS(t) {
 		return
 	}
 	netpollerUp()
@@ -184,7 +184,7 @@ func TestListenFourProcesses(t *testing.T) {
 	if testutil.InGuest() {
 		t.Skip("a host test (make unit); the guest runs the device tests")
 	}
-	if !testutil.InPrivateNS(t) {
+	if !testutil.RunInPrivateNS(t) {
 		return
 	}
 	for _, addr := range []string{"127.0.0.1:0", "[::1]:0"} {
@@ -230,7 +230,7 @@ func TestListenGracefulStorm(t *testing.T) {
 	if testutil.InGuest() {
 		t.Skip("a host test (make unit); the guest runs the device tests")
 	}
-	if !testutil.InPrivateNS(t) {
+	if !testutil.RunInPrivateNS(t) {
 		return
 	}
 	dir := t.TempDir()
@@ -330,7 +330,7 @@ func killRuns(t *testing.T, runs int, o listenerOpts) killStats {
 		}
 		stop()
 		res := <-done
-		<-a.Exited()
+		<-a.Exited
 		ks.total += len(res)
 		aAcc := a.Accepted()
 		bAcc := b.Accepted()
@@ -383,7 +383,7 @@ func TestListenKillTakeover(t *testing.T) {
 	if testutil.InGuest() {
 		t.Skip("a host test (make unit); the guest runs the device tests")
 	}
-	if !testutil.InPrivateNS(t) {
+	if !testutil.RunInPrivateNS(t) {
 		return
 	}
 	ks := killRuns(t, listenKillRuns, listenerOpts{})
@@ -411,7 +411,7 @@ func TestListenDegraded(t *testing.T) {
 	if testutil.InGuest() {
 		t.Skip("a host test (make unit); the guest runs the device tests")
 	}
-	if !testutil.InPrivateNS(t) {
+	if !testutil.RunInPrivateNS(t) {
 		return
 	}
 	o := listenerOpts{steerRoot: t.TempDir()}
@@ -462,7 +462,7 @@ func TestListenDegradedOtherUser(t *testing.T) {
 	if testutil.InGuest() {
 		t.Skip("a host test (make unit); the guest runs the device tests")
 	}
-	if !testutil.InPrivateNS(t) {
+	if !testutil.RunInPrivateNS(t) {
 		return
 	}
 	dir := testutil.SharedDir(t)
@@ -492,7 +492,7 @@ func TestListenDegradedOtherUser(t *testing.T) {
 // one (election lost, standby lock, join, listen, attach, standby slot).
 // Each iteration also claims and binds, as a Bind would.
 func BenchmarkListen(b *testing.B) {
-	if !testutil.InPrivateNS(b) {
+	if !testutil.RunInPrivateNS(b) {
 		return
 	}
 	reg, err := registry.Open(registry.Options{Dir: b.TempDir()})
@@ -525,7 +525,7 @@ func BenchmarkListen(b *testing.B) {
 // role, rings the doorbell, takes the designated slot) is the ns/op. A new
 // standby is started between iterations, off the clock.
 func BenchmarkDesignationSwitch(b *testing.B) {
-	if !testutil.InPrivateNS(b) {
+	if !testutil.RunInPrivateNS(b) {
 		return
 	}
 	reg, err := registry.Open(registry.Options{Dir: b.TempDir()})

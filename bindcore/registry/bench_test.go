@@ -8,7 +8,7 @@ import (
 	"testing"
 	"time"
 
-	"golang.org/x/sys/unix"
+	"github.com/rdmabind/rdmabind/internal/ofdlock"
 )
 
 // withLive opens a registry in a fresh directory holding n live claims of
@@ -125,16 +125,16 @@ func BenchmarkList(b *testing.B) {
 }
 
 // BenchmarkOFDLockUnlock is the floor: one F_OFD_SETLK and one F_UNLCK on
-// the registry file. A Claim makes three such calls (registry lock, slot
-// lock, registry unlock) and a Release one.
+// the registry file (ofdlock.Set and Unlock). A Claim makes one such call
+// (its slot lock) and a Release the other.
 func BenchmarkOFDLockUnlock(b *testing.B) {
 	r := withLive(b, 0)
 	fd := r.res.fd
 	off, n := slotRange(1)
 	for i := 0; i < b.N; i++ {
-		if err := ofdSet(fd, unix.F_WRLCK, off, n, false); err != nil {
+		if err := ofdlock.Set(fd, ofdlock.Write, off, n); err != nil {
 			b.Fatal(err)
 		}
-		ofdSet(fd, unix.F_UNLCK, off, n, false)
+		ofdlock.Unlock(fd, off, n)
 	}
 }

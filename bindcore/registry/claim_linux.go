@@ -8,8 +8,10 @@ import (
 	"sync"
 	"time"
 
-	"github.com/rdmabind/rdmabind/bindcore/wsa"
 	"golang.org/x/sys/unix"
+
+	"github.com/rdmabind/rdmabind/bindcore/wsa"
+	"github.com/rdmabind/rdmabind/internal/ofdlock"
 )
 
 // Claim is a live claim of an address and port: a used record of the
@@ -311,7 +313,7 @@ func (r *Registry) preScan(req ClaimRequest, sc *scanState) (firstScan, error) {
 func (r *Registry) takeSlot(fd int, req ClaimRequest, p *firstScan) (int, uint32, error) {
 	take := func(i int) (bool, error) {
 		off, n := slotRange(i)
-		err := ofdSet(fd, unix.F_WRLCK, off, n, false)
+		err := ofdlock.Set(fd, ofdlock.Write, off, n)
 		if err == nil {
 			return true, nil
 		}
@@ -487,7 +489,7 @@ func (r *Registry) backOut(fd *int, slot int, img *[RecordSize]byte) {
 	freeImage(img)
 	r.storeImage(slot, img)
 	off, n := slotRange(slot)
-	if err := ofdSet(*fd, unix.F_UNLCK, off, n, false); err != nil {
+	if err := ofdlock.Unlock(*fd, off, n); err != nil {
 		unix.Close(*fd)
 		*fd = -1
 	}
@@ -588,7 +590,7 @@ func (r *Registry) releaseLocked(cs *claimState) {
 	freeImage(&cs.buf)
 	r.storeImage(cs.rec.Slot, &cs.buf)
 	off, n := slotRange(cs.rec.Slot)
-	if err := ofdSet(cs.fd, unix.F_UNLCK, off, n, false); err != nil {
+	if err := ofdlock.Unlock(cs.fd, off, n); err != nil {
 		unix.Close(cs.fd)
 		return
 	}

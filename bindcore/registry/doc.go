@@ -41,7 +41,9 @@
 // listing, allocating or waiting reclaims it. Nothing needs to run after a
 // crash, and no pid is ever trusted for liveness (pids are reused); the
 // pid, the process start time, the uid, the socket id and the namespace
-// inode stay in the record to tell people who holds a port.
+// inode stay in the record to tell people who holds a port. Every lock is
+// taken through internal/ofdlock; which bytes each covers is in
+// docs/registry.md, "Lock map".
 //
 // Wait blocks until a given claim ends, however it ends: it waits for a
 // read lock on the claim's record (F_OFD_SETLKW), which the kernel grants the

@@ -151,9 +151,8 @@ func oneLine(err error) string { return strings.ReplaceAll(err.Error(), "\n", ";
 
 // helper is a running helper process.
 type helper struct {
-	cmd   *exec.Cmd
-	stdin io.WriteCloser
-	out   *bufio.Reader
+	*testutil.Proc
+	out *bufio.Reader
 }
 
 func startHelper(t testing.TB, uid uint32, mode, dir string, env ...string) *helper {
@@ -164,20 +163,8 @@ func startHelper(t testing.TB, uid uint32, mode, dir string, env ...string) *hel
 
 func startCmd(t testing.TB, cmd *exec.Cmd) *helper {
 	t.Helper()
-	stdin, err := cmd.StdinPipe()
-	if err != nil {
-		t.Fatal(err)
-	}
-	stdout, err := cmd.StdoutPipe()
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	h := &helper{cmd: cmd, stdin: stdin, out: bufio.NewReader(stdout)}
-	t.Cleanup(func() { h.kill() })
-	return h
+	p := testutil.StartProc(t, cmd)
+	return &helper{Proc: p, out: bufio.NewReader(p.Stdout)}
 }
 
 // line reads one line of the helper's output, with a timeout.
@@ -192,17 +179,9 @@ func (h *helper) line(t testing.TB) string {
 	case s := <-ch:
 		return s
 	case <-time.After(30 * time.Second):
-		t.Fatalf("helper pid %d: no output in 30s", h.cmd.Process.Pid)
+		t.Fatalf("helper pid %d: no output in 30s", h.Cmd.Process.Pid)
 		return ""
 	}
-}
-
-func (h *helper) kill() {
-	if h.cmd.ProcessState != nil {
-		return
-	}
-	h.cmd.Process.Kill()
-	h.cmd.Wait()
 }
 
 func mustErr(t testing.TB, err, target error) {

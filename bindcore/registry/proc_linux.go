@@ -4,34 +4,26 @@ import (
 	"bytes"
 	"fmt"
 	"os"
-	"runtime"
 	"strconv"
 
-	"golang.org/x/sys/unix"
+	"github.com/rdmabind/rdmabind/internal/netns"
 )
 
 // CurrentNetns returns the inode of the network namespace of the calling
-// goroutine's OS thread, from /proc/thread-self/ns/net.
+// goroutine's OS thread (internal/netns.Current: /proc/thread-self/ns/net,
+// on a locked thread).
 //
 // The thread, not the process: a goroutine that locked its OS thread and
 // setns(2)'d into another namespace creates its cm_ids and sockets there, and
 // must use that namespace's registry; /proc/self/ns/net names the namespace
 // of the main thread only. Every thread not so moved is in the process's
-// namespace, so for an unlocked goroutine the answer is that namespace. On
-// kernels without /proc/thread-self (before 3.17) it reads
-// /proc/self/task/<tid>/ns/net.
+// namespace, so for an unlocked goroutine the answer is that namespace.
 func CurrentNetns() (uint64, error) {
-	runtime.LockOSThread()
-	defer runtime.UnlockOSThread()
-	var st unix.Stat_t
-	err := unix.Stat("/proc/thread-self/ns/net", &st)
-	if err != nil {
-		err = unix.Stat(fmt.Sprintf("/proc/self/task/%d/ns/net", unix.Gettid()), &st)
-	}
+	ino, err := netns.Current()
 	if err != nil {
 		return 0, fmt.Errorf("registry: network namespace of this thread: %w", err)
 	}
-	return st.Ino, nil
+	return ino, nil
 }
 
 // StartTime returns the start time of process pid, in clock ticks after

@@ -33,7 +33,7 @@ func holdHelper(t testing.TB, dir, addr string, port int, env ...string) (*helpe
 	slot, _ := strconv.Atoi(f[1])
 	gen, _ := strconv.ParseUint(f[2], 10, 64)
 	sid, _ := strconv.ParseUint(f[3], 10, 64)
-	return h, Record{Slot: slot, State: StateUsed, Generation: gen, SocketID: sid, PID: uint32(h.cmd.Process.Pid)}
+	return h, Record{Slot: slot, State: StateUsed, Generation: gen, SocketID: sid, PID: uint32(h.Cmd.Process.Pid)}
 }
 
 // TestMultiProcess: N processes of one user claim one port and hold it;
@@ -82,8 +82,8 @@ func TestMultiProcess(t *testing.T) {
 	}
 	c.Release()
 	for _, h := range hs {
-		h.cmd.Process.Signal(syscall.SIGKILL)
-		h.cmd.Wait()
+		h.Cmd.Process.Signal(syscall.SIGKILL)
+		h.Cmd.Wait()
 	}
 	if recs, err := r.List(); err != nil || len(recs) != 0 {
 		t.Fatalf("after SIGKILL: %v %v", recs, err)
@@ -120,8 +120,8 @@ func TestCrashSafety(t *testing.T) {
 			}
 			time.Sleep(time.Duration(rand.IntN(500)) * time.Microsecond)
 		}
-		h.cmd.Process.Signal(syscall.SIGKILL)
-		h.cmd.Wait()
+		h.Cmd.Process.Signal(syscall.SIGKILL)
+		h.Cmd.Wait()
 		if create { // how far the helper got with the file
 			b, err := os.ReadFile(filepath.Join(dir, FileName(testNetns, uint32(os.Geteuid()))))
 			switch {
@@ -265,7 +265,7 @@ func TestWaitKilled(t *testing.T) {
 		default:
 		}
 		t0 := time.Now()
-		h.cmd.Process.Signal(syscall.SIGKILL)
+		h.Cmd.Process.Signal(syscall.SIGKILL)
 		select {
 		case err := <-done:
 			if err != nil {
@@ -275,7 +275,7 @@ func TestWaitKilled(t *testing.T) {
 			t.Fatal("Wait did not return after SIGKILL")
 		}
 		ds = append(ds, woke.Sub(t0))
-		h.cmd.Wait()
+		h.Cmd.Wait()
 		// Wait reclaimed the stale record; the port is free at once.
 		if recs, _ := r.List(); len(recs) != 0 {
 			t.Fatalf("after Wait: %v", recs)
@@ -379,7 +379,7 @@ func TestWaitCancel(t *testing.T) {
 	case <-time.After(5 * time.Second):
 		t.Fatal("Close did not cancel Wait")
 	}
-	h.kill()
+	h.Kill()
 	if err := r.Wait(context.Background(), rec); !errors.Is(err, ErrClosed) {
 		t.Errorf("Wait after Close: %v", err)
 	}

@@ -739,7 +739,7 @@ func startRaceProc(t *testing.T, idx int, uid uint32, path, gopath, hook string)
 
 func (p *raceProc) send(t *testing.T, format string, args ...any) {
 	t.Helper()
-	if _, err := fmt.Fprintf(p.stdin, format+"\n", args...); err != nil {
+	if _, err := fmt.Fprintf(p.Stdin, format+"\n", args...); err != nil {
 		t.Fatalf("race helper %d: %v", p.idx, err)
 	}
 }
@@ -883,7 +883,7 @@ func TestClaimRaceKill(t *testing.T) {
 		time.Sleep(time.Duration(rand.IntN(400)) * time.Microsecond)
 		victim := rand.IntN(N)
 		st := atomic.LoadUint64(&words[1+victim])
-		procs[victim].cmd.Process.Signal(syscall.SIGKILL)
+		procs[victim].Cmd.Process.Signal(syscall.SIGKILL)
 		killedAt[stepName(st)]++
 		wins := 0
 		for i, p := range procs {
@@ -902,7 +902,7 @@ func TestClaimRaceKill(t *testing.T) {
 		if wins > 1 {
 			t.Fatalf("round %d: %d survivors hold the exclusive port", round, wins)
 		}
-		procs[victim].cmd.Wait()
+		procs[victim].Cmd.Wait()
 		if live := liveOf(t, reg, uint16(port)); len(live) != wins {
 			t.Fatalf("round %d: %d winners, live %v", round, wins, live)
 		}

@@ -1,6 +1,7 @@
 package registry
 
 import (
+	"context"
 	"encoding/binary"
 	"errors"
 	"fmt"
@@ -13,6 +14,8 @@ import (
 	"time"
 
 	"golang.org/x/sys/unix"
+
+	"github.com/rdmabind/rdmabind/internal/ofdlock"
 )
 
 // poolMax bounds the open file descriptions a Registry keeps for reuse by
@@ -176,7 +179,7 @@ func Open(opts Options) (*Registry, error) {
 		return nil, fmt.Errorf("registry: open %s: %w: %d records, want 1..%d", path, ErrInvalid, n, MaxRecords)
 	}
 	start, _ := StartTime(os.Getpid()) // diagnostics only: 0 without /proc
-	fd, err := openOrCreate(path)
+	fd, st, err := openOrCreate(path)
 	if err != nil {
 		return nil, err
 	}
@@ -188,7 +191,7 @@ func Open(opts Options) (*Registry, error) {
 		start: start,
 		res:   &resources{fd: fd, waits: map[*waiter]struct{}{}},
 	}
-	if err := r.setup(n); err != nil {
+	if err := r.setup(n, &st); err != nil {
 		r.res.free()
 		return nil, fmt.Errorf("registry: open %s: %w", path, err)
 	}
@@ -196,75 +199,59 @@ func Open(opts Options) (*Registry, error) {
 	return r, nil
 }
 
-func openOrCreate(path string) (int, error) {
-	const flags = unix.O_RDWR | unix.O_NOFOLLOW | unix.O_CLOEXEC | unix.O_NOCTTY | unix.O_NONBLOCK
+// openOrCreate opens the registry file at path, or creates it (0600,
+// exactly), through ofdlock.Open, which trusts only a regular file of this
+// user (or root) that group and others cannot write.
+func openOrCreate(path string) (int, unix.Stat_t, error) {
 	for try := 0; ; try++ {
-		fd, err := unix.Open(path, flags, 0)
+		fd, st, err := ofdlock.Open(path, unix.O_RDWR, 0)
 		if err == nil {
-			return fd, nil
+			return fd, st, nil
 		}
 		if err != unix.ENOENT || try == 8 {
-			return -1, openError(path, err)
+			return -1, st, openError(path, err)
 		}
-		fd, err = unix.Open(path, flags|unix.O_CREAT|unix.O_EXCL, 0o600)
+		fd, st, err = ofdlock.Open(path, unix.O_RDWR|unix.O_CREAT|unix.O_EXCL, 0o600)
 		if err == nil {
 			// umask may have taken bits: the file is 0600, exactly.
 			if err := unix.Fchmod(fd, 0o600); err != nil {
 				unix.Close(fd)
-				return -1, fmt.Errorf("registry: create %s: fchmod: %w", path, err)
+				return -1, st, fmt.Errorf("registry: create %s: fchmod: %w", path, err)
 			}
-			return fd, nil
+			return fd, st, nil
 		}
 		if err != unix.EEXIST {
-			return -1, openError(path, err)
+			return -1, st, openError(path, err)
 		}
 		// Somebody created it between our two opens: open theirs.
 	}
 }
 
+// openError wraps a failed ofdlock.Open of the registry file at path.
 func openError(path string, err error) error {
-	switch err {
-	case unix.ELOOP:
+	switch {
+	case errors.Is(err, ofdlock.ErrUntrusted):
+		return fmt.Errorf("registry: open %s: %w: %w", path, ErrPermission, err)
+	case err == unix.ELOOP:
 		return fmt.Errorf("registry: open %s: %w: it is a symbolic link: %w", path, ErrPermission, err)
-	case unix.EACCES, unix.EPERM:
+	case err == unix.EACCES, err == unix.EPERM:
 		return fmt.Errorf("registry: open %s: %w: the file belongs to another user (it is created 0600; give each user its own Options.Dir): %w", path, ErrPermission, err)
-	case unix.EISDIR, unix.ENXIO, unix.ENODEV:
+	case err == unix.EISDIR, err == unix.ENXIO, err == unix.ENODEV:
 		return fmt.Errorf("registry: open %s: %w: not a regular file: %w", path, ErrPermission, err)
 	}
 	return fmt.Errorf("registry: open %s: %w", path, err)
 }
 
-// trust checks an open registry file's owner, type and mode.
-func trust(st *unix.Stat_t, euid uint32) error {
-	if st.Mode&unix.S_IFMT != unix.S_IFREG {
-		return fmt.Errorf("%w: not a regular file (mode %#o)", ErrPermission, st.Mode)
-	}
-	if st.Uid != euid && st.Uid != 0 {
-		return fmt.Errorf("%w: owned by uid %d, and this process runs as uid %d: only the owner's (or root's) registry is trusted", ErrPermission, st.Uid, euid)
-	}
-	if st.Mode&0o022 != 0 {
-		return fmt.Errorf("%w: mode %#o is writable by group or others (want 0600)", ErrPermission, st.Mode&0o7777)
-	}
-	return nil
-}
-
-// setup checks, initializes if needed, and maps the file, under the
-// registry lock.
-func (r *Registry) setup(n int) error {
+// setup initializes the file if needed, checks it, and maps it, under the
+// registry lock. st is the file's stat from its (trusted) open.
+func (r *Registry) setup(n int, st *unix.Stat_t) error {
 	fd := r.res.fd
-	var st unix.Stat_t
-	if err := unix.Fstat(fd, &st); err != nil {
-		return err
-	}
-	if err := trust(&st, r.uid); err != nil {
-		return err
-	}
 	r.dev, r.ino = st.Dev, st.Ino
-	if err := ofdSet(fd, unix.F_WRLCK, 0, HeaderSize, true); err != nil {
-		return fmt.Errorf("registry lock: %w", err)
+	if err := ofdlock.Wait(context.Background(), fd, ofdlock.Write, 0, HeaderSize); err != nil {
+		return fmt.Errorf("registry lock: wait: %w", err)
 	}
-	defer ofdSet(fd, unix.F_UNLCK, 0, HeaderSize, false)
-	if err := unix.Fstat(fd, &st); err != nil { // the size, now stable
+	defer ofdlock.Unlock(fd, 0, HeaderSize)
+	if err := unix.Fstat(fd, st); err != nil { // the size, now stable
 		return err
 	}
 	var head [HeaderSize]byte
@@ -328,7 +315,7 @@ func (r *Registry) initialize(n int, size int64) error {
 	if size > 0 {
 		// A header without its magic: refuse if anybody holds a lock beyond
 		// it (live claims of a registry whose header was erased).
-		held, err := ofdHeld(fd, unix.F_WRLCK, HeaderSize, 0)
+		held, err := ofdlock.Held(fd, ofdlock.Write, HeaderSize, 0)
 		if err != nil {
 			return err
 		}
@@ -414,7 +401,7 @@ func (r *Registry) lowerHighWater(target int) {
 	}
 	off, _ := slotRange(target)
 	n := int64(top-target) * RecordSize
-	if err := ofdSet(fd, unix.F_WRLCK, off, n, false); err != nil {
+	if err := ofdlock.Set(fd, ofdlock.Write, off, n); err != nil {
 		r.putFD(fd)
 		return
 	}
@@ -436,7 +423,7 @@ func (r *Registry) lowerHighWater(target int) {
 	if newHW < top || !ok {
 		m.casHighWater(w, uint32(newHW))
 	}
-	if err := ofdSet(fd, unix.F_UNLCK, off, n, false); err != nil {
+	if err := ofdlock.Unlock(fd, off, n); err != nil {
 		unix.Close(fd)
 		return
 	}
@@ -497,17 +484,12 @@ func faultGuard(old bool, errp *error) {
 	}
 }
 
-// openFD opens a new open file description of the registry file and checks
-// it is the file r opened.
+// openFD opens a new open file description of the registry file (trusted,
+// as Open's) and checks it is the file r opened.
 func (r *Registry) openFD() (int, error) {
-	fd, err := unix.Open(r.path, unix.O_RDWR|unix.O_NOFOLLOW|unix.O_CLOEXEC|unix.O_NOCTTY|unix.O_NONBLOCK, 0)
+	fd, st, err := ofdlock.Open(r.path, unix.O_RDWR, 0)
 	if err != nil {
 		return -1, openError(r.path, err)
-	}
-	var st unix.Stat_t
-	if err := unix.Fstat(fd, &st); err != nil {
-		unix.Close(fd)
-		return -1, fmt.Errorf("registry: %s: %w", r.path, err)
 	}
 	if st.Dev != r.dev || st.Ino != r.ino {
 		unix.Close(fd)
@@ -655,7 +637,7 @@ func freeImage(b *[RecordSize]byte) {
 // description holds a write lock on its range.
 func (r *Registry) held(slot int) (bool, error) {
 	off, n := slotRange(slot)
-	held, err := ofdHeld(r.res.fd, unix.F_RDLCK, off, n)
+	held, err := ofdlock.Held(r.res.fd, ofdlock.Read, off, n)
 	if err != nil {
 		return false, fmt.Errorf("registry: %s: slot %d: F_OFD_GETLK: %w", r.path, slot, err)
 	}
@@ -674,7 +656,7 @@ func (r *Registry) reclaim(slot int, want *Record) error {
 		return err
 	}
 	off, n := slotRange(slot)
-	if err := ofdSet(fd, unix.F_WRLCK, off, n, false); err != nil {
+	if err := ofdlock.Set(fd, ofdlock.Write, off, n); err != nil {
 		r.putFD(fd)
 		if isBusy(err) {
 			return nil
@@ -714,7 +696,7 @@ func (r *Registry) reclaim(slot int, want *Record) error {
 // closes it, if the unlock failed).
 func (r *Registry) unlockPut(fd, slot int) {
 	off, n := slotRange(slot)
-	if err := ofdSet(fd, unix.F_UNLCK, off, n, false); err != nil {
+	if err := ofdlock.Unlock(fd, off, n); err != nil {
 		unix.Close(fd)
 		return
 	}

@@ -3,12 +3,13 @@ package registry
 import (
 	"context"
 	"fmt"
-	"runtime"
 	"runtime/debug"
 	"sync"
 	"time"
 
 	"golang.org/x/sys/unix"
+
+	"github.com/rdmabind/rdmabind/internal/ofdlock"
 )
 
 // waitPoll is how often Wait also rereads the awaited record, to see a
@@ -21,9 +22,9 @@ const waitPoll = 5 * time.Millisecond
 // is gone (the slot now holds another claim). rec is a record from List or
 // Claim.Record; Slot, Generation and SocketID identify the claim.
 //
-// How: a goroutine, locked to its OS thread, asks for a read lock on the
-// record's range through an open file description of its own with
-// F_OFD_SETLKW. A read lock conflicts only with the claim's write lock, so
+// How: a goroutine asks for a read lock on the record's range through an
+// open file description of its own, waiting for it (ofdlock.Wait, on a
+// locked OS thread). A read lock conflicts only with the claim's write lock, so
 // the kernel grants it the moment the claim's lock goes, however the claim
 // ended; other waiters (read locks too) do not delay each other. Wait then
 // drops its lock and reclaims the record if it is still the stale claim, so
@@ -31,13 +32,10 @@ const waitPoll = 5 * time.Millisecond
 // SIGKILL of the holder: see docs/registry.md.
 //
 // Cancellation (ctx, or Close of the Registry) is real, not an abandoned
-// goroutine: F_OFD_SETLKW cannot be interrupted by closing its fd, so Wait
-// first replaces that fd, with dup3(2), by an O_PATH descriptor on which
-// every lock request fails, then sends SIGURG to the blocked thread with
-// tgkill(2). Go's signal handlers are SA_RESTART, so the kernel restarts the
-// fcntl, which looks the fd up again and fails with EBADF. SIGURG is the
-// signal the Go runtime itself uses for preemption; a program that watches
-// SIGURG with signal.Notify sees these.
+// goroutine: it is ofdlock.Wait's (dup3(2) of an O_PATH descriptor over
+// the waiting fd, then SIGURG to the blocked thread; internal/ofdlock says
+// why that works). A program that watches SIGURG with signal.Notify sees
+// these signals.
 //
 // Errors: ctx.Err() when ctx ends first; ErrClosed when the Registry is
 // closed; ErrInvalid for a rec that is not a used record of this registry;
@@ -64,7 +62,7 @@ func (r *Registry) Wait(ctx context.Context, rec Record) error {
 				if r.closed.Load() {
 					return r.closedErr("wait")
 				}
-				return fmt.Errorf("registry: %s: wait on slot %d: F_OFD_SETLKW: %w", r.path, rec.Slot, w.err)
+				return fmt.Errorf("registry: %s: wait on slot %d: lock: %w", r.path, rec.Slot, w.err)
 			}
 			r.finishWaiter(w) // drop the read lock before reclaiming
 			return r.reclaimIfStale(rec)
@@ -118,15 +116,13 @@ func (r *Registry) reclaimIfStale(rec Record) (err error) {
 	return r.reclaim(rec.Slot, &cur)
 }
 
-// waiter is one blocked F_OFD_SETLKW on a slot's range.
+// waiter is one blocked lock request (ofdlock.Wait) on a slot's range.
 type waiter struct {
-	fd     int // the open file description the lock request is made through
-	pathFD int // an O_PATH fd, dup3'd over fd to cancel
-	tid    int // the OS thread blocked in fcntl
-	done   chan struct{}
-	err    error // valid after done: nil when the lock was granted
+	fd     int                // the waiter's own open file description
+	cancel context.CancelFunc // ends the request
+	done   chan struct{}      // closed once the request returned
+	err    error              // valid after done: nil when the lock was granted
 
-	cancelOnce sync.Once
 	finishOnce sync.Once
 }
 
@@ -135,24 +131,13 @@ func (r *Registry) startWaiter(slot int) (*waiter, error) {
 	if err != nil {
 		return nil, err
 	}
-	pfd, err := unix.Open("/", unix.O_PATH|unix.O_DIRECTORY|unix.O_CLOEXEC, 0)
-	if err != nil {
-		unix.Close(fd)
-		return nil, fmt.Errorf("registry: wait: open O_PATH: %w", err)
-	}
-	w := &waiter{fd: fd, pathFD: pfd, done: make(chan struct{})}
-	started := make(chan struct{})
+	ctx, cancel := context.WithCancel(context.Background())
+	w := &waiter{fd: fd, cancel: cancel, done: make(chan struct{})}
 	off, n := slotRange(slot)
 	go func() {
-		runtime.LockOSThread()
-		w.tid = unix.Gettid()
-		close(started)
-		err := ofdSet(fd, unix.F_RDLCK, off, n, true)
-		runtime.UnlockOSThread()
-		w.err = err
+		w.err = ofdlock.Wait(ctx, fd, ofdlock.Read, off, n)
 		close(w.done)
 	}()
-	<-started
 	res := r.res
 	res.waitMu.Lock()
 	if res.waits == nil { // Close ran meanwhile
@@ -173,42 +158,13 @@ func (r *Registry) finishWaiter(w *waiter) {
 	res.waitMu.Unlock()
 }
 
-// cancel makes the blocked lock request fail, if it is still blocked, and
-// returns when the goroutine is done.
-func (w *waiter) cancel() {
-	w.cancelOnce.Do(func() {
-		select {
-		case <-w.done:
-			return
-		default:
-		}
-		for {
-			err := unix.Dup3(w.pathFD, w.fd, unix.O_CLOEXEC)
-			if err != unix.EINTR && err != unix.EBUSY {
-				break
-			}
-		}
-		pid := unix.Getpid()
-		t := time.NewTimer(time.Millisecond)
-		defer t.Stop()
-		for {
-			unix.Tgkill(pid, w.tid, unix.SIGURG)
-			select {
-			case <-w.done:
-				return
-			case <-t.C:
-				t.Reset(time.Millisecond)
-			}
-		}
-	})
-}
-
-// finish cancels the waiter if needed and closes its fds (dropping a granted
-// lock). Safe to call twice.
+// finish cancels the lock request if it is still blocked, waits until it
+// returned, and closes the waiter's fd (dropping a granted lock). Safe to
+// call twice.
 func (w *waiter) finish() {
 	w.finishOnce.Do(func() {
 		w.cancel()
+		<-w.done
 		unix.Close(w.fd)
-		unix.Close(w.pathFD)
 	})
 }

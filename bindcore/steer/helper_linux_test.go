@@ -7,7 +7,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"io"
 	"net/netip"
 	"os"
 	"os/exec"
@@ -283,10 +282,9 @@ func runProbe(t *testing.T, cmd *exec.Cmd) probeResult {
 
 // listener is a listenerHelper process, seen from the test.
 type listener struct {
-	t   testing.TB
-	id  byte
-	cmd *exec.Cmd
-	testutil.Dialogue
+	t  testing.TB
+	id byte
+	*testutil.Dialogue
 	pid    int
 	cookie uint64
 
@@ -295,7 +293,6 @@ type listener struct {
 	accErrs  []string         // accepted connections that sent no id
 	pre      map[int]int      // client port -> "pre" reports (accepted, id not yet read)
 	takeover int64
-	exited   chan struct{}
 }
 
 type listenerOpts struct {
@@ -311,20 +308,8 @@ func startListener(t testing.TB, addr netip.AddrPort, id byte, o listenerOpts) *
 	if o.watch != 0 {
 		env = append(env, "STEER_WATCH="+strconv.Itoa(o.watch))
 	}
-	cmd := testutil.HelperCommand(t, 0, env...)
-	stdin, err := cmd.StdinPipe()
-	if err != nil {
-		t.Fatal(err)
-	}
-	stdout, err := cmd.StdoutPipe()
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	l := &listener{t: t, id: id, cmd: cmd, Dialogue: testutil.Dialogue{T: t, Name: fmt.Sprintf("listener %c", id), Stdin: stdin, Replies: make(chan string, 16)}, accepts: map[uint64]int64{}, pre: map[int]int{}, exited: make(chan struct{})}
-	go l.read(stdout)
+	l := &listener{t: t, id: id, accepts: map[uint64]int64{}, pre: map[int]int{}}
+	l.Dialogue = testutil.StartDialogue(t, fmt.Sprintf("listener %c", id), testutil.HelperCommand(t, 0, env...), l.report)
 	t.Cleanup(func() { l.kill() })
 	r := l.Reply("ready")
 	if _, err := fmt.Sscanf(r, "ready %d %d", &l.cookie, &l.pid); err != nil {
@@ -333,42 +318,39 @@ func startListener(t testing.TB, addr netip.AddrPort, id byte, o listenerOpts) *
 	return l
 }
 
-func (l *listener) read(r io.Reader) {
-	defer close(l.exited)
-	defer close(l.Replies)
-	sc := bufio.NewScanner(r)
-	for sc.Scan() {
-		line := sc.Text()
-		var id uint64
-		var ts int64
-		switch {
-		case strings.HasPrefix(line, "acc "):
-			fmt.Sscanf(line, "acc %d %d", &id, &ts)
-			l.mu.Lock()
-			if _, dup := l.accepts[id]; dup {
-				l.t.Errorf("listener %c accepted connection %d twice", l.id, id)
-			}
-			l.accepts[id] = ts
-			l.mu.Unlock()
-		case strings.HasPrefix(line, "pre "):
-			var port int
-			fmt.Sscanf(line, "pre %d", &port)
-			l.mu.Lock()
-			l.pre[port]++
-			l.mu.Unlock()
-		case strings.HasPrefix(line, "accerr "):
-			l.mu.Lock()
-			l.accErrs = append(l.accErrs, line)
-			l.mu.Unlock()
-		case strings.HasPrefix(line, "takeover "):
-			fmt.Sscanf(line, "takeover %d", &ts)
-			l.mu.Lock()
-			l.takeover = ts
-			l.mu.Unlock()
-		default:
-			l.Replies <- line
+// report takes the helper's asynchronous lines (accepts, takeover); the
+// others are replies.
+func (l *listener) report(line string) bool {
+	var id uint64
+	var ts int64
+	switch {
+	case strings.HasPrefix(line, "acc "):
+		fmt.Sscanf(line, "acc %d %d", &id, &ts)
+		l.mu.Lock()
+		if _, dup := l.accepts[id]; dup {
+			l.t.Errorf("listener %c accepted connection %d twice", l.id, id)
 		}
+		l.accepts[id] = ts
+		l.mu.Unlock()
+	case strings.HasPrefix(line, "pre "):
+		var port int
+		fmt.Sscanf(line, "pre %d", &port)
+		l.mu.Lock()
+		l.pre[port]++
+		l.mu.Unlock()
+	case strings.HasPrefix(line, "accerr "):
+		l.mu.Lock()
+		l.accErrs = append(l.accErrs, line)
+		l.mu.Unlock()
+	case strings.HasPrefix(line, "takeover "):
+		fmt.Sscanf(line, "takeover %d", &ts)
+		l.mu.Lock()
+		l.takeover = ts
+		l.mu.Unlock()
+	default:
+		return false
 	}
+	return true
 }
 
 // doTime sends a command whose reply is "<want> <mono ns>" and returns the time.
@@ -416,17 +398,7 @@ func (l *listener) stopAndKill() (held map[int]bool, tKill int64) {
 	return held, l.sigkill()
 }
 
-func (l *listener) kill() {
-	l.Stdin.Close()
-	if l.cmd.ProcessState == nil {
-		select {
-		case <-l.exited:
-		case <-time.After(2 * time.Second):
-			l.cmd.Process.Kill()
-		}
-		l.cmd.Wait()
-	}
-}
+func (l *listener) kill() { l.Stop(2 * time.Second) }
 
 // Label names l in failures (testutil.Receiver).
 func (l *listener) Label() string { return l.Name }

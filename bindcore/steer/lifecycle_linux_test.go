@@ -83,7 +83,7 @@ func TestMemberProcessCounts(t *testing.T) {
 		t.Fatalf("Release with a live member process: %v %v", removed, err)
 	}
 	l.sigkill()
-	<-l.exited
+	<-l.Exited
 	g, err = Open(k, nil)
 	must(t, err)
 	if removed, err := g.Release(); !removed || err != nil {

@@ -178,7 +178,7 @@ func TestKillTakeover(t *testing.T) {
 				}
 				stop()
 				res := <-done
-				<-a.exited
+				<-a.Exited
 				total += len(res)
 
 				aAcc := a.Accepted() // complete: A's output ended

@@ -7,6 +7,8 @@ import (
 	"strconv"
 
 	"golang.org/x/sys/unix"
+
+	"github.com/rdmabind/rdmabind/internal/netns"
 )
 
 // checkSocket refuses what the kernel cannot steer with a clear error:
@@ -95,16 +97,11 @@ func socketNetNSStrict(fd int) (uint64, error) {
 	return st.Ino, nil
 }
 
-// NetNS returns the inode of the calling thread's network namespace.
+// NetNS returns the inode of the network namespace of the calling
+// goroutine's OS thread (internal/netns.Current, on a locked thread).
 //
 // Errors: the errno of stat(2) on /proc/thread-self/ns/net.
-func NetNS() (uint64, error) {
-	var st unix.Stat_t
-	if err := unix.Stat("/proc/thread-self/ns/net", &st); err != nil {
-		return 0, fmt.Errorf("stat /proc/thread-self/ns/net: %w", err)
-	}
-	return st.Ino, nil
-}
+func NetNS() (uint64, error) { return netns.Current() }
 
 func addrPort(sa unix.Sockaddr) netip.AddrPort {
 	switch sa := sa.(type) {

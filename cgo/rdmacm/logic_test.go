@@ -16,6 +16,8 @@ import (
 	"time"
 
 	"golang.org/x/sys/unix"
+
+	"github.com/rdmabind/rdmabind/internal/testutil"
 )
 
 func getEvent(t *testing.T, ec *EventChannel) Event {
@@ -292,47 +294,18 @@ func TestIDMethodsReachOps(t *testing.T) {
 	}
 }
 
-// newNetns makes a network namespace and returns an fd of it. With setup,
-// setup runs on a thread inside it first (a command it starts is in it too).
-// The thread returns to its namespace afterwards, or is thrown away.
+// newNetns makes a network namespace (testutil.NewNetNS) and returns an fd
+// of it. With setup, setup runs on a thread inside it first (a command it
+// starts is in it too).
 func newNetns(t *testing.T, setup func()) int {
 	t.Helper()
-	if os.Geteuid() != 0 {
-		t.Skip("needs root (CAP_SYS_ADMIN) to make a network namespace")
+	ns := testutil.NewNetNS(t)
+	if setup != nil {
+		if err := ns.Do(func() error { setup(); return nil }); err != nil {
+			t.Fatal(err)
+		}
 	}
-	nsc := make(chan int, 1)
-	go func() {
-		runtime.LockOSThread()
-		fd := -1
-		defer func() { nsc <- fd }()
-		own, err := unix.Open("/proc/thread-self/ns/net", unix.O_RDONLY|unix.O_CLOEXEC, 0)
-		if err != nil {
-			t.Error(err)
-			return
-		}
-		defer unix.Close(own)
-		if err := unix.Unshare(unix.CLONE_NEWNET); err != nil {
-			t.Error(err)
-			return
-		}
-		if fd, err = unix.Open("/proc/thread-self/ns/net", unix.O_RDONLY|unix.O_CLOEXEC, 0); err != nil {
-			t.Error(err)
-		}
-		if setup != nil {
-			setup()
-		}
-		if err := unix.Setns(own, unix.CLONE_NEWNET); err != nil {
-			t.Error(err)
-			return // the thread stays locked and goes away
-		}
-		runtime.UnlockOSThread()
-	}()
-	fd := <-nsc
-	if fd < 0 {
-		t.FailNow()
-	}
-	t.Cleanup(func() { unix.Close(fd) })
-	return fd
+	return ns.FD()
 }
 
 // threadNetns is the network namespace of the calling goroutine's thread.

@@ -39,18 +39,11 @@ type cli struct {
 
 func startCLI(t *testing.T, args ...string) *cli {
 	t.Helper()
-	cmd := testutil.HelperCommand(t, 0, cliHelperEnv+"=1", "RDMABIND_CLI_ARGS="+strings.Join(args, "\n"))
-	out, err := cmd.StdoutPipe()
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	c := &cli{t: t, cmd: cmd, lines: make(chan map[string]any, 64)}
+	p := testutil.StartProc(t, testutil.HelperCommand(t, 0, cliHelperEnv+"=1", "RDMABIND_CLI_ARGS="+strings.Join(args, "\n")))
+	c := &cli{t: t, cmd: p.Cmd, lines: make(chan map[string]any, 64)}
 	go func() {
 		defer close(c.lines)
-		sc := bufio.NewScanner(out)
+		sc := bufio.NewScanner(p.Stdout)
 		for sc.Scan() {
 			var m map[string]any
 			if err := json.Unmarshal(sc.Bytes(), &m); err != nil {
@@ -59,10 +52,6 @@ func startCLI(t *testing.T, args ...string) *cli {
 			c.lines <- m
 		}
 	}()
-	t.Cleanup(func() {
-		cmd.Process.Kill()
-		cmd.Wait()
-	})
 	return c
 }
 

@@ -59,6 +59,46 @@ func publicCopy(t testing.TB) string {
 	return dst
 }
 
+// Proc is a helper process (from HelperCommand) with pipes to its stdin
+// and from its stdout.
+type Proc struct {
+	Cmd    *exec.Cmd
+	Stdin  io.WriteCloser
+	Stdout io.ReadCloser
+}
+
+// StartProc starts cmd with its stdin and stdout piped. When the test ends
+// the helper is killed and waited for, if nobody waited for it yet: a
+// safety net under the test's own way of stopping it (cleanups registered
+// after StartProc run before its own).
+func StartProc(t testing.TB, cmd *exec.Cmd) *Proc {
+	t.Helper()
+	stdin, err := cmd.StdinPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	stdout, err := cmd.StdoutPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	p := &Proc{Cmd: cmd, Stdin: stdin, Stdout: stdout}
+	t.Cleanup(p.Kill)
+	return p
+}
+
+// Kill kills the helper (SIGKILL) and waits for it, unless it was waited for
+// already. Safe to call twice.
+func (p *Proc) Kill() {
+	if p.Cmd.ProcessState != nil {
+		return
+	}
+	p.Cmd.Process.Kill()
+	p.Cmd.Wait()
+}
+
 // SharedDir returns a new directory that every user may create files in
 // (mode 1777, like /dev/shm), directly below the temporary directory so
 // that no 0700 parent (as t.TempDir has) shuts other users out. It is

@@ -1,12 +1,9 @@
 package testutil
 
 import (
-	"bufio"
 	"fmt"
-	"io"
 	"net"
 	"net/netip"
-	"os/exec"
 	"strings"
 	"sync"
 	"testing"
@@ -30,12 +27,8 @@ import (
 //
 // Every other line is a reply (Dialogue).
 type ListenProc struct {
-	T    testing.TB
-	Name string
-	Cmd  *exec.Cmd
-	Dialogue
-	PID    int
-	exited chan struct{}
+	*Dialogue
+	PID int
 
 	Mu         sync.Mutex
 	accepts    map[uint64]int64 // connection id -> accept time
@@ -48,70 +41,50 @@ type ListenProc struct {
 }
 
 // StartListenProc starts the test binary as a helper process (HelperCommand)
-// and reads its lines; it is killed when the test ends.
+// and reads its lines (StartDialogue); it is killed when the test ends.
 func StartListenProc(t testing.TB, name string, uid uint32, env ...string) *ListenProc {
 	t.Helper()
-	cmd := HelperCommand(t, uid, env...)
-	stdin, err := cmd.StdinPipe()
-	if err != nil {
-		t.Fatal(err)
-	}
-	stdout, err := cmd.StdoutPipe()
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	p := &ListenProc{T: t, Name: name, Cmd: cmd, Dialogue: Dialogue{T: t, Name: name, Stdin: stdin, Replies: make(chan string, 64)},
-		exited: make(chan struct{}), accepts: map[uint64]int64{}, Parked: map[string]int64{}}
-	go p.read(stdout)
+	p := &ListenProc{accepts: map[uint64]int64{}, Parked: map[string]int64{}}
+	p.Dialogue = StartDialogue(t, name, HelperCommand(t, uid, env...), p.report)
 	t.Cleanup(p.Kill)
 	return p
 }
 
-func (p *ListenProc) read(r io.Reader) {
-	defer close(p.exited)
-	defer close(p.Replies)
-	sc := bufio.NewScanner(r)
-	for sc.Scan() {
-		line := sc.Text()
-		var id uint64
-		var ts int64
-		p.Mu.Lock()
-		switch {
-		case strings.HasPrefix(line, "acc "):
-			fmt.Sscanf(line, "acc %d %d", &id, &ts)
-			if _, dup := p.accepts[id]; dup {
-				p.errs = append(p.errs, fmt.Sprintf("accepted connection %d twice", id))
-			}
-			p.accepts[id] = ts
-		case strings.HasPrefix(line, "rdma "):
-			p.RDMA++
-		case strings.HasPrefix(line, "tcp "):
-			p.TCP++
-		case strings.HasPrefix(line, "pre "):
-		case strings.HasPrefix(line, "accerr "):
-			p.AccErrs = append(p.AccErrs, line)
-		case strings.HasPrefix(line, "designated "):
-			fmt.Sscanf(line, "designated %d", &ts)
-			p.designated, p.DesLine = ts, line
-		case strings.HasPrefix(line, "parked "):
-			var ap string
-			fmt.Sscanf(line, "parked %s %d", &ap, &ts)
-			p.Parked[ap] = ts
-		case strings.HasPrefix(line, "err "):
-			p.errs = append(p.errs, line)
-			p.Mu.Unlock()
-			p.Replies <- line
-			continue
-		default:
-			p.Mu.Unlock()
-			p.Replies <- line
-			continue
+// report takes the helper's asynchronous lines and notes its errors, which
+// are replies too.
+func (p *ListenProc) report(line string) bool {
+	var id uint64
+	var ts int64
+	p.Mu.Lock()
+	defer p.Mu.Unlock()
+	switch {
+	case strings.HasPrefix(line, "acc "):
+		fmt.Sscanf(line, "acc %d %d", &id, &ts)
+		if _, dup := p.accepts[id]; dup {
+			p.errs = append(p.errs, fmt.Sprintf("accepted connection %d twice", id))
 		}
-		p.Mu.Unlock()
+		p.accepts[id] = ts
+	case strings.HasPrefix(line, "rdma "):
+		p.RDMA++
+	case strings.HasPrefix(line, "tcp "):
+		p.TCP++
+	case strings.HasPrefix(line, "pre "):
+	case strings.HasPrefix(line, "accerr "):
+		p.AccErrs = append(p.AccErrs, line)
+	case strings.HasPrefix(line, "designated "):
+		fmt.Sscanf(line, "designated %d", &ts)
+		p.designated, p.DesLine = ts, line
+	case strings.HasPrefix(line, "parked "):
+		var ap string
+		fmt.Sscanf(line, "parked %s %d", &ap, &ts)
+		p.Parked[ap] = ts
+	case strings.HasPrefix(line, "err "):
+		p.errs = append(p.errs, line)
+		return false
+	default:
+		return false
 	}
+	return true
 }
 
 // Role asks a listener its role.
@@ -172,17 +145,9 @@ func (p *ListenProc) StopAndKill() (held map[int]bool, tKill int64) {
 }
 
 // Kill ends the process (closing its stdin first, SIGKILL after 3 s) and
-// fails the test with the errors it reported.
+// fails the test with the errors it reported. Safe twice.
 func (p *ListenProc) Kill() {
-	p.Stdin.Close()
-	if p.Cmd.ProcessState == nil {
-		select {
-		case <-p.exited:
-		case <-time.After(3 * time.Second):
-			p.Cmd.Process.Kill()
-		}
-		p.Cmd.Wait()
-	}
+	p.Stop(3 * time.Second)
 	p.Mu.Lock()
 	defer p.Mu.Unlock()
 	for _, e := range p.errs {
@@ -207,10 +172,6 @@ func FreePortOn(t testing.TB, ap string) netip.AddrPort {
 	defer l.Close()
 	return netip.MustParseAddrPort(l.Addr().String())
 }
-
-// Exited returns a channel closed when the process's output ends (it
-// exited).
-func (p *ListenProc) Exited() <-chan struct{} { return p.exited }
 
 // Label names p in failures (Receiver).
 func (p *ListenProc) Label() string { return p.Name }

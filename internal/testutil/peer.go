@@ -1,6 +1,7 @@
 package testutil
 
 import (
+	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -13,7 +14,6 @@ import (
 // SoftRoCE run (ci/softroce/run --hosts 2), started through
 // $RDMABIND_SOFTROCE_PEER_EXEC: the peer variant of HelperCommand.
 type Peer struct {
-	t     testing.TB
 	exec  string
 	id    string
 	ended bool
@@ -43,22 +43,14 @@ func PeerShared(t testing.TB) string {
 }
 
 // StartPeer starts the test binary in guest 2 with env (NAME=VALUE, the
-// helper's role among them) and no tests, detached. The test's cleanup
-// stops it (SIGKILL) if it still runs.
+// helper's role among them) and no tests, detached (LaunchPeer). The test's
+// cleanup stops it (SIGKILL) if it still runs.
 func StartPeer(t testing.TB, env ...string) *Peer {
 	t.Helper()
-	ex := os.Getenv("RDMABIND_SOFTROCE_PEER_EXEC")
-	bin, err := filepath.Abs(os.Args[0])
+	p, err := LaunchPeer(env...)
 	if err != nil {
 		t.Fatal(err)
 	}
-	args := append([]string{"--detach", "env"}, env...)
-	args = append(args, bin, "-test.run=^$")
-	out, err := exec.Command(ex, args...).Output()
-	if err != nil {
-		t.Fatalf("peer start: %v", err)
-	}
-	p := &Peer{t: t, exec: ex, id: strings.TrimSpace(string(out))}
 	t.Cleanup(func() {
 		if !p.ended {
 			p.Signal("KILL")
@@ -66,6 +58,26 @@ func StartPeer(t testing.TB, env ...string) *Peer {
 		}
 	})
 	return p
+}
+
+// LaunchPeer is StartPeer for a peer that outlives one test (one helper
+// for all benchmarks): the caller stops it, with Signal and Wait.
+func LaunchPeer(env ...string) (*Peer, error) {
+	ex := os.Getenv("RDMABIND_SOFTROCE_PEER_EXEC")
+	if ex == "" {
+		return nil, fmt.Errorf("peer start: RDMABIND_SOFTROCE_PEER_EXEC is not set (not a two-guest run)")
+	}
+	bin, err := filepath.Abs(os.Args[0])
+	if err != nil {
+		return nil, err
+	}
+	args := append([]string{"--detach", "env"}, env...)
+	args = append(args, bin, "-test.run=^$")
+	out, err := exec.Command(ex, args...).Output()
+	if err != nil {
+		return nil, fmt.Errorf("peer start: %w", err)
+	}
+	return &Peer{exec: ex, id: strings.TrimSpace(string(out))}, nil
 }
 
 // Signal sends sig (a name: TERM, KILL) to the peer's process group.
