@@ -106,11 +106,11 @@ func (a *anchor) startLocked() {
 // inotifyFile returns an inotify instance watching path for IN_ATTRIB, as a
 // non-blocking *os.File on the netpoller.
 func inotifyFile(path string) (*os.File, error) {
-	fd, err := unix.InotifyInit1(unix.IN_NONBLOCK | unix.IN_CLOEXEC)
+	fd, err := inotifyInit()
 	if err != nil {
 		return nil, fmt.Errorf("inotify_init1: %w", err)
 	}
-	if _, err := unix.InotifyAddWatch(fd, path, unix.IN_ATTRIB); err != nil {
+	if _, err := inotifyWatchAttrib(fd, path); err != nil {
 		unix.Close(fd)
 		return nil, fmt.Errorf("inotify_add_watch %s: %w", path, err)
 	}
@@ -311,7 +311,7 @@ func (a *anchor) close() error {
 // reports (IN_ATTRIB) to every Binder watching it: "a listener appeared,
 // look at the registry". The registry gives the times no meaning.
 func ringDoorbell(path string) error {
-	now := []unix.Timespec{{Nsec: unix.UTIME_NOW}, {Nsec: unix.UTIME_NOW}}
+	now := []unix.Timespec{{Nsec: utimeNow}, {Nsec: utimeNow}}
 	if err := unix.UtimesNanoAt(unix.AT_FDCWD, path, now, unix.AT_SYMLINK_NOFOLLOW); err != nil {
 		return fmt.Errorf("listen doorbell: utimensat %s: %w", path, err)
 	}

@@ -425,7 +425,7 @@ func (d *designation) acceptTCP(ctx context.Context) (net.Conn, error) {
 	var aerr error
 	err = rc.Read(func(fd uintptr) bool {
 		for {
-			nfd, _, aerr = unix.Accept4(int(fd), unix.SOCK_CLOEXEC|unix.SOCK_NONBLOCK)
+			nfd, _, aerr = accept4(int(fd))
 			if aerr != unix.ECONNABORTED && aerr != unix.EINTR {
 				break
 			}

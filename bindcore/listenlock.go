@@ -101,7 +101,7 @@ func flockT(typ int16, off int64) unix.Flock_t {
 func (l *lockFile) try(typ int16, off int64) (bool, error) {
 	lk := flockT(typ, off)
 	for {
-		err := unix.FcntlFlock(uintptr(l.fd), unix.F_OFD_SETLK, &lk)
+		err := ofdFcntl(l.fd, fOFDSetLk, &lk)
 		switch err {
 		case nil:
 			return true, nil
@@ -117,7 +117,7 @@ func (l *lockFile) try(typ int16, off int64) (bool, error) {
 // unlock drops the lock at off.
 func (l *lockFile) unlock(off int64) error {
 	lk := flockT(unix.F_UNLCK, off)
-	if err := unix.FcntlFlock(uintptr(l.fd), unix.F_OFD_SETLK, &lk); err != nil {
+	if err := ofdFcntl(l.fd, fOFDSetLk, &lk); err != nil {
 		return fmt.Errorf("listen locks: %s: unlock %#x: %w", l.path, off, err)
 	}
 	return nil
@@ -127,7 +127,7 @@ func (l *lockFile) unlock(off int64) error {
 // (any lock: the probe asks for a write lock, which every lock blocks).
 func (l *lockFile) held(off int64) (bool, error) {
 	lk := flockT(unix.F_WRLCK, off)
-	if err := unix.FcntlFlock(uintptr(l.fd), unix.F_OFD_GETLK, &lk); err != nil {
+	if err := ofdFcntl(l.fd, fOFDGetLk, &lk); err != nil {
 		return false, fmt.Errorf("listen locks: %s: F_OFD_GETLK at %#x: %w", l.path, off, err)
 	}
 	return lk.Type != unix.F_UNLCK, nil
@@ -169,7 +169,7 @@ func (l *lockFile) wait(ctx context.Context, off int64) error {
 	if err != nil {
 		return fmt.Errorf("listen locks: %s: dup: %w", l.path, err)
 	}
-	pfd, err := unix.Open("/", unix.O_PATH|unix.O_DIRECTORY|unix.O_CLOEXEC, 0)
+	pfd, err := unix.Open("/", oPath|unix.O_DIRECTORY|unix.O_CLOEXEC, 0)
 	if err != nil {
 		unix.Close(dfd)
 		return fmt.Errorf("listen locks: open O_PATH: %w", err)
@@ -181,12 +181,12 @@ func (l *lockFile) wait(ctx context.Context, off int64) error {
 	done := make(chan error, 1)
 	go func() {
 		runtime.LockOSThread()
-		tid = unix.Gettid()
+		tid = gettid()
 		close(started)
 		lk := flockT(unix.F_WRLCK, off)
 		var err error
 		for {
-			err = unix.FcntlFlock(uintptr(dfd), unix.F_OFD_SETLKW, &lk)
+			err = ofdFcntl(dfd, fOFDSetLkW, &lk)
 			if err != unix.EINTR {
 				break
 			}
@@ -209,7 +209,7 @@ func (l *lockFile) wait(ctx context.Context, off int64) error {
 	// Cancel: make the fd one no lock can be taken through, then kick the
 	// thread until its request has failed (or been granted meanwhile).
 	for {
-		err := unix.Dup3(pfd, dfd, unix.O_CLOEXEC)
+		err := dup3(pfd, dfd, unix.O_CLOEXEC)
 		if err != unix.EINTR && err != unix.EBUSY {
 			break
 		}
@@ -218,7 +218,7 @@ func (l *lockFile) wait(ctx context.Context, off int64) error {
 	t := time.NewTimer(time.Millisecond)
 	defer t.Stop()
 	for {
-		unix.Tgkill(pid, tid, unix.SIGURG)
+		tgkill(pid, tid, unix.SIGURG)
 		select {
 		case err := <-done:
 			if err == nil {
