@@ -68,7 +68,7 @@ func (s *Socket) control(f func(fd int) error) error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if s.closed {
-		return ErrClosed
+		return fmt.Errorf("shadow socket %s: %w", s.addr, ErrClosed)
 	}
 	return f(s.fd)
 }
