@@ -176,6 +176,11 @@ func (r *Report) Ratios() map[string]float64 {
 // ErrUnknownVariant is returned by Run for a variant name it does not know.
 var ErrUnknownVariant = errors.New("unknown variant")
 
+// ErrNotSupported is wrapped, with unix.EOPNOTSUPP, by the error of Run on
+// systems other than Linux: every variant binds in kernel TCP, rdma_cm or
+// the registry, which need Linux.
+var ErrNotSupported = errors.New("bench not supported")
+
 // sampler is a prepared variant: each call of sample (and of floor) takes
 // one timed sample and releases what it took, off the clock. phases, when
 // set, is filled by sample with the phases of the Bind it made.
@@ -220,7 +225,7 @@ func selectVariants(names []string) ([]Variant, error) {
 //
 // Errors: ErrUnknownVariant (wrapped); a *wsa.Error WSAEADDRNOTAVAIL when
 // cfg.Addr is not an address of this host; ctx's error; the error of a
-// failing sample.
+// failing sample; off Linux, ErrNotSupported (and unix.EOPNOTSUPP).
 func Run(ctx context.Context, cfg Config) (*Report, error) {
 	vs, err := selectVariants(cfg.Variants)
 	if err != nil {

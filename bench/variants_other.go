@@ -3,17 +3,22 @@
 package bench
 
 import (
-	"errors"
+	"fmt"
 	"net/netip"
 	"strconv"
+
+	"golang.org/x/sys/unix"
 )
+
+// errPlatform is the error of a run off Linux.
+var errPlatform = fmt.Errorf("bench: %w (%w: the variants need Linux)", ErrNotSupported, unix.EOPNOTSUPP)
 
 func phaseName(p int) string { return "phase" + strconv.Itoa(p) }
 
 type env struct{ addr netip.Addr }
 
-func newEnv(netip.Addr) (*env, error) { return nil, errors.New("bench: only on Linux") }
+func newEnv(netip.Addr) (*env, error) { return nil, errPlatform }
 
 func (*env) close() {}
 
-func (*env) prepare(Variant) (*sampler, error) { return nil, errors.New("only on Linux") }
+func (*env) prepare(Variant) (*sampler, error) { return nil, errPlatform }

@@ -8,8 +8,16 @@
 // Sockaddr.Encode writes it back byte for byte.
 //
 // Errors are *wsa.Error values (package bindcore/wsa): each matches both its
-// sentinel (wsa.ErrFault) and its errno (unix.EFAULT) with errors.Is. The
-// full table, with the spec sentence behind each row, is docs/errors.md.
+// sentinel (wsa.ErrFault) and its errno (unix.EFAULT) with errors.Is. This
+// package is the one place where errors become the spec's: the packages
+// under it (rdma, registry, shadow, steer, cgo/...) return errnos and
+// sentinels of their own, which errmap.go maps to WSA codes (SpecError),
+// keeping them as the cause, so errors.Is(err, rdma.ErrAddrNotLocal) holds
+// for a Bind's error too. The full table, with the spec sentence behind
+// each row, is docs/errors.md.
+//
+// The package builds on every system x/sys/unix supports; off Linux no
+// Binder opens (registry.Open fails with registry.ErrNotSupported).
 //
 // Related packages: bindcore/wsa (the error contract), rdma (which device
 // serves an address), cgo/rdmacm (the librdmacm binding).

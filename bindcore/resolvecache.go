@@ -26,6 +26,24 @@ type topology struct {
 	lastEps []rdma.Endpoint
 }
 
+// Resolve resolves addr as Bind does, on the live system (the topology and
+// the host's addresses read afresh): the RDMA device, port and GID a bind of
+// addr uses, one Endpoint per active port for the wildcard.
+//
+// Errors are Bind's for the address (*wsa.Error, with rdma's error as the
+// cause): WSAENETDOWN (no RDMA subsystem, no device or no ACTIVE port, an
+// unreadable topology, the host's addresses cannot be listed),
+// WSAEADDRNOTAVAIL (not an address of this host, loopback, or not served
+// by an RDMA device).
+func Resolve(addr netip.Addr) ([]rdma.Endpoint, error) {
+	var t topology
+	eps, err := t.resolve(addr, true)
+	if err != nil {
+		return nil, SpecError("resolve", addr.String(), err)
+	}
+	return eps, nil
+}
+
 func (t *topology) load() (*rdma.Resolver, error) {
 	root := t.root
 	if root == "" {

@@ -117,16 +117,21 @@ func (s *Socket) Bind(name []byte) error {
 // processes (WSPBind's "bind more than one socket to the same local name").
 // On failure nothing of the bind is left held.
 //
-// Errors (*wsa.Error, matching the sentinel and the errno):
+// Errors (*wsa.Error, matching the sentinel and the errno; the error of the
+// step that failed is its cause, see SpecError and docs/errors.md):
 //   - WSAENOTSOCK, WSAEINVAL: as for Bind;
 //   - WSAEFAULT: ap does not fit the socket's family;
-//   - WSAENETDOWN: no RDMA subsystem, or the port serving the address is
-//     down;
-//   - WSAEADDRNOTAVAIL: the address is not one of this host's, is a
-//     loopback address, or is on a netdev no RDMA device serves;
+//   - WSAENETDOWN: no RDMA subsystem (rdma.ErrNoRDMA, or librdmacm found
+//     none: rdmacm.ErrNotSupported), or the port serving the address is
+//     down (rdma.ErrPortDown);
+//   - WSAEADDRNOTAVAIL: the address is not one of this host's
+//     (rdma.ErrAddrNotLocal), is a loopback address, or is on a netdev no
+//     RDMA device serves (rdma.ErrAddrNotServed);
 //   - WSAEADDRINUSE: another user's socket, or a program outside rdmabind,
-//     holds the port;
-//   - WSAENOBUFS: the registry is full, or the kernel is out of resources;
+//     holds the port (registry.ErrConflict, or EADDRINUSE of kernel TCP or
+//     rdma_cm);
+//   - WSAENOBUFS: the registry is full (registry.ErrFull), or the kernel is
+//     out of resources;
 //
 // and registry.ErrCorrupt / ErrVersion / ErrPermission when the registry
 // file cannot be trusted.
@@ -266,7 +271,7 @@ func (b *Binder) bind(op string, sa Sockaddr, handle uint64, t *phaseTimer) (*bi
 	eps, err := b.topo.resolve(sa.Addr, false)
 	t.mark(PhaseResolve)
 	if err != nil {
-		return nil, err
+		return nil, SpecError(op, sa.String(), err)
 	}
 	if sa.Port != 0 {
 		return b.bindPort(op, sa, eps, handle, t)

@@ -4,8 +4,8 @@
 // WSPBind binds a socket to the address of a NIC that the SAN provider
 // serves, and answers WSAEADDRNOTAVAIL for any other address. This package
 // decides which addresses those are, before librdmacm is asked: package
-// bindcore calls it to answer the spec's errors with the address, the netdev
-// and the port named in them, and the CLI's `devices` and `resolve`
+// bindcore calls it, and turns its errors (see Errors below) into the
+// spec's, with the address, the netdev and the port named in them, and the CLI's `devices` and `resolve`
 // commands print what it finds. The bind itself is rdma_bind_addr's, in
 // cgo/rdmacm; the choice described here follows the kernel's rdma_cm
 // (drivers/infiniband/core/cma.c), so that what Resolve reports is what the
@@ -43,18 +43,19 @@
 // result). The package-level Resolve reads both afresh on every call.
 //
 //  1. Without /dev/infiniband/rdma_cm there is no RDMA subsystem:
-//     WSAENETDOWN, whatever the address.
+//     ErrNoRDMA, whatever the address.
 //  2. The wildcard, 0.0.0.0 or :: (or ::ffff:0.0.0.0): one Endpoint per
 //     ACTIVE port of every device, with GIDIndex -1 and no GID, because a
 //     wildcard bind holds no GID: each connection uses the GID of the address
-//     its peer reached. No ACTIVE port at all is WSAENETDOWN.
+//     its peer reached. No ACTIVE port at all is ErrPortDown (ErrNoDevice
+//     when there is no device).
 //  3. An IPv4-mapped IPv6 address is resolved as the IPv4 address.
 //  4. Loopback (127.0.0.0/8, ::1) is refused, see below.
 //  5. The AddrSource names the netdev that holds the address; an address no
-//     interface holds is WSAEADDRNOTAVAIL "<ip> is not an address of this
+//     interface holds is ErrAddrNotLocal "<ip> is not an address of this
 //     host". The zone of a link-local IPv6 address picks the interface;
 //     without one, the first interface holding it.
-//  6. A netdev no RDMA port serves is WSAEADDRNOTAVAIL naming the netdev
+//  6. A netdev no RDMA port serves is ErrAddrNotServed naming the netdev
 //     (and listing those that are served).
 //  7. RoCE (Ethernet ports): the GID entry whose GID is the address as a GID
 //     (::ffff:a.b.c.d for IPv4, the IPv6 address itself) and whose ndev is
@@ -65,13 +66,13 @@
 //     would fail there unless the port's default type is v1). A link-local GID is never
 //     chosen for a global address: the GID must equal the address, and the
 //     check is also made explicitly. A served netdev whose port has no entry
-//     for the address (an address added a moment ago) is WSAEADDRNOTAVAIL.
+//     for the address (an address added a moment ago) is ErrAddrNotServed.
 //  8. InfiniBand (IPoIB): the port behind the netdev, GID index 0, the port
 //     GID. Its GID is the subnet prefix (fe80::/64 by default) and the port
 //     GUID, not derived from the IP: the link-local rule of RoCE does not
 //     apply.
 //  9. Among candidates, an ACTIVE port wins; if the chosen port is not
-//     ACTIVE (DOWN, INIT, ARMED), WSAENETDOWN names the port, its state and
+//     ACTIVE (DOWN, INIT, ARMED), ErrPortDown names the port, its state and
 //     its physical state.
 //
 // # Loopback
@@ -82,24 +83,30 @@
 // RDMA port. A caller binding 127.0.0.1 means "this host only", the
 // opposite, and under WSPBind loopback never reaches a SAN provider at all
 // (the switch keeps it on TCP/IP): no NIC the provider serves holds it.
-// Resolve therefore answers WSAEADDRNOTAVAIL for loopback addresses, naming
+// Resolve therefore answers ErrAddrNotServed for loopback addresses, naming
 // rdma_cm's behaviour and the wildcard to use instead, so that a layer built
 // on it never hands a loopback address to rdma_bind_addr.
 //
 // # Errors
 //
-// Every error of Resolve is a *wsa.Error (package bindcore/wsa) with
-// operation "resolve", the address as input, and a message naming the
-// netdev or port concerned and what was expected. It matches its sentinel
-// and its errno:
+// The package returns its own sentinels, each matching an errno too, and
+// knows nothing of the spec's WSA codes: package bindcore alone maps them
+// (bindcore/errmap.go; docs/errors.md has the table). Every error names the
+// operation and the input ("rdma: resolve 10.0.0.9: ...", "rdma: topology
+// /sys/class/infiniband/rxe0/ports/1/state: ..."), the sentinel's text, and
+// what was wrong and what was expected:
 //
-//   - WSAENETDOWN (errors.Is unix.ENETDOWN, wsa.ErrNetDown): no rdma_cm
-//     device node; no ACTIVE port for the wildcard; the port serving the
-//     address is not ACTIVE (the spec's "network subsystem failed": the
-//     address is the host's and served, but the link is not usable); and,
-//     from ReadTopology, a sysfs file that cannot be read or holds text
-//     sysfs never writes (the device went away).
-//   - WSAEADDRNOTAVAIL (unix.EADDRNOTAVAIL, wsa.ErrAddrNotAvail): the zero
-//     netip.Addr; a loopback address; an address not on this host; an
-//     address on a netdev no RDMA device serves; no GID entry for it.
+//   - ErrNoRDMA (errors.Is unix.ENETDOWN): no rdma_cm device node.
+//   - ErrNoDevice (unix.ENETDOWN): the wildcard on a host with no RDMA
+//     device.
+//   - ErrPortDown (unix.ENETDOWN): no ACTIVE port for the wildcard; the port
+//     serving the address is not ACTIVE (the address is the host's and
+//     served, but the link is not usable).
+//   - ErrTopology (unix.ENETDOWN): from ReadTopology, a sysfs file that
+//     cannot be read or holds text sysfs never writes (the device went
+//     away).
+//   - ErrAddrNotLocal (unix.EADDRNOTAVAIL): the zero netip.Addr; an address
+//     not on this host.
+//   - ErrAddrNotServed (unix.EADDRNOTAVAIL): a loopback address; an address
+//     on a netdev no RDMA device serves; no GID entry for it.
 package rdma

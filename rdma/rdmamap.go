@@ -15,8 +15,6 @@ import (
 	"strings"
 
 	"github.com/Mellanox/rdmamap"
-
-	"github.com/rdmabind/rdmabind/bindcore/wsa"
 )
 
 // DeviceForNetdev returns the RDMA device that serves netdev on the live
@@ -26,18 +24,21 @@ import (
 // It exists to cross-check the sysfs reader (see CheckLiveMapping);
 // resolution does not use it.
 //
-// Errors, each a *wsa.Error with code WSAEADDRNOTAVAIL naming netdev: no
-// network interface has that name; rdmamap finds no device for it (with
-// rdmamap's own error, if it gave one, as the cause).
+// Errors, each naming netdev and matching unix.EADDRNOTAVAIL:
+// ErrAddrNotLocal when no network interface has that name (with the lookup's
+// error as the cause); ErrAddrNotServed when rdmamap finds no device for it
+// (with rdmamap's own error, if it gave one, as the cause).
 func DeviceForNetdev(netdev string) (string, error) {
 	if _, err := net.InterfaceByName(netdev); err != nil {
-		return "", wsa.Wrap(wsa.WSAEADDRNOTAVAIL, "rdmamap", netdev, err,
-			"no network interface named %s (expected a netdev of this network namespace)", netdev)
+		return "", fmt.Errorf("rdma: rdmamap %s: %w: no network interface named %s (expected a netdev of this network namespace): %w", netdev, ErrAddrNotLocal, netdev, err)
 	}
-	dev, err := rdmamap.GetRdmaDeviceForNetdevice(netdev)
+	dev, rerr := rdmamap.GetRdmaDeviceForNetdevice(netdev)
 	if dev == "" {
-		return "", wsa.Wrap(wsa.WSAEADDRNOTAVAIL, "rdmamap", netdev, err,
-			"rdmamap finds no RDMA device serving netdev %s", netdev)
+		err := fmt.Errorf("rdma: rdmamap %s: %w: rdmamap finds no RDMA device serving netdev %s", netdev, ErrAddrNotServed, netdev)
+		if rerr != nil {
+			err = fmt.Errorf("%w: %w", err, rerr)
+		}
+		return "", err
 	}
 	return dev, nil
 }
@@ -96,7 +97,7 @@ func checkMapping(t *Topology, netdevs []string, m mapper) error {
 		want, guidMismatchOnly := directDevices(t, nd)
 		dev, err := m.deviceFor(nd)
 		if err != nil {
-			if !errors.Is(err, wsa.ErrAddrNotAvail) {
+			if !errors.Is(err, ErrAddrNotServed) && !errors.Is(err, ErrAddrNotLocal) {
 				return err
 			}
 			dev = ""

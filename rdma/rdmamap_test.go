@@ -2,12 +2,13 @@ package rdma
 
 import (
 	"errors"
+	"fmt"
 	"os"
 	"path/filepath"
 	"strings"
 	"testing"
 
-	"github.com/rdmabind/rdmabind/bindcore/wsa"
+	"golang.org/x/sys/unix"
 )
 
 // fakeMapper answers as rdmamap would on a fixture.
@@ -26,7 +27,7 @@ func (f fakeMapper) deviceFor(nd string) (string, error) {
 	if d, ok := f.of[nd]; ok {
 		return d, nil
 	}
-	return "", wsa.New(wsa.WSAEADDRNOTAVAIL, "rdmamap", nd, "rdmamap finds no RDMA device serving netdev %s", nd)
+	return "", fmt.Errorf("rdma: rdmamap %s: %w: rdmamap finds no RDMA device serving netdev %s", nd, ErrAddrNotServed, nd)
 }
 
 func fixtureNetdevs(t *testing.T, fx string) []string {
@@ -88,7 +89,7 @@ func TestCheckMapping(t *testing.T) {
 
 func TestDeviceForNetdevErrors(t *testing.T) {
 	_, err := DeviceForNetdev("no-such-netdev0")
-	if !errors.Is(err, wsa.ErrAddrNotAvail) || !strings.Contains(err.Error(), "no network interface named no-such-netdev0") {
+	if !errors.Is(err, ErrAddrNotLocal) || !errors.Is(err, unix.EADDRNOTAVAIL) || !strings.Contains(err.Error(), "no network interface named no-such-netdev0") {
 		t.Errorf("DeviceForNetdev(no-such-netdev0): %v", err)
 	}
 	if hasLiveDevices() {
@@ -96,7 +97,7 @@ func TestDeviceForNetdevErrors(t *testing.T) {
 	}
 	// No RDMA here: rdmamap's "" becomes an error naming the netdev.
 	_, err = DeviceForNetdev("lo")
-	if !errors.Is(err, wsa.ErrAddrNotAvail) || !strings.Contains(err.Error(), "no RDMA device serving netdev lo") {
+	if !errors.Is(err, ErrAddrNotServed) || !errors.Is(err, unix.EADDRNOTAVAIL) || !strings.Contains(err.Error(), "no RDMA device serving netdev lo") {
 		t.Errorf("DeviceForNetdev(lo): %v", err)
 	}
 }

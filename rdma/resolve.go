@@ -1,10 +1,9 @@
 package rdma
 
 import (
+	"fmt"
 	"net/netip"
 	"strings"
-
-	"github.com/rdmabind/rdmabind/bindcore/wsa"
 )
 
 // Resolver maps IP addresses to Endpoints against an in-memory Topology and
@@ -99,34 +98,39 @@ func (r *Resolver) Topology() *Topology { return r.topo }
 // specific address, one per ACTIVE port of every device for the wildcard
 // (0.0.0.0 or ::). How it chooses is described in the package documentation.
 //
-// Errors, each a *wsa.Error naming addr (and the netdev or port concerned):
-//   - WSAENETDOWN: the rdma_cm device node is absent (Topology.RDMACM is
-//     false); the wildcard was asked for and no port is ACTIVE; the port
-//     that serves addr is not ACTIVE.
-//   - WSAEADDRNOTAVAIL: addr is invalid (the zero Addr); addr is a loopback
-//     address; addr is not an address of this host; the netdev holding addr
-//     is served by no RDMA device; or its RDMA port has no GID entry for
-//     addr on that netdev.
+// Errors, each naming addr (and the netdev or port concerned) and matching
+// one sentinel and its errno:
+//   - ErrNoRDMA (unix.ENETDOWN): the rdma_cm device node is absent
+//     (Topology.RDMACM is false);
+//   - ErrNoDevice (unix.ENETDOWN): the wildcard was asked for and the host
+//     has no RDMA device;
+//   - ErrPortDown (unix.ENETDOWN): the wildcard was asked for and no port is
+//     ACTIVE; the port that serves addr is not ACTIVE;
+//   - ErrAddrNotLocal (unix.EADDRNOTAVAIL): addr is invalid (the zero
+//     Addr), or no network interface of this host holds it;
+//   - ErrAddrNotServed (unix.EADDRNOTAVAIL): addr is a loopback address; the
+//     netdev holding addr is served by no RDMA device; or its RDMA port has
+//     no GID entry for addr on that netdev.
 func (r *Resolver) Resolve(addr netip.Addr) ([]Endpoint, error) {
 	if !r.topo.RDMACM {
-		return nil, errNoRDMACM(addr.String(), nil)
+		return nil, errNoRDMACM("resolve", addr.String(), nil)
 	}
 	if !addr.IsValid() {
-		return nil, wsa.New(wsa.WSAEADDRNOTAVAIL, "resolve", "invalid address",
-			"the zero netip.Addr is not an IP address; expected an IPv4 or IPv6 address")
+		return nil, resolveErr("invalid address", ErrAddrNotLocal,
+			"the zero netip.Addr is not an IP address (expected an IPv4 or IPv6 address)")
 	}
 	a := addr.Unmap()
 	if a.IsUnspecified() {
 		return r.wildcard(a.WithZone(""))
 	}
 	if a.IsLoopback() {
-		return nil, wsa.New(wsa.WSAEADDRNOTAVAIL, "resolve", a.String(),
+		return nil, resolveErr(a.String(), ErrAddrNotServed,
 			"%s is a loopback address, which no RDMA device serves (rdma_cm would take it as the wildcard and listen on every RDMA port); expected an address of an RDMA netdev, or %s for every port",
 			a, wildcardFor(a))
 	}
 	netdev, ok := r.addrs.Lookup(a)
 	if !ok {
-		return nil, wsa.New(wsa.WSAEADDRNOTAVAIL, "resolve", a.String(),
+		return nil, resolveErr(a.String(), ErrAddrNotLocal,
 			"%s is not an address of this host (expected an address of one of its network interfaces, or %s for every RDMA port)",
 			a, wildcardFor(a))
 	}
@@ -135,7 +139,7 @@ func (r *Resolver) Resolve(addr netip.Addr) ([]Endpoint, error) {
 	}
 	served := r.ports[netdev]
 	if len(served) == 0 {
-		return nil, wsa.New(wsa.WSAEADDRNOTAVAIL, "resolve", a.String(),
+		return nil, resolveErr(a.String(), ErrAddrNotServed,
 			"%s is on netdev %s, which no RDMA device serves (expected an address of an RDMA netdev: %s)",
 			a, netdev, r.servedList())
 	}
@@ -181,12 +185,12 @@ func (r *Resolver) Resolve(addr netip.Addr) ([]Endpoint, error) {
 	}
 
 	if bestRank < 0 {
-		return nil, wsa.New(wsa.WSAEADDRNOTAVAIL, "resolve", a.String(),
+		return nil, resolveErr(a.String(), ErrAddrNotServed,
 			"%s is on netdev %s, served by %s, but no GID entry there holds %s for %s (expected the entry the kernel adds for each address of an RDMA netdev: was the address added a moment ago?)",
 			a, netdev, r.refList(served), gidOf(a), netdev)
 	}
 	if _, p := r.port(bestLoc); !p.Active() {
-		return nil, wsa.New(wsa.WSAENETDOWN, "resolve", a.String(),
+		return nil, resolveErr(a.String(), ErrPortDown,
 			"%s on netdev %s is served by %s port %d, which is %s (phys_state %s); expected an ACTIVE port",
 			a, netdev, best.Device, best.Port, p.State, orUnknown(p.PhysState))
 	}
@@ -205,8 +209,8 @@ func (r *Resolver) wildcard(a netip.Addr) ([]Endpoint, error) {
 	}
 	if n == 0 {
 		if len(r.topo.Devices) == 0 {
-			return nil, wsa.New(wsa.WSAENETDOWN, "resolve", a.String(),
-				"no RDMA device on this host (expected at least one in /sys/class/infiniband)")
+			return nil, resolveErr(a.String(), ErrNoDevice,
+				"/sys/class/infiniband lists none (expected at least one RDMA device on this host)")
 		}
 		var down []string
 		for _, d := range r.topo.Devices {
@@ -214,7 +218,7 @@ func (r *Resolver) wildcard(a netip.Addr) ([]Endpoint, error) {
 				down = append(down, PortRef{d.Name, p.Number}.String()+" "+p.State)
 			}
 		}
-		return nil, wsa.New(wsa.WSAENETDOWN, "resolve", a.String(),
+		return nil, resolveErr(a.String(), ErrPortDown,
 			"no RDMA port is ACTIVE (%s); expected at least one", strings.Join(down, ", "))
 	}
 	out := make([]Endpoint, 0, n)
@@ -299,20 +303,26 @@ func (r *Resolver) refList(ls []portLoc) string {
 // /sys, takes a snapshot of the host's addresses and resolves against both.
 // It costs a sysfs walk per call; a caller resolving often keeps a Resolver.
 //
-// Errors: those of ReadTopology and Resolver.Resolve; and WSAENETDOWN when
-// the host's addresses cannot be listed.
+// Errors: those of ReadTopology and Resolver.Resolve (ErrNoRDMA before the
+// host's addresses are listed); when they cannot be listed, LiveAddrs' error
+// wrapped with the address (no sentinel of this package).
 func Resolve(addr netip.Addr) ([]Endpoint, error) {
 	t, err := ReadTopology("/")
 	if err != nil {
 		return nil, err
 	}
 	if !t.RDMACM {
-		return nil, errNoRDMACM(addr.String(), nil)
+		return nil, errNoRDMACM("resolve", addr.String(), nil)
 	}
 	addrs, err := LiveAddrs()
 	if err != nil {
-		return nil, wsa.Wrap(wsa.WSAENETDOWN, "resolve", addr.String(), err,
-			"cannot list the host's addresses to find which netdev holds %s", addr)
+		return nil, fmt.Errorf("rdma: resolve %s: cannot list the host's addresses to find which netdev holds it: %w", addr, err)
 	}
 	return NewResolver(t, addrs).Resolve(addr)
+}
+
+// resolveErr is an error of resolving input: "rdma: resolve <input>:
+// <sentinel's text>: <what was wrong and what was expected>".
+func resolveErr(input string, sentinel error, format string, args ...any) error {
+	return fmt.Errorf("rdma: resolve %s: %w: %s", input, sentinel, fmt.Sprintf(format, args...))
 }

@@ -9,7 +9,6 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/rdmabind/rdmabind/bindcore/wsa"
 	"golang.org/x/sys/unix"
 )
 
@@ -94,42 +93,42 @@ func TestResolveErrors(t *testing.T) {
 	for _, tc := range []struct {
 		fixture string
 		addr    netip.Addr
-		code    wsa.Code
+		want    error // the sentinel
 		errno   unix.Errno
 		in      []string // in the message
 	}{
-		{"softroce", mustAddr("10.77.0.9"), wsa.WSAEADDRNOTAVAIL, unix.EADDRNOTAVAIL,
+		{"softroce", mustAddr("10.77.0.9"), ErrAddrNotLocal, unix.EADDRNOTAVAIL,
 			[]string{"10.77.0.9 is not an address of this host", "0.0.0.0"}},
-		{"softroce", mustAddr("fd77::9"), wsa.WSAEADDRNOTAVAIL, unix.EADDRNOTAVAIL,
+		{"softroce", mustAddr("fd77::9"), ErrAddrNotLocal, unix.EADDRNOTAVAIL,
 			[]string{"fd77::9 is not an address of this host", "::"}},
-		{"softroce", mustAddr("fe80::5054:ff:fe77:1%eth1"), wsa.WSAEADDRNOTAVAIL, unix.EADDRNOTAVAIL,
+		{"softroce", mustAddr("fe80::5054:ff:fe77:1%eth1"), ErrAddrNotLocal, unix.EADDRNOTAVAIL,
 			[]string{"fe80::5054:ff:fe77:1%eth1 is not an address of this host"}},
-		{"softroce", netip.Addr{}, wsa.WSAEADDRNOTAVAIL, unix.EADDRNOTAVAIL,
+		{"softroce", netip.Addr{}, ErrAddrNotLocal, unix.EADDRNOTAVAIL,
 			[]string{"zero netip.Addr", "expected an IPv4 or IPv6 address"}},
 		// Loopback: refused, though rdma_cm would take it as the wildcard.
-		{"softroce", mustAddr("127.0.0.1"), wsa.WSAEADDRNOTAVAIL, unix.EADDRNOTAVAIL,
+		{"softroce", mustAddr("127.0.0.1"), ErrAddrNotServed, unix.EADDRNOTAVAIL,
 			[]string{"127.0.0.1 is a loopback address", "wildcard", "0.0.0.0"}},
-		{"softroce", mustAddr("127.0.0.2"), wsa.WSAEADDRNOTAVAIL, unix.EADDRNOTAVAIL,
+		{"softroce", mustAddr("127.0.0.2"), ErrAddrNotServed, unix.EADDRNOTAVAIL,
 			[]string{"127.0.0.2 is a loopback address"}},
-		{"softroce", mustAddr("::1"), wsa.WSAEADDRNOTAVAIL, unix.EADDRNOTAVAIL,
+		{"softroce", mustAddr("::1"), ErrAddrNotServed, unix.EADDRNOTAVAIL,
 			[]string{"::1 is a loopback address", "or ::"}},
 		// An address on a netdev no RDMA device serves.
-		{"connectx", mustAddr("192.0.2.9"), wsa.WSAEADDRNOTAVAIL, unix.EADDRNOTAVAIL,
+		{"connectx", mustAddr("192.0.2.9"), ErrAddrNotServed, unix.EADDRNOTAVAIL,
 			[]string{"192.0.2.9 is on netdev eth9, which no RDMA device serves", "eth2 (mlx5_0 port 1)"}},
-		{"connectx", mustAddr("fe80::21b:21ff:fe3c:9d09%eth9"), wsa.WSAEADDRNOTAVAIL, unix.EADDRNOTAVAIL,
+		{"connectx", mustAddr("fe80::21b:21ff:fe3c:9d09%eth9"), ErrAddrNotServed, unix.EADDRNOTAVAIL,
 			[]string{"on netdev eth9, which no RDMA device serves"}},
 		// On an RDMA netdev, but without a GID entry yet.
-		{"connectx", mustAddr("192.168.10.99"), wsa.WSAEADDRNOTAVAIL, unix.EADDRNOTAVAIL,
+		{"connectx", mustAddr("192.168.10.99"), ErrAddrNotServed, unix.EADDRNOTAVAIL,
 			[]string{"192.168.10.99 is on netdev eth2", "mlx5_0 port 1", "::ffff:192.168.10.99"}},
 		// The port is DOWN, or stuck in INIT.
-		{"connectx", mustAddr("192.168.11.5"), wsa.WSAENETDOWN, unix.ENETDOWN,
+		{"connectx", mustAddr("192.168.11.5"), ErrPortDown, unix.ENETDOWN,
 			[]string{"192.168.11.5 on netdev eth3 is served by mlx5_1 port 1, which is DOWN (phys_state Disabled)", "ACTIVE"}},
-		{"ipoib", mustAddr("10.32.0.5"), wsa.WSAENETDOWN, unix.ENETDOWN,
+		{"ipoib", mustAddr("10.32.0.5"), ErrPortDown, unix.ENETDOWN,
 			[]string{"10.32.0.5 on netdev ib2 is served by mlx4_0 port 2, which is INIT"}},
-		// No RDMA subsystem at all: WSAENETDOWN before anything else.
-		{"nordma", mustAddr("192.0.2.2"), wsa.WSAENETDOWN, unix.ENETDOWN,
+		// No RDMA subsystem at all: ErrNoRDMA before anything else.
+		{"nordma", mustAddr("192.0.2.2"), ErrNoRDMA, unix.ENETDOWN,
 			[]string{"resolve 192.0.2.2: no RDMA subsystem: /dev/infiniband/rdma_cm not present"}},
-		{"nordma", mustAddr("0.0.0.0"), wsa.WSAENETDOWN, unix.ENETDOWN,
+		{"nordma", mustAddr("0.0.0.0"), ErrNoRDMA, unix.ENETDOWN,
 			[]string{"no RDMA subsystem"}},
 	} {
 		t.Run(tc.fixture+"/"+tc.addr.String(), func(t *testing.T) {
@@ -137,13 +136,16 @@ func TestResolveErrors(t *testing.T) {
 			if err == nil {
 				t.Fatalf("Resolve(%s) = %+v, want an error", tc.addr, got)
 			}
-			sentinel := map[wsa.Code]error{wsa.WSAEADDRNOTAVAIL: wsa.ErrAddrNotAvail, wsa.WSAENETDOWN: wsa.ErrNetDown}[tc.code]
-			if !errors.Is(err, sentinel) || !errors.Is(err, tc.errno) {
-				t.Errorf("error %v: want %v matching %v", err, tc.code, tc.errno)
+			if !errors.Is(err, tc.want) || !errors.Is(err, tc.errno) {
+				t.Errorf("error %v: want %q matching %v", err, tc.want, tc.errno)
 			}
-			var we *wsa.Error
-			if !errors.As(err, &we) || we.Op != "resolve" {
-				t.Errorf("error %v: want a *wsa.Error of op resolve", err)
+			for _, other := range allSentinels {
+				if other != tc.want && errors.Is(err, other) {
+					t.Errorf("error %v matches %q too", err, other)
+				}
+			}
+			if want := "rdma: resolve " + tc.addr.String() + ": "; tc.addr.IsValid() && !strings.HasPrefix(err.Error(), want) {
+				t.Errorf("error %q: want it to start with %q (the operation and the input)", err, want)
 			}
 			for _, s := range tc.in {
 				if !strings.Contains(err.Error(), s) {
@@ -238,13 +240,13 @@ func TestResolveWildcardNoActivePort(t *testing.T) {
 	topo, addrs := handTopology()
 	topo.Devices[0].Ports[0].State = "DOWN"
 	_, err := NewResolver(topo, addrs).Resolve(mustAddr("0.0.0.0"))
-	if !errors.Is(err, wsa.ErrNetDown) || !strings.Contains(err.Error(), "no RDMA port is ACTIVE (mlx4_0 port 1 DOWN)") {
-		t.Errorf("wildcard, all ports DOWN: %v, want WSAENETDOWN naming the ports", err)
+	if !errors.Is(err, ErrPortDown) || !errors.Is(err, unix.ENETDOWN) || !strings.Contains(err.Error(), "no RDMA port is ACTIVE (mlx4_0 port 1 DOWN)") {
+		t.Errorf("wildcard, all ports DOWN: %v, want ErrPortDown naming the ports", err)
 	}
 	topo.Devices = nil
 	_, err = NewResolver(topo, addrs).Resolve(mustAddr("::"))
-	if !errors.Is(err, wsa.ErrNetDown) || !strings.Contains(err.Error(), "no RDMA device on this host") {
-		t.Errorf("wildcard, no devices: %v, want WSAENETDOWN no RDMA device", err)
+	if !errors.Is(err, ErrNoDevice) || !errors.Is(err, unix.ENETDOWN) || !strings.Contains(err.Error(), "no RDMA device: /sys/class/infiniband lists none") {
+		t.Errorf("wildcard, no devices: %v, want ErrNoDevice", err)
 	}
 }
 
@@ -277,3 +279,6 @@ func TestResolveAllocs(t *testing.T) {
 		t.Errorf("Resolve: %v allocations, want at most 1 (the result)", n)
 	}
 }
+
+// allSentinels lists the package's sentinels: an error matches exactly one.
+var allSentinels = []error{ErrNoRDMA, ErrNoDevice, ErrTopology, ErrPortDown, ErrAddrNotLocal, ErrAddrNotServed}

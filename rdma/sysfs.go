@@ -2,6 +2,7 @@ package rdma
 
 import (
 	"errors"
+	"fmt"
 	"io/fs"
 	"net/netip"
 	"os"
@@ -10,8 +11,6 @@ import (
 	"slices"
 	"strconv"
 	"strings"
-
-	"github.com/rdmabind/rdmabind/bindcore/wsa"
 )
 
 // Paths below the root, in io/fs form (slash-separated, no leading slash).
@@ -64,29 +63,34 @@ func ReadTopology(root string) (*Topology, error) {
 // (kernels before RoCE v2) gives IB entries on InfiniBand ports and RoCE v1
 // entries on Ethernet ports.
 //
-// Errors: a *wsa.Error with code WSAENETDOWN naming the file, when a file
-// every device or port has cannot be read (the device went away while it was
-// read) or holds text sysfs never writes.
+// Errors: one matching ErrTopology (and unix.ENETDOWN) naming the file,
+// when a file every device or port has cannot be read (the device went away
+// while it was read; the read's error is wrapped too) or holds text sysfs
+// never writes (the message says what was expected).
 func (s Sysfs) ReadTopology() (*Topology, error) {
 	return readTopology(os.DirFS(s.root()), s.root())
 }
 
 // CheckRDMACM reports whether the rdma_cm device node exists below the root.
 //
-// Errors: a *wsa.Error with code WSAENETDOWN, "no RDMA subsystem:
-// /dev/infiniband/rdma_cm not present", wrapping the stat error.
+// Errors: one matching ErrNoRDMA (and unix.ENETDOWN), "rdma: check
+// /dev/infiniband/rdma_cm: no RDMA subsystem: /dev/infiniband/rdma_cm not
+// present (expected ...)", wrapping the stat error.
 func (s Sysfs) CheckRDMACM() error {
 	if _, err := fs.Stat(os.DirFS(s.root()), rdmaCMNode); err != nil {
-		return errNoRDMACM("/"+rdmaCMNode, err)
+		return errNoRDMACM("check", "/"+rdmaCMNode, err)
 	}
 	return nil
 }
 
 // errNoRDMACM is the error of a host without the rdma_cm device node; input
 // is what was asked (an address, or the node's path).
-func errNoRDMACM(input string, cause error) error {
-	return wsa.Wrap(wsa.WSAENETDOWN, "resolve", input, cause,
-		"no RDMA subsystem: /%s not present (expected the rdma_cm character device of a kernel with rdma_ucm loaded)", rdmaCMNode)
+func errNoRDMACM(op, input string, cause error) error {
+	err := fmt.Errorf("rdma: %s %s: %w: /%s not present (expected the rdma_cm character device of a kernel with rdma_ucm loaded)", op, input, ErrNoRDMA, rdmaCMNode)
+	if cause != nil {
+		err = fmt.Errorf("%w: %w", err, cause)
+	}
+	return err
 }
 
 // reader carries the file system and its root (for error messages).
@@ -96,7 +100,11 @@ type reader struct {
 }
 
 func (r reader) errf(p string, cause error, format string, args ...any) error {
-	return wsa.Wrap(wsa.WSAENETDOWN, "topology", filepath.Join(r.root, filepath.FromSlash(p)), cause, format, args...)
+	err := fmt.Errorf("rdma: topology %s: %w: %s", filepath.Join(r.root, filepath.FromSlash(p)), ErrTopology, fmt.Sprintf(format, args...))
+	if cause != nil {
+		err = fmt.Errorf("%w: %w", err, cause)
+	}
+	return err
 }
 
 // read returns the file's content without surrounding white space.

@@ -14,7 +14,6 @@ import (
 	"testing"
 	"testing/fstest"
 
-	"github.com/rdmabind/rdmabind/bindcore/wsa"
 	"golang.org/x/sys/unix"
 )
 
@@ -271,8 +270,11 @@ func TestReadTopologyErrors(t *testing.T) {
 			if err == nil {
 				t.Fatal("no error")
 			}
-			if !errors.Is(err, wsa.ErrNetDown) || !errors.Is(err, unix.ENETDOWN) {
-				t.Errorf("error %v: want WSAENETDOWN matching ENETDOWN", err)
+			if !errors.Is(err, ErrTopology) || !errors.Is(err, unix.ENETDOWN) {
+				t.Errorf("error %v: want ErrTopology matching ENETDOWN", err)
+			}
+			if !strings.HasPrefix(err.Error(), "rdma: topology ") {
+				t.Errorf("error %q: want it to name the operation", err)
 			}
 			for _, s := range tc.inputs {
 				if !strings.Contains(err.Error(), s) {
@@ -291,9 +293,9 @@ func TestCheckRDMACM(t *testing.T) {
 		t.Errorf("softroce: %v", err)
 	}
 	err := Sysfs{Root: "testdata/nordma"}.CheckRDMACM()
-	if !errors.Is(err, wsa.ErrNetDown) || !errors.Is(err, unix.ENETDOWN) ||
+	if !errors.Is(err, ErrNoRDMA) || !errors.Is(err, unix.ENETDOWN) || !errors.Is(err, fs.ErrNotExist) ||
 		!strings.Contains(err.Error(), "no RDMA subsystem: /dev/infiniband/rdma_cm not present") {
-		t.Errorf("nordma: %v, want WSAENETDOWN no RDMA subsystem", err)
+		t.Errorf("nordma: %v, want ErrNoRDMA wrapping the stat error", err)
 	}
 }
 

@@ -18,7 +18,7 @@ type Topology struct {
 	Netdevs []Netdev `json:"netdevs"`
 	// RDMACM reports whether the rdma_cm device node
 	// (/dev/infiniband/rdma_cm) was present when the topology was read.
-	// Without it librdmacm cannot work, and Resolve fails with WSAENETDOWN.
+	// Without it librdmacm cannot work, and Resolve fails with ErrNoRDMA.
 	RDMACM bool `json:"rdma_cm"`
 }
 

@@ -111,11 +111,11 @@ func (a *Anchor) startLocked() {
 // inotifyFile returns an inotify instance watching path for IN_ATTRIB, as a
 // non-blocking *os.File on the netpoller.
 func inotifyFile(path string) (*os.File, error) {
-	fd, err := unix.InotifyInit1(unix.IN_NONBLOCK | unix.IN_CLOEXEC)
+	fd, err := inotifyInit()
 	if err != nil {
 		return nil, fmt.Errorf("inotify_init1: %w", err)
 	}
-	if _, err := unix.InotifyAddWatch(fd, path, unix.IN_ATTRIB); err != nil {
+	if _, err := inotifyWatchAttrib(fd, path); err != nil {
 		unix.Close(fd)
 		return nil, fmt.Errorf("inotify_add_watch %s: %w", path, err)
 	}

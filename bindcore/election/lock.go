@@ -183,7 +183,7 @@ func (p *Probe) Close() error { return p.lf.close() }
 // flag and its role (the order cmport's anchor relies on). The registry
 // gives the times no meaning.
 func RingDoorbell(reg *registry.Registry) error {
-	now := []unix.Timespec{{Nsec: unix.UTIME_NOW}, {Nsec: unix.UTIME_NOW}}
+	now := []unix.Timespec{{Nsec: utimeNow}, {Nsec: utimeNow}}
 	if err := unix.UtimesNanoAt(unix.AT_FDCWD, reg.Path(), now, unix.AT_SYMLINK_NOFOLLOW); err != nil {
 		return fmt.Errorf("listen doorbell: utimensat %s: %w", reg.Path(), err)
 	}

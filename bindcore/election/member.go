@@ -469,7 +469,7 @@ func (d *Member) AcceptTCP(ctx context.Context) (net.Conn, error) {
 	var aerr error
 	err = rc.Read(func(fd uintptr) bool {
 		for {
-			nfd, _, aerr = unix.Accept4(int(fd), unix.SOCK_CLOEXEC|unix.SOCK_NONBLOCK)
+			nfd, _, aerr = accept4(int(fd))
 			if aerr != unix.ECONNABORTED && aerr != unix.EINTR {
 				break
 			}

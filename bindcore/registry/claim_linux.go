@@ -10,7 +10,6 @@ import (
 
 	"golang.org/x/sys/unix"
 
-	"github.com/rdmabind/rdmabind/bindcore/wsa"
 	"github.com/rdmabind/rdmabind/internal/ofdlock"
 )
 
@@ -43,11 +42,10 @@ type claimState struct {
 // protocol and why it is exact.
 //
 // Errors:
-//   - *wsa.Error WSAEADDRINUSE (matches unix.EADDRINUSE) when a live claim
-//     of a non-sharing owner holds the port, or an earlier concurrent claim
-//     of it won; the message names its pid, uid, address and role;
-//   - *wsa.Error WSAENOBUFS (matches unix.ENOBUFS) when every record holds
-//     a live claim;
+//   - ErrConflict (matches unix.EADDRINUSE) when a live claim of a
+//     non-sharing owner holds the port, or an earlier concurrent claim of it
+//     won; the message names its pid, uid, address and role;
+//   - ErrFull (matches unix.ENOBUFS) when every record holds a live claim;
 //   - ErrInvalid for a request with no address or port 0;
 //   - ErrCorrupt when a record is unreadable while its claim is live (the
 //     conflict check cannot be trusted), or the mapping faults;
@@ -114,7 +112,7 @@ var claimHook func(*Registry, claimStep)
 // pendingTimeout bounds how long a claim waits for an earlier concurrent
 // claim of a conflicting port to finish its check (a check takes
 // microseconds; only a stopped process takes longer). The waiting claim
-// then backs out with WSAEADDRINUSE.
+// then backs out with ErrConflict.
 var pendingTimeout = time.Second
 
 // scanState is one claim's scratch: a record buffer (crc32 makes every
@@ -371,8 +369,8 @@ func (r *Registry) takeSlot(fd int, req ClaimRequest, p *firstScan) (int, uint32
 			return got(i)
 		}
 	}
-	return 0, 0, wsa.New(wsa.WSAENOBUFS, "claim", netip.AddrPortFrom(req.Addr, req.Port).String(),
-		"the registry %s is full: all %d records hold live claims", r.path, r.count)
+	return 0, 0, fmt.Errorf("registry: claim %s: %w: all %d records of %s hold live claims (expected a free or stale record; Options.Records sets the size when the file is created)",
+		netip.AddrPortFrom(req.Addr, req.Port), ErrFull, r.count, r.path)
 }
 
 // postScan is step 5 of claim: the check of every record below the mark
@@ -519,8 +517,8 @@ func (r *Registry) conflictError(req ClaimRequest, held Record, note string) err
 	case req.Share == Exclusive:
 		why = "a claim, and this claim is exclusive"
 	}
-	return wsa.New(wsa.WSAEADDRINUSE, "claim", netip.AddrPortFrom(req.Addr, req.Port).String(),
-		"port %d is held by pid %d (uid %d): %s, %s on %s, socket %#x%s, registry %s (this process: pid %d, uid %d)",
+	return fmt.Errorf("registry: claim %s: %w: port %d is held by pid %d (uid %d): %s, %s on %s, socket %#x%s, registry %s (this process: pid %d, uid %d)",
+		netip.AddrPortFrom(req.Addr, req.Port), ErrConflict,
 		req.Port, held.PID, held.UID, why, held.Role, held.AddrPort(), held.SocketID, note, r.path, r.pid, r.uid)
 }
 

@@ -22,9 +22,10 @@
 //
 // Claims of one user share an address and port, in one process and across
 // processes, as SO_REUSEPORT sockets do; a claim that overlaps a live claim
-// of another user, or an Exclusive one, fails with WSAEADDRINUSE naming the
-// holder's pid and uid; a full table gives WSAENOBUFS (package
-// bindcore/wsa). Overlap follows the kernel's TCP rules: a wildcard covers
+// of another user, or an Exclusive one, fails with ErrConflict (matching
+// unix.EADDRINUSE) naming the holder's pid and uid; a full table gives
+// ErrFull (matching unix.ENOBUFS). bindcore turns them into the spec's
+// WSAEADDRINUSE and WSAENOBUFS. Overlap follows the kernel's TCP rules: a wildcard covers
 // every address of its family, and a dual-stack IPv6 wildcard IPv4 as
 // well. For port 0, FindFreePort proposes a port no live claim holds; the
 // caller claims it and tries again if it lost a race. List shows the live

@@ -6,8 +6,6 @@ import (
 	"math/rand/v2"
 	"net/netip"
 	"runtime/debug"
-
-	"github.com/rdmabind/rdmabind/bindcore/wsa"
 )
 
 // List returns the live claims, by slot. A used record whose lock is free
@@ -80,10 +78,10 @@ func (r *Registry) List() (recs []Record, err error) {
 // It claims nothing: the caller claims the port (and binds the kernel's TCP
 // and rdma_cm ports, which may be taken by programs the registry does not
 // know), and, since another process may claim it first, tries again on
-// WSAEADDRINUSE.
+// ErrConflict.
 //
 // Errors: ErrInvalid for an invalid addr or range (lo 0, lo > hi);
-// *wsa.Error WSAENOBUFS when live claims hold every port of the range;
+// ErrFull (matches unix.ENOBUFS) when live claims hold every port of the range;
 // ErrCorrupt for a record unreadable while live; ErrClosed after Close.
 func (r *Registry) FindFreePort(addr netip.Addr, lo, hi uint16) (port uint16, err error) {
 	defer faultGuard(debug.SetPanicOnFault(true), &err)
@@ -140,6 +138,5 @@ next:
 		}
 		return p, nil
 	}
-	return 0, wsa.New(wsa.WSAENOBUFS, "find free port", addr.String(),
-		"live claims hold every port in [%d, %d] (registry %s)", lo, hi, r.path)
+	return 0, fmt.Errorf("registry: find free port %s in [%d, %d]: %w: live claims hold every port of the range (registry %s)", addr, lo, hi, ErrFull, r.path)
 }

@@ -16,6 +16,8 @@ import (
 	"testing"
 	"time"
 
+	"golang.org/x/sys/unix"
+
 	"github.com/rdmabind/rdmabind/internal/testutil"
 )
 
@@ -74,7 +76,7 @@ var (
 //	       hold until stdin closes or the process is killed
 //	churn  open, print "ready", then claim/set role/release REG_PORT as fast as it can
 //	create open (maybe creating the file), print "ready", hold
-//	claim  claim, print "ok <slot>" or "err <WSA code> <message>", exit
+//	claim  claim, print "ok <slot>" or "err <message>", exit
 //	open   open, print "ok" or "err <message>", exit
 //	race   see raceHelper
 //
@@ -189,4 +191,27 @@ func mustErr(t testing.TB, err, target error) {
 	if !errors.Is(err, target) {
 		t.Fatalf("error %v, want one matching %v", err, target)
 	}
+}
+
+// mustConflict checks err is ErrConflict, matching unix.EADDRINUSE too.
+func mustConflict(t testing.TB, err error) {
+	t.Helper()
+	mustErr(t, err, ErrConflict)
+	mustErr(t, err, unix.EADDRINUSE)
+	if !strings.HasPrefix(err.Error(), "registry: claim ") {
+		t.Fatalf("error %q does not name the operation", err)
+	}
+}
+
+// mustFull checks err is ErrFull, matching unix.ENOBUFS too.
+func mustFull(t testing.TB, err error) {
+	t.Helper()
+	mustErr(t, err, ErrFull)
+	mustErr(t, err, unix.ENOBUFS)
+}
+
+// conflictLine reports whether a helper's line is "err <published> <an
+// ErrConflict message>".
+func conflictLine(s, published string) bool {
+	return strings.HasPrefix(s, "err "+published+" registry: claim ") && strings.Contains(s, ": "+ErrConflict.Error()+": ")
 }

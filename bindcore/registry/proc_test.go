@@ -16,7 +16,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/rdmabind/rdmabind/bindcore/wsa"
 	"github.com/rdmabind/rdmabind/internal/testutil"
 	"golang.org/x/sys/unix"
 )
@@ -76,7 +75,7 @@ func TestMultiProcess(t *testing.T) {
 		t.Fatal(err)
 	}
 	_, err = r.Claim(ClaimRequest{Addr: a4, Port: 6000, Share: Exclusive})
-	mustErr(t, err, wsa.ErrAddrInUse)
+	mustConflict(t, err)
 	if !strings.Contains(err.Error(), fmt.Sprintf("pid %d ", pids[0])) && !strings.Contains(err.Error(), "pid ") {
 		t.Errorf("message: %v", err)
 	}
@@ -220,8 +219,8 @@ func TestOtherUserProcess(t *testing.T) {
 	// root's port is refused, naming the holder.
 	out := run(true, "claim", r.Path(), "6100")
 	want := fmt.Sprintf("held by pid %d (uid 0)", os.Getpid())
-	if !strings.HasPrefix(out, "err WSAEADDRINUSE (10048)") || !strings.Contains(out, want) {
-		t.Errorf("uid 65534 claim of root's port: %q, want WSAEADDRINUSE saying %q", out, want)
+	if !strings.HasPrefix(out, "err registry: claim ") || !strings.Contains(out, ": "+ErrConflict.Error()+": ") || !strings.Contains(out, want) {
+		t.Errorf("uid 65534 claim of root's port: %q, want ErrConflict saying %q", out, want)
 	}
 	t.Logf("uid 65534: %s", strings.TrimPrefix(out, "err "))
 	if out = run(true, "claim", r.Path(), "6101"); !strings.HasPrefix(out, "ok ") {

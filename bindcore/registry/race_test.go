@@ -19,7 +19,6 @@ import (
 	"time"
 	"unsafe"
 
-	"github.com/rdmabind/rdmabind/bindcore/wsa"
 	"github.com/rdmabind/rdmabind/internal/testutil"
 	"golang.org/x/sys/unix"
 )
@@ -186,8 +185,8 @@ func wantWin(t *testing.T, c *stepped, err error) {
 
 func wantLose(t *testing.T, c *stepped, err error, msg string) {
 	t.Helper()
-	if !errors.Is(err, wsa.ErrAddrInUse) {
-		t.Fatalf("%s: %v, want WSAEADDRINUSE", c.name, err)
+	if !errors.Is(err, ErrConflict) || !errors.Is(err, unix.EADDRINUSE) {
+		t.Fatalf("%s: %v, want ErrConflict (EADDRINUSE)", c.name, err)
 	}
 	if msg != "" && !strings.Contains(err.Error(), msg) {
 		t.Errorf("%s: %q does not say %q", c.name, err, msg)
@@ -553,7 +552,7 @@ func TestClaimRace(t *testing.T) {
 			switch {
 			case err == nil:
 				winners = append(winners, claims[i].Record())
-			case !errors.Is(err, wsa.ErrAddrInUse):
+			case !errors.Is(err, ErrConflict):
 				t.Fatalf("round %d (%s): claim %d: %v", round, kind, i, err)
 			}
 		}
@@ -802,9 +801,9 @@ func TestClaimRaceProcesses(t *testing.T) {
 			switch {
 			case strings.HasPrefix(s, "ok "):
 				wins = append(wins, fmt.Sprintf("helper %d (uid %d)", p.idx, p.uid))
-			case strings.HasPrefix(s, "err true WSAEADDRINUSE"):
+			case conflictLine(s, "true"):
 				backedOut++
-			case strings.HasPrefix(s, "err false WSAEADDRINUSE"):
+			case conflictLine(s, "false"):
 			default:
 				t.Fatalf("round %d: helper %d: %q", round, p.idx, s)
 			}
@@ -894,7 +893,7 @@ func TestClaimRaceKill(t *testing.T) {
 			switch {
 			case strings.HasPrefix(s, "ok "):
 				wins++
-			case strings.HasPrefix(s, "err true WSAEADDRINUSE"), strings.HasPrefix(s, "err false WSAEADDRINUSE"):
+			case conflictLine(s, "true"), conflictLine(s, "false"):
 			default:
 				t.Fatalf("round %d: helper %d: %q", round, p.idx, s)
 			}

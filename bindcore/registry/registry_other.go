@@ -6,10 +6,12 @@ import (
 	"context"
 	"fmt"
 	"net/netip"
+
+	"golang.org/x/sys/unix"
 )
 
 // The registry needs Linux (OFD locks, /proc). Elsewhere every call returns
-// an error wrapping ErrNotSupported.
+// an error wrapping ErrNotSupported and unix.EOPNOTSUPP.
 
 // Registry is an open registry file (Linux only).
 type Registry struct{}
@@ -17,7 +19,9 @@ type Registry struct{}
 // Claim is a live claim (Linux only).
 type Claim struct{}
 
-func notSupported(op string) error { return fmt.Errorf("registry: %s: %w", op, ErrNotSupported) }
+func notSupported(op string) error {
+	return fmt.Errorf("registry: %s: %w (%w: the registry needs Linux's OFD locks and /proc)", op, ErrNotSupported, unix.EOPNOTSUPP)
+}
 
 // Open returns ErrNotSupported.
 func Open(Options) (*Registry, error) { return nil, notSupported("open") }

@@ -10,7 +10,6 @@ import (
 	"sync"
 	"testing"
 
-	"github.com/rdmabind/rdmabind/bindcore/wsa"
 	"github.com/rdmabind/rdmabind/internal/testutil"
 	"golang.org/x/sys/unix"
 )
@@ -151,14 +150,14 @@ func TestSameUserShares(t *testing.T) {
 	}
 	// Exclusive: refused while the port is shared; and refuses others.
 	_, err = r2.Claim(ClaimRequest{Addr: a4, Port: 7000, Share: Exclusive})
-	mustErr(t, err, wsa.ErrAddrInUse)
+	mustConflict(t, err)
 	mustErr(t, err, unix.EADDRINUSE)
 	ex, err := r2.Claim(ClaimRequest{Addr: a6, Port: 7001, Share: Exclusive})
 	if err != nil {
 		t.Fatal(err)
 	}
 	_, err = r1.Claim(ClaimRequest{Addr: any6, Port: 7001})
-	mustErr(t, err, wsa.ErrAddrInUse)
+	mustConflict(t, err)
 	if !strings.Contains(err.Error(), "an exclusive claim") {
 		t.Errorf("message: %v", err)
 	}
@@ -192,9 +191,9 @@ func TestOtherUserRecord(t *testing.T) {
 		{Addr: any6, Port: 8000, DualStack: true},
 	} {
 		_, err = r.Claim(req)
-		mustErr(t, err, wsa.ErrAddrInUse)
+		mustConflict(t, err)
 		mustErr(t, err, unix.EADDRINUSE)
-		if msg := err.Error(); !strings.Contains(msg, "pid 31337 (uid 4242)") || !strings.Contains(msg, "WSAEADDRINUSE (10048)") {
+		if msg := err.Error(); !strings.Contains(msg, "pid 31337 (uid 4242)") || !strings.Contains(msg, "registry: claim ") {
 			t.Errorf("message %q does not name the holder", msg)
 		}
 	}
@@ -234,7 +233,7 @@ func TestFull(t *testing.T) {
 		cs = append(cs, c)
 	}
 	_, err = r.Claim(ClaimRequest{Addr: a4, Port: 200})
-	mustErr(t, err, wsa.ErrNoBufs)
+	mustFull(t, err)
 	mustErr(t, err, unix.ENOBUFS)
 	cs[3].Release()
 	c, err := r.Claim(ClaimRequest{Addr: a4, Port: 200})
@@ -282,7 +281,7 @@ func TestFindFreePort(t *testing.T) {
 		t.Fatalf("FindFreePort next to 10.0.0.2:40007: %d %v, want 40007", p, err)
 	}
 	_, err := r.FindFreePort(any4, 40000, 40009) // the wildcard overlaps 10.0.0.2
-	mustErr(t, err, wsa.ErrNoBufs)
+	mustFull(t, err)
 }
 
 // TestConcurrent claims, lists and releases from many goroutines through
@@ -357,7 +356,7 @@ func TestClaimFresh(t *testing.T) {
 		t.Fatal(err)
 	}
 	_, err = r.Claim(ClaimRequest{Addr: any4, Port: 7100, Fresh: true})
-	if !errors.Is(err, wsa.ErrAddrInUse) || !strings.Contains(err.Error(), "port of its own") {
+	if !errors.Is(err, ErrConflict) || !errors.Is(err, unix.EADDRINUSE) || !strings.Contains(err.Error(), "port of its own") {
 		t.Fatalf("fresh claim of a held port: %v", err)
 	}
 	f, err := r.Claim(ClaimRequest{Addr: a4, Port: 7101, Fresh: true})

@@ -18,4 +18,8 @@
 // makes net.Listen MPTCP where it can, and reuseport eBPF does not work on
 // MPTCP sockets). A shadow takes the network namespace of the thread that
 // creates it. Close is safe twice.
+//
+// Shadows need Linux: elsewhere Bind fails with an error matching
+// ErrNotSupported and unix.EOPNOTSUPP. Errors of Bind wrap the errno of the
+// failing call; bindcore turns them into the spec's codes.
 package shadow

@@ -5,6 +5,8 @@ package steer
 import (
 	"context"
 	"fmt"
+
+	"golang.org/x/sys/unix"
 )
 
 // DefaultRoot is where Open pins groups on Linux.
@@ -18,9 +20,10 @@ type Options struct {
 // Group is a steering group. Off Linux, Open never returns one.
 type Group struct{ key Key }
 
-var errPlatform = fmt.Errorf("listener steering needs Linux: %w", ErrNotSupported)
+var errPlatform = fmt.Errorf("listener steering needs Linux: %w (%w)", ErrNotSupported, unix.EOPNOTSUPP)
 
-// Open returns an error matching ErrNotSupported off Linux.
+// Open returns an error matching ErrNotSupported (and unix.EOPNOTSUPP) off
+// Linux.
 func Open(k Key, opts *Options) (*Group, error) { return nil, opError("open", k, errPlatform) }
 
 // KeyOf returns an error matching ErrNotSupported off Linux.

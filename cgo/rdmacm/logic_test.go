@@ -1,3 +1,5 @@
+//go:build linux
+
 package rdmacm
 
 // Tests of the Go side (event dispatch, lifetimes, netpoller waits, netns

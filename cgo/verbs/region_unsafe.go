@@ -25,7 +25,7 @@ func NewRegion(size int) (*Region, error) {
 	}
 	pg := unix.Getpagesize()
 	size = (size + pg - 1) / pg * pg
-	b, err := unix.Mmap(-1, 0, size, unix.PROT_READ|unix.PROT_WRITE, unix.MAP_PRIVATE|unix.MAP_ANONYMOUS|unix.MAP_POPULATE)
+	b, err := unix.Mmap(-1, 0, size, unix.PROT_READ|unix.PROT_WRITE, mmapFlags)
 	if err != nil {
 		return nil, fmt.Errorf("mmap %d bytes: %w", size, err)
 	}

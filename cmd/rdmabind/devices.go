@@ -6,6 +6,7 @@ import (
 	"io"
 	"text/tabwriter"
 
+	"github.com/rdmabind/rdmabind/bindcore"
 	"github.com/rdmabind/rdmabind/bindcore/wsa"
 	"github.com/rdmabind/rdmabind/rdma"
 )
@@ -23,7 +24,7 @@ func runDevices(args []string, stdout io.Writer) error {
 	}
 	t, err := rdma.ReadTopology(*root)
 	if err != nil {
-		return err
+		return bindcore.SpecError("devices", *root, err)
 	}
 	if len(t.Devices) == 0 && !t.RDMACM {
 		return wsa.New(wsa.WSAENETDOWN, "devices", *root,

@@ -33,7 +33,7 @@ func runResolve(args []string, stdout io.Writer) error {
 	if err != nil {
 		return err
 	}
-	eps, err := rdma.Resolve(sa.Addr)
+	eps, err := bindcore.Resolve(sa.Addr)
 	if err != nil {
 		return err
 	}
