@@ -40,7 +40,7 @@ type Binder struct {
 	// chErr is why there is no event channel (no RDMA here): Bind answers
 	// WSAENETDOWN with it.
 	chErr error
-	topo  topology
+	cache resolveCache
 	// anchor creates this Binder's rdma_cm ids on ch and parks them where
 	// a listener takes the port; events hands out ch's connect requests.
 	anchor *cmport.Anchor
@@ -63,7 +63,7 @@ func Open(opts Options) (*Binder, error) {
 		return nil, fmt.Errorf("bindcore: open: %w", err)
 	}
 	b := &Binder{opts: opts, reg: reg, socks: map[uint64]*Socket{}}
-	b.topo.root = opts.SysfsRoot
+	b.cache.root = opts.SysfsRoot
 	b.ch, b.chErr = rdmacm.NewEventChannel()
 	b.anchor = cmport.NewAnchor(reg, b.ch)
 	b.events = cmport.NewDispatcher(b.ch)

@@ -21,7 +21,7 @@ func TestConcurrentSockets(t *testing.T) {
 		t.Fatal(err)
 	}
 	addr := netip.MustParseAddr("127.0.0.1")
-	eps, _ := b.topo.resolve(addr, false)
+	eps, _ := b.cache.resolve(addr, false)
 	if len(eps) == 1 { // an RDMA host: bind a served address instead
 		addr = eps[0].Addr
 	}

@@ -7,8 +7,6 @@ import (
 	"math/rand/v2"
 	"net"
 	"net/netip"
-	"os"
-	"strconv"
 	"syscall"
 	"testing"
 	"time"
@@ -211,7 +209,7 @@ func TestDeviceShareAcrossProcesses(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer b.Close()
-	want, _ := b.topo.resolve(addr, false)
+	want, _ := b.cache.resolve(addr, false)
 	port := freePort(t, addr)
 	ap := netip.AddrPortFrom(addr, port)
 	const n = 4
@@ -281,14 +279,7 @@ func freePort(t *testing.T, addr netip.Addr) uint16 {
 	return uint16(l.Addr().(*net.TCPAddr).Port)
 }
 
-var crashIters = envInt("RDMABIND_BIND_CRASH_ITERS", 100)
-
-func envInt(name string, def int) int {
-	if n, err := strconv.Atoi(os.Getenv(name)); err == nil && n > 0 {
-		return n
-	}
-	return def
-}
+var crashIters = testutil.EnvInt("RDMABIND_BIND_CRASH_ITERS", 100)
 
 // SIGKILL of a binder at random points of its life (while starting, while
 // binding, while holding) leaves no live claim and no port held: the next

@@ -8,11 +8,11 @@ import (
 	"github.com/rdmabind/rdmabind/rdma"
 )
 
-// topology caches the resolver (devices, GID tables and the host's
+// resolveCache caches the resolver (devices, GID tables and the host's
 // addresses), so that a Bind reads no sysfs file. The cache is refreshed
 // when it cannot resolve an address and when rdma_cm disagrees with it:
 // rdma_bind_addr is the authority, the cache only a fast path.
-type topology struct {
+type resolveCache struct {
 	root string
 	mu   sync.Mutex
 	res  *rdma.Resolver
@@ -36,7 +36,7 @@ type topology struct {
 // WSAEADDRNOTAVAIL (not an address of this host, loopback, or not served
 // by an RDMA device).
 func Resolve(addr netip.Addr) ([]rdma.Endpoint, error) {
-	var t topology
+	var t resolveCache
 	eps, err := t.resolve(addr, true)
 	if err != nil {
 		return nil, SpecError("resolve", addr.String(), err)
@@ -44,7 +44,7 @@ func Resolve(addr netip.Addr) ([]rdma.Endpoint, error) {
 	return eps, nil
 }
 
-func (t *topology) load() (*rdma.Resolver, error) {
+func (t *resolveCache) load() (*rdma.Resolver, error) {
 	root := t.root
 	if root == "" {
 		root = "/"
@@ -62,7 +62,7 @@ func (t *topology) load() (*rdma.Resolver, error) {
 
 // resolve resolves addr on the cached topology, reloading it once if that
 // fails or if refresh is set.
-func (t *topology) resolve(addr netip.Addr, refresh bool) ([]rdma.Endpoint, error) {
+func (t *resolveCache) resolve(addr netip.Addr, refresh bool) ([]rdma.Endpoint, error) {
 	t.mu.Lock()
 	res := t.res
 	if res != nil && !refresh && t.lastEps != nil && addr == t.last {
@@ -94,7 +94,7 @@ func (t *topology) resolve(addr netip.Addr, refresh bool) ([]rdma.Endpoint, erro
 
 // remember caches res's answer for addr, if res is still the cached
 // resolver.
-func (t *topology) remember(res *rdma.Resolver, addr netip.Addr, eps []rdma.Endpoint) {
+func (t *resolveCache) remember(res *rdma.Resolver, addr netip.Addr, eps []rdma.Endpoint) {
 	t.mu.Lock()
 	if t.res == res {
 		t.last, t.lastEps = addr, eps

@@ -268,7 +268,7 @@ func (b *Binder) bind(op string, sa Sockaddr, handle uint64, t *phaseTimer) (*bi
 	if b.ch == nil {
 		return nil, wsa.Wrap(wsa.WSAENETDOWN, op, sa.String(), b.chErr, "no RDMA subsystem")
 	}
-	eps, err := b.topo.resolve(sa.Addr, false)
+	eps, err := b.cache.resolve(sa.Addr, false)
 	t.mark(PhaseResolve)
 	if err != nil {
 		return nil, SpecError(op, sa.String(), err)

@@ -24,7 +24,7 @@ func TestDeviceSharedPort(t *testing.T) {
 	testutil.SkipUnlessRDMA(t)
 	testutil.SkipUnlessPeer(t)
 	const n = 8
-	count := envInt("RDMABIND_QP_SHARED_MSGS", 100)
+	count := testutil.EnvInt("RDMABIND_QP_SHARED_MSGS", 100)
 	_, srv := peerEcho(t, 7471, "shared")
 	b := openBinder(t)
 	const local = "10.77.0.1:7490"

@@ -9,21 +9,12 @@ import (
 	"net/netip"
 	"os"
 	"path/filepath"
-	"strconv"
 	"testing"
 	"time"
 
 	"github.com/rdmabind/rdmabind/bindcore"
 	"github.com/rdmabind/rdmabind/internal/testutil"
 )
-
-// envInt reads a size knob of the stress tests.
-func envInt(name string, def int) int {
-	if v, err := strconv.Atoi(os.Getenv(name)); err == nil && v > 0 {
-		return v
-	}
-	return def
-}
 
 // peerEcho starts an echo helper in guest 2 on port and waits until it is
 // ready; it returns the helper and its address.
@@ -140,7 +131,7 @@ func who(t *testing.T, c *Conn) string {
 func TestDeviceEcho(t *testing.T) {
 	testutil.SkipUnlessRDMA(t)
 	testutil.SkipUnlessPeer(t)
-	count := envInt("RDMABIND_QP_MSGS", 1000)
+	count := testutil.EnvInt("RDMABIND_QP_MSGS", 1000)
 	_, srv := peerEcho(t, 7470, "echo")
 	b := openBinder(t)
 	for i, mode := range []Mode{ModeCM, ModeTCP} {

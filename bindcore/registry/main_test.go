@@ -25,15 +25,8 @@ import (
 // tests: TestMain runs helperMain instead of the tests when helperEnv is set.
 const helperEnv = "RDMABIND_REGISTRY_HELPER"
 
-var crashIters = flag.Int("registry.crashiters", envInt("RDMABIND_CRASH_ITERS", 200),
+var crashIters = flag.Int("registry.crashiters", testutil.EnvInt("RDMABIND_CRASH_ITERS", 200),
 	"iterations of TestCrashSafety (SIGKILL of a helper during claims); env RDMABIND_CRASH_ITERS")
-
-func envInt(name string, def int) int {
-	if v, err := strconv.Atoi(os.Getenv(name)); err == nil && v > 0 {
-		return v
-	}
-	return def
-}
 
 func TestMain(m *testing.M) {
 	if mode := os.Getenv(helperEnv); mode != "" {
