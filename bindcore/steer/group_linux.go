@@ -10,6 +10,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/cilium/ebpf"
@@ -147,6 +148,9 @@ func join(dir string) (*Group, error) {
 // processes (bpffs pins cannot be opened, so cannot be locked themselves).
 const lockDir = "lock"
 
+// tmpSeq numbers the temporary directories of this process.
+var tmpSeq atomic.Uint64
+
 // create builds a new group in a temporary directory next to dir and
 // renames it into place, so that dir never holds a partial group. It
 // returns errRetry when another process created dir first.
@@ -155,7 +159,10 @@ func create(root, nsdir, dir string) (*Group, error) {
 		return nil, err
 	}
 	cleanStale(nsdir)
-	tmp := filepath.Join(nsdir, fmt.Sprintf("tmp-%s-%d-%d", filepath.Base(dir), os.Getpid(), time.Now().UnixNano()))
+	// The pid, then a number no other create of this process uses (the
+	// clock alone is not one: the TCG guest's ticks are coarse enough for
+	// two goroutines to read the same nanosecond).
+	tmp := filepath.Join(nsdir, fmt.Sprintf("tmp-%s-%d-%d%06d", filepath.Base(dir), os.Getpid(), time.Now().UnixNano(), tmpSeq.Add(1)%1000000))
 	if err := unix.Mkdir(tmp, 0o700); err != nil {
 		if errors.Is(err, unix.ENOENT) {
 			return nil, errRetry // nsdir removed by a concurrent Release
