@@ -72,6 +72,9 @@ func NewEventChannel() (*EventChannel, error) {
 		}
 		return nil, fmt.Errorf("rdma_create_event_channel: %w", err)
 	}
+	// Every process that uses rdma_cm lets go of a device that goes
+	// (devices.go).
+	hub.start()
 	return newEventChannel(ops)
 }
 
@@ -385,6 +388,20 @@ func (c *chanCore) dispatch(ec *EventChannel, raw rawEvent) (Event, bool) {
 	}
 	c.mu.Unlock()
 	raw.ack()
+	if ev.ID != nil {
+		// An id gets its device with its address resolved, or with the
+		// request it was created for; a removal is the device's loss.
+		st := ev.ID.s
+		st.mu.Lock()
+		if st.ops != nil {
+			hub.noteID(st, st.ops)
+		}
+		dev := st.dev
+		st.mu.Unlock()
+		if ev.Type == EventDeviceRemoval {
+			hub.removal(dev)
+		}
+	}
 	if orphan != nil {
 		// The listener was dropped without Close and not yet cleaned up:
 		// refuse the connection.

@@ -33,6 +33,7 @@ type idState struct {
 	mu   sync.Mutex
 	ops  idOps     // nil once closed
 	core *chanCore // the channel's state; Migrate changes it
+	dev  string    // the device it was counted on (devices.go), "" before
 }
 
 func (st *idState) close() error {
@@ -44,10 +45,12 @@ func (st *idState) close() error {
 	if ops != nil {
 		err = ops.destroy()
 	}
+	dev := st.dev
 	st.mu.Unlock()
 	if ops == nil {
 		return nil
 	}
+	hub.dropID(dev)
 	core.deregister(st.key)
 	if err != nil {
 		return fmt.Errorf("rdma_destroy_id: %w", err)
@@ -152,7 +155,13 @@ func (id *ID) Bind(addr netip.AddrPort) error {
 	if err != nil {
 		return fmt.Errorf("rdma_bind_addr %v: %w", addr, err)
 	}
-	err = id.do(func(o idOps) error { return o.bind(ip.WithZone(""), addr.Port(), scope) })
+	err = id.do(func(o idOps) error {
+		if err := o.bind(ip.WithZone(""), addr.Port(), scope); err != nil {
+			return err
+		}
+		hub.noteID(id.s, o)
+		return nil
+	})
 	if err != nil {
 		return fmt.Errorf("rdma_bind_addr %v: %w", addr, err)
 	}

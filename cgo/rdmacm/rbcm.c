@@ -4,6 +4,7 @@
 // (the build constraint is its Go files'). What Go calls is declared in
 // rbcm.h.
 
+#include <stdio.h>
 #include <errno.h>
 #include <string.h>
 #include <arpa/inet.h>
@@ -140,6 +141,28 @@ const char *rbcm_device(struct rdma_cm_id *id, int *port)
 		return NULL;
 	*port = id->port_num;
 	return ibv_get_device_name(id->verbs->device);
+}
+
+int rbcm_device_fds(struct rdma_cm_id *id, char *node, int node_len,
+		    int *cmd_fd, int *async_fd)
+{
+	if (!id->verbs || !id->verbs->device)
+		return -1;
+	snprintf(node, node_len, "%s", id->verbs->device->dev_name);
+	*cmd_fd = id->verbs->cmd_fd;
+	*async_fd = id->verbs->async_fd;
+	return 0;
+}
+
+int rbcm_sync_devices(void)
+{
+	int n = 0;
+	struct ibv_context **l = rdma_get_devices(&n);
+
+	if (!l)
+		return -1;
+	rdma_free_devices(l);
+	return n;
 }
 
 int rbcm_get_event(struct rdma_event_channel *ch, struct rbcm_event *out)

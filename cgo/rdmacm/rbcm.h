@@ -37,6 +37,15 @@ int rbcm_create_id(struct rdma_event_channel *ch, struct rdma_cm_id **id,
 void rbcm_set_key(struct rdma_cm_id *id, uintptr_t key);
 int rbcm_set_id_option(struct rdma_cm_id *id, int name, int val);
 const char *rbcm_device(struct rdma_cm_id *id, int *port);
+// The uverbs node (ibv_device's dev_name, "uverbs0") and the command and
+// async fds of the librdmacm context of id's device; -1 without a device.
+int rbcm_device_fds(struct rdma_cm_id *id, char *node, int node_len,
+		    int *cmd_fd, int *async_fd);
+// rdma_get_devices then rdma_free_devices: librdmacm re-reads the device
+// list, marks the devices gone from it dead and closes their contexts once
+// no id uses them. Returns the number of devices (0: none left, and then
+// librdmacm marks nothing dead), -1 on failure.
+int rbcm_sync_devices(void);
 int rbcm_get_event(struct rdma_event_channel *ch, struct rbcm_event *out);
 
 // Addresses and connections.

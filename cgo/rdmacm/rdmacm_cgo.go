@@ -27,6 +27,15 @@ var (
 	_ = [1]struct{}{}[int(EventTimewaitExit)-C.RDMA_CM_EVENT_TIMEWAIT_EXIT]
 )
 
+// syncDevices makes librdmacm re-read the device list (devices.go).
+func syncDevices() (int, error) {
+	n, err := C.rbcm_sync_devices()
+	if n < 0 {
+		return 0, errnoOr(err)
+	}
+	return int(n), nil
+}
+
 func newChannelOps() (channelOps, error) {
 	ch, err := C.rdma_create_event_channel()
 	if ch == nil {

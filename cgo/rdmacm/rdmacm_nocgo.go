@@ -14,3 +14,5 @@ import (
 func newChannelOps() (channelOps, error) {
 	return nil, fmt.Errorf("%w (%w: built without cgo, no librdmacm)", unix.EOPNOTSUPP, ErrNotSupported)
 }
+
+func syncDevices() (int, error) { return 0, ErrNotSupported }

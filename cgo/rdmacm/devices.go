@@ -1,0 +1,214 @@
+package rdmacm
+
+import (
+	"sync"
+	"time"
+)
+
+// The device lifecycle of the process. A device that goes away (rdma link
+// delete, its netdev unregistered, a driver reset) can only finish going
+// once every process that touched it has let go of it: with a driver that
+// cannot disassociate its user contexts (rxe), the kernel's uverbs waits
+// until every file of the device is closed. librdmacm holds one: the
+// context it opened for the device, which it closes only once it has seen
+// the device gone from the device list (rdma_get_devices re-reads it) and
+// no id uses it any more. And it never marks the last device gone (its
+// list sync gives up on an empty list).
+//
+// So this package, which owns the ids, does in every process that uses it:
+//
+//   - it learns of a loss from an RDMA_CM_EVENT_DEVICE_REMOVAL on any id, and
+//     from the device's uverbs node leaving /dev/infiniband (the kernel
+//     removes it before it waits, whatever the order of its clients), so
+//     that a process with no id on the device (only a wildcard, or nothing
+//     open any more) lets go too;
+//   - it makes librdmacm re-read the device list at once, so the context is
+//     closed as soon as the last id on the device is destroyed;
+//   - it tells the subscribers (WatchDevices: bindcore's Binders, qp's
+//     connections), which destroy their ids, QPs, CQs, MRs and PDs of the
+//     device;
+//   - when the device was the last one, once no id of the process is left on
+//     it, it points the descriptors that still refer to the deleted uverbs
+//     node at /dev/null (release_linux.go): librdmacm keeps its context
+//     structure, which it never uses again for a dead device and frees when
+//     a device list is read next, and the kernel sees the file closed.
+//
+// A device that appears (its uverbs node is created) is reported too, so
+// that listeners can listen on it again.
+
+// DeviceEvent is a change of an RDMA device of the host.
+type DeviceEvent struct {
+	// Device is the device's name ("rxe0", "mlx5_0"); "" when the loss of
+	// a device this process never used was seen only by its uverbs node.
+	Device string
+	// Lost is true when the device is going away, false when it appeared.
+	Lost bool
+}
+
+// devHub is the process's device bookkeeping.
+type devHub struct {
+	mu      sync.Mutex
+	started bool
+	subs    map[int]func(DeviceEvent)
+	nextSub int
+	ids     map[string]int  // live ids per device
+	lost    map[string]bool // devices lost and not back
+	idle    chan struct{}   // signalled when a lost device's last id goes
+}
+
+var hub = devHub{subs: map[int]func(DeviceEvent){}, ids: map[string]int{}, lost: map[string]bool{}, idle: make(chan struct{}, 1)}
+
+// WatchDevices calls fn for every device lost or appearing from now on,
+// from one goroutine of the package, one call at a time, until stop is
+// called (safe twice; after it returns fn is not called again). fn must not
+// block: it should start what it does. A loss is reported once per
+// device, however it was seen.
+func WatchDevices(fn func(DeviceEvent)) (stop func()) {
+	hub.mu.Lock()
+	k := hub.nextSub
+	hub.nextSub++
+	hub.subs[k] = fn
+	hub.mu.Unlock()
+	hub.start()
+	return func() {
+		hub.mu.Lock()
+		delete(hub.subs, k)
+		hub.mu.Unlock()
+	}
+}
+
+// DeviceLost reports whether the device named name was lost and has not
+// appeared again.
+func DeviceLost(name string) bool {
+	hub.mu.Lock()
+	defer hub.mu.Unlock()
+	return hub.lost[name]
+}
+
+// start starts the watcher of the uverbs nodes, once.
+func (h *devHub) start() {
+	h.mu.Lock()
+	if h.started {
+		h.mu.Unlock()
+		return
+	}
+	h.started = true
+	h.mu.Unlock()
+	go watchNodes(h.lostNode, h.added)
+}
+
+// noteID counts st's id as one on its device, once it has one.
+func (h *devHub) noteID(st *idState, o idOps) {
+	if st.dev != "" {
+		return
+	}
+	name, _ := o.device()
+	if name == "" {
+		return
+	}
+	st.dev = name
+	h.mu.Lock()
+	h.ids[name]++
+	h.mu.Unlock()
+}
+
+// dropID uncounts a closed id.
+func (h *devHub) dropID(dev string) {
+	if dev == "" {
+		return
+	}
+	h.mu.Lock()
+	h.ids[dev]--
+	signal := h.lost[dev] && h.ids[dev] <= 0
+	if h.ids[dev] <= 0 {
+		delete(h.ids, dev)
+	}
+	h.mu.Unlock()
+	if signal {
+		select {
+		case h.idle <- struct{}{}:
+		default:
+		}
+	}
+}
+
+func (h *devHub) publish(ev DeviceEvent) {
+	h.mu.Lock()
+	fns := make([]func(DeviceEvent), 0, len(h.subs))
+	for _, fn := range h.subs {
+		fns = append(fns, fn)
+	}
+	h.mu.Unlock()
+	for _, fn := range fns {
+		fn(ev)
+	}
+}
+
+// removal is an RDMA_CM_EVENT_DEVICE_REMOVAL for an id on dev.
+func (h *devHub) removal(dev string) {
+	h.start()
+	go h.lostDevice(dev)
+}
+
+// lostNode is the watcher's report of a uverbs node gone; dev is the
+// device it served ("" if unknown).
+func (h *devHub) lostNode(dev string) { h.lostDevice(dev) }
+
+// lostDevice handles the loss of dev, once per loss.
+func (h *devHub) lostDevice(dev string) {
+	h.mu.Lock()
+	if dev != "" && h.lost[dev] {
+		h.mu.Unlock()
+		return
+	}
+	if dev != "" {
+		h.lost[dev] = true
+	}
+	h.mu.Unlock()
+	n, err := syncDevices()
+	h.publish(DeviceEvent{Device: dev, Lost: true})
+	if err == nil && n > 0 {
+		return // librdmacm closes the context with the device's last id
+	}
+	// The last device: once no id of the process is left on a lost
+	// device, release the uverbs files librdmacm keeps.
+	go h.releaseLast()
+}
+
+// releaseLimit bounds how long releaseLast waits for the subscribers to
+// destroy their ids.
+const releaseLimit = 30 * time.Second
+
+func (h *devHub) releaseLast() {
+	end := time.Now().Add(releaseLimit)
+	for {
+		h.mu.Lock()
+		busy := 0
+		for dev := range h.lost {
+			busy += h.ids[dev]
+		}
+		h.mu.Unlock()
+		if busy == 0 {
+			releaseDeletedNodes()
+			return
+		}
+		if time.Now().After(end) {
+			return
+		}
+		select {
+		case <-h.idle:
+		case <-time.After(10 * time.Millisecond):
+		}
+	}
+}
+
+// added is the watcher's report of a device that appeared.
+func (h *devHub) added(dev string) {
+	h.mu.Lock()
+	delete(h.lost, dev)
+	h.mu.Unlock()
+	// librdmacm learns of it when an id needs it (its list sync on a
+	// device it does not know), not before: a re-read here would open a
+	// context of every device in every process.
+	h.publish(DeviceEvent{Device: dev})
+}

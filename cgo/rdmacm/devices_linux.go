@@ -1,0 +1,163 @@
+package rdmacm
+
+import (
+	"encoding/binary"
+	"os"
+	"path/filepath"
+	"strings"
+	"time"
+
+	"golang.org/x/sys/unix"
+)
+
+// The uverbs nodes: /dev/infiniband/uverbsN, one per device, whose
+// ibv_device is named in /sys/class/infiniband_verbs/uverbsN/ibdev. The
+// kernel removes a device's node first thing when the device goes
+// (ib_uverbs_remove_one), and creates one when a device registers.
+
+var (
+	uverbsDir   = "/dev/infiniband"
+	uverbsClass = "/sys/class/infiniband_verbs"
+)
+
+// nodePoll is how often the watcher lists the nodes where inotify is not
+// available.
+const nodePoll = 250 * time.Millisecond
+
+// watchNodes reports each uverbs node that goes (lost, with the device it
+// served) or comes (added). It runs for the life of the process.
+func watchNodes(lost, added func(dev string)) {
+	known := map[string]string{} // node -> device
+	scan := func() map[string]bool {
+		now := map[string]bool{}
+		ents, _ := os.ReadDir(uverbsDir)
+		for _, e := range ents {
+			if strings.HasPrefix(e.Name(), "uverbs") {
+				now[e.Name()] = true
+			}
+		}
+		return now
+	}
+	for n := range scan() {
+		known[n] = nodeDevice(n)
+	}
+	gone := func(n string) {
+		dev, ok := known[n]
+		if !ok {
+			return
+		}
+		delete(known, n)
+		lost(dev)
+	}
+	came := func(n string) {
+		if _, ok := known[n]; ok {
+			return
+		}
+		dev := ""
+		for i := 0; i < 100 && dev == ""; i++ { // sysfs may trail the node
+			if dev = nodeDevice(n); dev == "" {
+				time.Sleep(2 * time.Millisecond)
+			}
+		}
+		known[n] = dev
+		if dev != "" {
+			added(dev)
+		}
+	}
+	fd, err := unix.InotifyInit1(unix.IN_CLOEXEC | unix.IN_NONBLOCK)
+	if err == nil {
+		if _, err = unix.InotifyAddWatch(fd, uverbsDir, unix.IN_CREATE|unix.IN_DELETE|unix.IN_ONLYDIR); err != nil {
+			unix.Close(fd)
+		}
+	}
+	if err != nil {
+		// No inotify, or no /dev/infiniband yet: list the nodes now and then.
+		for {
+			time.Sleep(nodePoll)
+			now := scan()
+			for n := range known {
+				if !now[n] {
+					gone(n)
+				}
+			}
+			for n := range now {
+				came(n)
+			}
+		}
+	}
+	// On the netpoller: this goroutine lives as long as the process, holds
+	// no thread, and wakes only when a node changes.
+	f := os.NewFile(uintptr(fd), "inotify "+uverbsDir)
+	buf := make([]byte, 4096)
+	for {
+		n, err := f.Read(buf)
+		if err != nil {
+			return
+		}
+		// struct inotify_event: wd, mask, cookie, len, then len bytes of
+		// name padded with NULs.
+		for off := 0; off+unix.SizeofInotifyEvent <= n; {
+			mask := binary.NativeEndian.Uint32(buf[off+4:])
+			l := int(binary.NativeEndian.Uint32(buf[off+12:]))
+			start := off + unix.SizeofInotifyEvent
+			off = start + l
+			if off > n {
+				break
+			}
+			name := strings.TrimRight(string(buf[start:off]), "\x00")
+			if !strings.HasPrefix(name, "uverbs") {
+				continue
+			}
+			switch {
+			case mask&unix.IN_DELETE != 0:
+				gone(name)
+			case mask&unix.IN_CREATE != 0:
+				came(name)
+			}
+		}
+	}
+}
+
+// nodeDevice is the device a uverbs node serves, "" if unknown.
+func nodeDevice(node string) string {
+	b, err := os.ReadFile(filepath.Join(uverbsClass, node, "ibdev"))
+	if err != nil {
+		return ""
+	}
+	return strings.TrimSpace(string(b))
+}
+
+// releaseDeletedNodes points every descriptor of the process that refers
+// to a deleted uverbs node ("/dev/infiniband/uverbsN (deleted)" in
+// /proc/self/fd) at /dev/null, which closes the process's hold on that
+// file while the descriptor number stays taken: librdmacm's later close of
+// it closes /dev/null. Only for a lost device no id uses any more, whose
+// context librdmacm will never use again (it is dead).
+func releaseDeletedNodes() {
+	ents, err := os.ReadDir("/proc/self/fd")
+	if err != nil {
+		return
+	}
+	var null = -1
+	defer func() {
+		if null >= 0 {
+			unix.Close(null)
+		}
+	}()
+	for _, e := range ents {
+		link, err := os.Readlink(filepath.Join("/proc/self/fd", e.Name()))
+		if err != nil || !strings.HasPrefix(link, uverbsDir+"/uverbs") || !strings.HasSuffix(link, " (deleted)") {
+			continue
+		}
+		fd := 0
+		for _, c := range e.Name() {
+			fd = fd*10 + int(c-'0')
+		}
+		if null < 0 {
+			if null, err = unix.Open("/dev/null", unix.O_RDWR|unix.O_CLOEXEC, 0); err != nil {
+				return
+			}
+		}
+		unix.Dup3(null, fd, unix.O_CLOEXEC)
+	}
+}
