@@ -94,6 +94,11 @@ func (s *Socket) ListenContext(ctx context.Context, backlog int) error {
 		s.mu.Unlock()
 		return wsa.New(wsa.WSAEINVAL, "listen", in, "the socket is already listening")
 	}
+	if dev := bd.port.Lost(); dev != "" {
+		s.mu.Unlock()
+		return wsa.Wrap(wsa.WSAENETDOWN, "listen", in, cmport.ErrDeviceLost,
+			"the RDMA device %s that served %s went away; the socket stays bound until closed, and listens once a device serves its address again", dev, bd.sa.Addr)
+	}
 	if backlog <= 0 {
 		backlog = DefaultBacklog
 	}
@@ -140,6 +145,7 @@ func (s *Socket) ListenContext(ctx context.Context, backlog int) error {
 		}
 		return specError("listen", bd.sa.AddrPort(), "rdma_cm", err)
 	}
+	cm.SetNotify(bd.watch.tell)
 	bd.lis = &listening{m: m, cm: cm}
 	return nil
 }

@@ -42,6 +42,7 @@ type binding struct {
 	shadow *shadow.Socket   // the kernel TCP reservation
 	times  [NumPhases]int64 // nanoseconds per phase of the Bind
 	port   *cmport.Bound    // the rdma_cm id, which a listener of the port may park
+	watch  devWatchers      // WatchDevice's functions (device.go)
 
 	// Guarded by the Socket's mu (listen.go):
 	lis        *listening         // set once listening
@@ -60,6 +61,10 @@ type Endpoint struct {
 	// All lists, for the wildcard, every active RDMA port the bind covers;
 	// for a specific address, the one Endpoint.
 	All []rdma.Endpoint `json:"all"`
+	// Lost names the device that served Local and went away, while no
+	// device serves it again ("" otherwise): the socket's operations
+	// answer WSAENETDOWN meanwhile (docs/lifecycle.md).
+	Lost string `json:"lost,omitempty"`
 }
 
 // Handle returns the socket's handle, the descriptor Binder.Lookup takes.
@@ -161,6 +166,7 @@ func (s *Socket) bind(op string, name func() (Sockaddr, error)) error {
 		return err
 	}
 	bd.times = t.times
+	bd.port.SetNotify(bd.watch.tell)
 	s.bound = bd
 	return nil
 }
@@ -190,6 +196,7 @@ func (s *Socket) Endpoint() (Endpoint, error) {
 	if id := bd.cmID(); id != nil {
 		ep.Device, ep.Port = id.DeviceName(), id.PortNum()
 	}
+	ep.Lost = bd.lostDevice()
 	return ep, nil
 }
 

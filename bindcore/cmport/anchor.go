@@ -64,8 +64,11 @@ type Anchor struct {
 	// noInotify makes the watcher poll (tests).
 	noInotify bool
 
+	stopWatch func() // ends the device subscription (device.go)
+
 	mu      sync.Mutex
 	entries map[*anchorEntry]struct{}
+	users   map[devUser]struct{} // ids on a device (device.go)
 	started bool
 	closed  bool
 	probe   *election.Probe // nil if the registry file could not be opened
@@ -84,7 +87,11 @@ type anchorEntry struct {
 // NewAnchor returns the anchor of the ids a Binder creates on ch (nil
 // where there is no RDMA: Bind then fails) with reg as its registry.
 func NewAnchor(reg *registry.Registry, ch *rdmacm.EventChannel) *Anchor {
-	return &Anchor{reg: reg, ch: ch, entries: map[*anchorEntry]struct{}{}}
+	a := &Anchor{reg: reg, ch: ch, entries: map[*anchorEntry]struct{}{}, users: map[devUser]struct{}{}}
+	if ch != nil {
+		a.stopWatch = rdmacm.WatchDevices(a.deviceEvent)
+	}
+	return a
 }
 
 // start opens the probe fd and the watcher, once. a.mu is held.
@@ -294,7 +301,11 @@ func (a *Anchor) Close() error {
 	a.closed = true
 	started := a.started
 	a.entries = map[*anchorEntry]struct{}{}
+	a.users = map[devUser]struct{}{}
 	a.mu.Unlock()
+	if a.stopWatch != nil {
+		a.stopWatch()
+	}
 	if !started {
 		return nil
 	}

@@ -18,13 +18,20 @@ import (
 // its registry claim and kernel TCP reservation). Its methods are safe for
 // concurrent use.
 type Bound struct {
-	a  *Anchor
-	ap netip.AddrPort
+	notifier
+	a      *Anchor
+	ap     netip.AddrPort
+	afOnly bool
+	gone   chan struct{} // closed by Take (and so Close)
 
-	mu     sync.Mutex
-	id     *rdmacm.ID // nil once parked or taken
-	parked bool
-	ent    *anchorEntry // the id's registration as parkable
+	mu      sync.Mutex
+	id      *rdmacm.ID // nil once parked, taken or lost
+	parked  bool
+	ent     *anchorEntry // the id's registration as parkable
+	dev     string       // the device the id is (was) on, "" for none
+	lost    string       // the device lost, while no new id is bound (device.go)
+	kick    chan struct{}
+	closedB bool
 }
 
 // ErrNoChannel is returned by Bind and BindEphemeral of an Anchor without
@@ -66,7 +73,7 @@ func (a *Anchor) NewID(ap netip.AddrPort, afOnly bool) (*rdmacm.ID, error) {
 func (a *Anchor) Bind(ap netip.AddrPort, afOnly bool) (*Bound, error) {
 	// Watch first, then bind, then look at the flag (see anchor.go).
 	a.arm()
-	b := &Bound{a: a, ap: ap}
+	b := &Bound{a: a, ap: ap, afOnly: afOnly, gone: make(chan struct{})}
 	id, err := a.NewID(ap, afOnly)
 	if err != nil {
 		if (errors.Is(err, unix.EADDRINUSE) || errors.Is(err, unix.EADDRNOTAVAIL)) && listenerCovers(a.reg, ap) {
@@ -76,6 +83,10 @@ func (a *Anchor) Bind(ap netip.AddrPort, afOnly bool) (*Bound, error) {
 		return nil, err
 	}
 	b.id = id
+	b.dev = id.DeviceName()
+	if b.dev != "" {
+		a.addUser(b)
+	}
 	b.ent = a.add(ap, b.park, true)
 	return b, nil
 }
@@ -94,7 +105,10 @@ func (a *Anchor) BindEphemeral(addr netip.Addr, afOnly bool) (*Bound, error) {
 	if err != nil {
 		return nil, err
 	}
-	b := &Bound{a: a, ap: netip.AddrPortFrom(addr, id.LocalAddr().Port()), id: id}
+	b := &Bound{a: a, ap: netip.AddrPortFrom(addr, id.LocalAddr().Port()), afOnly: afOnly, id: id, gone: make(chan struct{}), dev: id.DeviceName()}
+	if b.dev != "" {
+		a.addUser(b)
+	}
 	b.ent = a.add(b.ap, b.park, false)
 	return b, nil
 }
@@ -145,8 +159,15 @@ func (b *Bound) Parked() bool {
 // parked or taken. The caller owns it.
 func (b *Bound) Take() *rdmacm.ID {
 	b.a.remove(b.ent)
+	b.a.removeUser(b)
 	b.mu.Lock()
 	defer b.mu.Unlock()
+	if !b.closedB {
+		b.closedB = true
+		if b.gone != nil {
+			close(b.gone)
+		}
+	}
 	id := b.id
 	b.id = nil
 	return id

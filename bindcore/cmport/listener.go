@@ -67,6 +67,7 @@ func (c *Listener) LastError() error {
 // and the queue its connect requests go to. It implements
 // election.RDMAPort.
 type Listener struct {
+	notifier
 	a      *Anchor
 	d      *Dispatcher
 	ap     netip.AddrPort
@@ -80,6 +81,10 @@ type Listener struct {
 	id      *rdmacm.ID // the listening id
 	closed  bool
 	lastErr error // why the last attempt to listen failed
+	backlog int
+	dev     string // the listening id's device, "" for none (device.go)
+	lost    string // the device lost, while it does not listen again
+	kick    chan struct{}
 	// tries and waited: how many rdma_listen calls the last successful
 	// listen made, and how long it waited for the port (diagnostics).
 	tries  int
@@ -139,6 +144,10 @@ func (c *Listener) Listen(ctx context.Context, backlog int) error {
 				}
 				c.id = id
 				c.lastErr = nil
+				c.backlog = backlog
+				if c.dev = id.DeviceName(); c.dev != "" {
+					c.a.addUser(c)
+				}
 				c.tries, c.waited = tries, time.Since(start)
 				c.d.route(id, c.reqs)
 				c.mu.Unlock()
@@ -258,6 +267,7 @@ func (c *Listener) Close() error {
 	id, own := c.id, c.own
 	c.id, c.own = nil, nil
 	c.mu.Unlock()
+	c.a.removeUser(c)
 	close(c.done)
 	var errs []error
 	if own != nil {

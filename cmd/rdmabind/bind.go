@@ -14,6 +14,7 @@ import (
 
 	"github.com/rdmabind/rdmabind/bindcore"
 	"github.com/rdmabind/rdmabind/bindcore/registry"
+	"github.com/rdmabind/rdmabind/bindcore/wsa"
 	"github.com/rdmabind/rdmabind/qp"
 )
 
@@ -66,6 +67,17 @@ type closedEvent struct {
 	Messages int    `json:"messages"`
 	Bytes    int64  `json:"bytes"`
 	Error    string `json:"error,omitempty"`
+}
+
+// deviceEvent is a change of the device under the socket.
+type deviceEvent struct {
+	Event  string `json:"event"` // "down", "up"
+	PID    int    `json:"pid"`
+	Socket string `json:"socket"`
+	Local  string `json:"local"`
+	Device string `json:"device"`
+	Error  string `json:"error,omitempty"` // with down: the spec's code
+	Detail string `json:"detail,omitempty"`
 }
 
 // lineWriter writes JSON lines from several goroutines, one whole line at a
@@ -132,6 +144,20 @@ func runBind(args []string, stdout io.Writer) error {
 	if err := out.write(ev); err != nil {
 		return err
 	}
+	// The device under the socket: {"event":"down",...} when it goes,
+	// {"event":"up",...} when a device serves the socket again.
+	stopWatch, err := s.WatchDevice(func(d bindcore.DeviceEvent) {
+		de := deviceEvent{Event: "up", PID: os.Getpid(), Socket: handle, Local: ep.Local.String(), Device: d.Device}
+		if d.Lost {
+			de.Event, de.Error = "down", wsa.WSAENETDOWN.String()
+			de.Detail = fmt.Sprintf("the RDMA device %s serving %s went away: the socket stays bound (its port reserved) until it is closed", d.Device, ep.Local.Addr())
+		}
+		out.write(de)
+	})
+	if err != nil {
+		return err
+	}
+	defer stopWatch()
 	if !*listen {
 		<-ctx.Done()
 		return s.Close()
