@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/rdmabind/rdmabind/bindcore/registry"
+	"github.com/rdmabind/rdmabind/rdma"
 )
 
 func init() {
@@ -26,6 +27,10 @@ type lsRecord struct {
 	Socket  string `json:"socket"`
 	Share   string `json:"share"`
 	Claimed string `json:"claimed"`
+	// Device is the RDMA device serving the address now ("*" for the
+	// wildcard), or "none" when none does (the device went away: the
+	// binding stays until its socket is closed, docs/lifecycle.md).
+	Device string `json:"device"`
 }
 
 type lsOutput struct {
@@ -107,20 +112,36 @@ func runLs(args []string, stdout io.Writer) error {
 		return err
 	}
 	out := lsOutput{Registry: reg.Path(), Netns: reg.Netns(), Records: []lsRecord{}, Listeners: listeners(recs)}
+	served := map[netip.Addr]string{}
+	device := func(a netip.Addr) string {
+		if a.IsUnspecified() {
+			return "*"
+		}
+		if d, ok := served[a]; ok {
+			return d
+		}
+		d := "none"
+		if eps, err := rdma.Resolve(a); err == nil && len(eps) > 0 {
+			d = eps[0].Device
+		}
+		served[a] = d
+		return d
+	}
 	for _, r := range recs {
 		out.Records = append(out.Records, lsRecord{
 			Addr: r.Addr.String(), Port: r.Port, Role: r.Role.String(), PID: r.PID, UID: r.UID,
 			Socket: fmt.Sprintf("%#x", r.SocketID), Share: r.Share.String(),
 			Claimed: time.Unix(0, r.Claimed).UTC().Format(time.RFC3339Nano),
+			Device:  device(r.Addr),
 		})
 	}
 	if *asJSON {
 		return writeJSON(stdout, out)
 	}
 	tw := tabwriter.NewWriter(stdout, 0, 4, 2, ' ', 0)
-	fmt.Fprintf(tw, "PORT\tADDRESS\tROLE\tPID\tUID\tSOCKET\n")
+	fmt.Fprintf(tw, "PORT\tADDRESS\tROLE\tPID\tUID\tSOCKET\tDEVICE\n")
 	for _, r := range out.Records {
-		fmt.Fprintf(tw, "%d\t%s\t%s\t%d\t%d\t%s\n", r.Port, r.Addr, r.Role, r.PID, r.UID, r.Socket)
+		fmt.Fprintf(tw, "%d\t%s\t%s\t%d\t%d\t%s\t%s\n", r.Port, r.Addr, r.Role, r.PID, r.UID, r.Socket, r.Device)
 	}
 	if len(out.Listeners) > 0 {
 		fmt.Fprintf(tw, "\nLISTENING ON\tRECEIVES (DESIGNATED)\tSTANDBY\tIN LINE\tBOUND\n")
