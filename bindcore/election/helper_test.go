@@ -36,15 +36,7 @@ import (
 const listenHelperEnv = "RDMABIND_LISTEN_HELPER"
 
 func TestMain(m *testing.M) {
-	mode := os.Getenv(listenHelperEnv)
-	switch mode {
-	case "":
-	case "listener":
-		os.Exit(listenerMain())
-	default:
-		fmt.Fprintf(os.Stderr, "unknown listen helper mode %q\n", mode)
-		os.Exit(2)
-	}
+	testutil.DispatchHelper(listenHelperEnv, map[string]func() int{"listener": listenerMain})
 	testutil.InitPrivateNS()
 	os.Exit(m.Run())
 }

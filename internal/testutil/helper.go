@@ -1,6 +1,7 @@
 package testutil
 
 import (
+	"fmt"
 	"io"
 	"os"
 	"os/exec"
@@ -114,4 +115,21 @@ func SharedDir(t testing.TB) string {
 		t.Fatal(err)
 	}
 	return dir
+}
+
+// DispatchHelper is for a test binary's TestMain (or init): when the
+// environment variable env names a mode, this process is a helper (the
+// binary started again by HelperCommand): it runs that mode's function and
+// exits with its status; an unknown mode exits 2. Otherwise it returns.
+func DispatchHelper(env string, modes map[string]func() int) {
+	mode := os.Getenv(env)
+	if mode == "" {
+		return
+	}
+	fn, ok := modes[mode]
+	if !ok {
+		fmt.Fprintf(os.Stderr, "%s=%q: unknown helper mode\n", env, mode)
+		os.Exit(2)
+	}
+	os.Exit(fn())
 }
