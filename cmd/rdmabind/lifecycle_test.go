@@ -237,3 +237,125 @@ func TestDeviceRemovalCLI(t *testing.T) {
 		}
 	}
 }
+
+// ipCmd runs ip(8).
+func ipCmd(t *testing.T, args ...string) {
+	t.Helper()
+	if out, err := exec.Command("ip", args...).CombinedOutput(); err != nil {
+		t.Fatalf("ip %s: %v: %s", strings.Join(args, " "), err, out)
+	}
+}
+
+// The netdev under a device is unregistered (a veth deleted) under a
+// designated listener and a bound holder: the deletion completes at once
+// (the kernel unregisters the rxe device on the netdev's unregister, and
+// waits for it), both processes report "down". Only in the SoftRoCE guest.
+func TestDeviceNetdevUnregisterCLI(t *testing.T) {
+	testutil.SkipUnlessRDMA(t)
+	if !testutil.InGuest() {
+		t.Skip("creates and deletes a veth with an rxe device: only in the SoftRoCE guest (RDMABIND_SOFTROCE=1)")
+	}
+	if os.Getenv("RDMABIND_REMOVAL_TEST") != "1" {
+		t.Skip("set RDMABIND_REMOVAL_TEST=1: device removal under live processes (issue 13, in progress)")
+	}
+	addr := netip.MustParseAddr("10.99.0.1")
+	ipCmd(t, "link", "add", "rbveth0", "type", "veth", "peer", "name", "rbveth1")
+	t.Cleanup(func() { exec.Command("ip", "link", "del", "rbveth0").Run() })
+	ipCmd(t, "addr", "add", addr.String()+"/24", "dev", "rbveth0")
+	ipCmd(t, "link", "set", "rbveth0", "up")
+	ipCmd(t, "link", "set", "rbveth1", "up")
+	rdmaCmd(t, "link", "add", "rxe9", "type", "rxe", "netdev", "rbveth0")
+	waitServed(t, "rxe9", addr)
+	dir := t.TempDir()
+	srv := startCLI(t, "bind", netip.AddrPortFrom(addr, 7400).String(), "--listen", "--registry", dir)
+	srv.next("bound")
+	if m := srv.next("listening"); m["role"] != "designated" {
+		t.Fatalf("listener: %v", m)
+	}
+	hold := startCLI(t, "bind", netip.AddrPortFrom(addr, 7401).String(), "--registry", dir)
+	hold.next("bound")
+	start := time.Now()
+	ipCmd(t, "link", "del", "rbveth0")
+	d := time.Since(start)
+	t.Logf("ip link del rbveth0 (under rxe9) took %v", d)
+	if d > time.Second {
+		t.Errorf("the netdev's unregister took %v, want <= 1 s", d)
+	}
+	isRxe9 := func(m map[string]any) bool { return m["device"] == "rxe9" }
+	srv.waitFor("down", 5*time.Second, isRxe9)
+	hold.waitFor("down", 5*time.Second, isRxe9)
+	if _, err := os.Stat("/sys/class/infiniband/rxe9"); err == nil {
+		t.Errorf("rxe9 still registered after its netdev was deleted")
+	}
+	for _, c := range []*cli{srv, hold} {
+		c.cmd.Process.Signal(syscall.SIGTERM)
+		if err := c.cmd.Wait(); err != nil {
+			t.Errorf("%v after SIGTERM: %v", c.cmd.Args, err)
+		}
+	}
+}
+
+// The port of rxe1 goes down and up (ip link set eth1 down/up) under a
+// bound socket: the socket stays bound; a Bind of the address while the
+// port is down answers WSAENETDOWN (the port is not ACTIVE), and succeeds
+// once it is up again. Only in the SoftRoCE guest with two NICs.
+func TestDevicePortDownUp(t *testing.T) {
+	testutil.SkipUnlessRDMA(t)
+	if !testutil.InGuest() {
+		t.Skip("sets eth1 down: only in the SoftRoCE guest (RDMABIND_SOFTROCE=1)")
+	}
+	if os.Getenv("RDMABIND_REMOVAL_TEST") != "1" {
+		t.Skip("set RDMABIND_REMOVAL_TEST=1: device events under live processes (issue 13, in progress)")
+	}
+	if _, err := os.Stat("/sys/class/infiniband/rxe1"); err != nil {
+		t.Skip("no rxe1 (run the guest with --nics 2)")
+	}
+	addr := netip.MustParseAddr("10.78.0.1")
+	dir := t.TempDir()
+	b, err := bindcore.Open(bindcore.Options{RegistryDir: dir})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer b.Close()
+	bind := func() (*bindcore.Socket, error) {
+		s, err := b.Socket(bindcore.AFInet)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := s.BindAddrPort(netip.AddrPortFrom(addr, 0)); err != nil {
+			s.Close()
+			return nil, err
+		}
+		return s, nil
+	}
+	held, err := bind()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer held.Close()
+	t.Cleanup(func() { exec.Command("ip", "link", "set", "eth1", "up").Run() })
+	ipCmd(t, "link", "set", "eth1", "down")
+	for end := time.Now().Add(5 * time.Second); time.Now().Before(end); time.Sleep(20 * time.Millisecond) {
+		if st, _ := os.ReadFile("/sys/class/infiniband/rxe1/ports/1/state"); strings.Contains(string(st), "DOWN") {
+			break
+		}
+	}
+	if s, err := bind(); err == nil {
+		s.Close()
+		t.Errorf("Bind while rxe1's port is down succeeded, want WSAENETDOWN")
+	} else if !errors.Is(err, unix.ENETDOWN) {
+		t.Errorf("Bind while rxe1's port is down: %v, want WSAENETDOWN", err)
+	} else {
+		t.Logf("port down: %v", err)
+	}
+	if ep, err := held.Endpoint(); err != nil || ep.Lost != "" {
+		t.Errorf("the bound socket while the port is down: %+v, %v (want bound, not lost)", ep, err)
+	}
+	ipCmd(t, "link", "set", "eth1", "up")
+	waitServed(t, "rxe1", addr)
+	s, err := bind()
+	if err != nil {
+		t.Fatalf("Bind once the port is up again: %v", err)
+	}
+	s.Close()
+}
