@@ -330,6 +330,9 @@ func (c *Conn) sayBye(limit time.Duration) {
 // broken connection would always wait the full limit.)
 func (c *Conn) drain(limit time.Duration) {
 	const drainIdle = 50 * time.Millisecond
+	// What a Recv polled and did not consume has completed.
+	c.recvOut -= len(c.pending)
+	c.pending = nil
 	start := time.Now()
 	lastProgress := start
 	for pause := time.Microsecond; ; pause = min(2*pause, time.Millisecond) {
