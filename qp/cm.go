@@ -171,14 +171,26 @@ func (c *Conn) setupQPOnID(id *rdmacm.ID) error {
 }
 
 // cmLink is the link of an rdma_cm connection: its id, on an event channel
-// of its own.
+// of its own. The rendezvous has one too, the id its QP's device hangs
+// off (openVerbsQP), only bound, whose one event that matters is
+// DEVICE_REMOVAL.
 type cmLink struct {
-	id *rdmacm.ID
-	ch *rdmacm.EventChannel
+	id  *rdmacm.ID
+	ch  *rdmacm.EventChannel
+	dev string // the id's device, once device was called
+}
+
+func (l *cmLink) device() string {
+	if l.dev == "" && l.id != nil {
+		l.dev = l.id.DeviceName()
+	}
+	return l.dev
 }
 
 // watch reads the connection's events until its channel closes: a
-// disconnect, a device removal or any error breaks the connection.
+// disconnect, a device removal or any error breaks the connection. The
+// events are acknowledged as they are read (GetEvent), so that destroying
+// the id after a DEVICE_REMOVAL never waits for one.
 func (l *cmLink) watch(broke func(error)) {
 	for {
 		ev, err := l.ch.GetEvent(context.Background())
@@ -188,20 +200,20 @@ func (l *cmLink) watch(broke func(error)) {
 			}
 			return
 		}
-		if err := establishedEvent(ev); err != nil {
+		if err := establishedEvent(ev, l.dev); err != nil {
 			broke(err)
 		}
 	}
 }
 
-// establishedEvent is what an event of an established connection means:
-// nil, or why the connection broke.
-func establishedEvent(ev rdmacm.Event) error {
+// establishedEvent is what an event of an established connection on
+// device dev means: nil, or why the connection broke.
+func establishedEvent(ev rdmacm.Event, dev string) error {
 	switch ev.Type {
 	case rdmacm.EventDisconnected:
 		return fmt.Errorf("peer disconnected (%v): %w", ev.Type, unix.ECONNRESET)
 	case rdmacm.EventDeviceRemoval:
-		return fmt.Errorf("%v: %w", ev.Type, unix.ENETDOWN)
+		return &deviceLostError{dev: dev, how: ev.Type.String()}
 	case rdmacm.EventTimewaitExit, rdmacm.EventEstablished:
 		return nil
 	}

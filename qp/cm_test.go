@@ -2,6 +2,7 @@ package qp
 
 import (
 	"errors"
+	"strings"
 	"testing"
 
 	"golang.org/x/sys/unix"
@@ -38,8 +39,8 @@ func TestSetupEventErrors(t *testing.T) {
 
 // TestEstablishedEventErrors: what breaks an established rdma_cm
 // connection: DISCONNECTED is the peer gone (ECONNRESET), DEVICE_REMOVAL
-// the device (ENETDOWN), an error status its errno; TIMEWAIT_EXIT and the
-// like break nothing.
+// the device (ENETDOWN, a *deviceLostError naming it), an error status its
+// errno; TIMEWAIT_EXIT and the like break nothing.
 func TestEstablishedEventErrors(t *testing.T) {
 	for _, c := range []struct {
 		ev rdmacm.Event
@@ -52,9 +53,15 @@ func TestEstablishedEventErrors(t *testing.T) {
 		{rdmacm.Event{Type: rdmacm.EventEstablished}, nil},
 		{rdmacm.Event{Type: rdmacm.EventAddrChange}, nil},
 	} {
-		err := establishedEvent(c.ev)
+		err := establishedEvent(c.ev, "rxe0")
 		if (c.is == nil) != (err == nil) || (c.is != nil && !errors.Is(err, c.is)) {
 			t.Errorf("%v (status %d): %v, want matching %v", c.ev.Type, c.ev.Status, err, c.is)
+		}
+		var dl *deviceLostError
+		if lost := errors.As(err, &dl); lost != (c.ev.Type == rdmacm.EventDeviceRemoval) {
+			t.Errorf("%v: %v is a device loss: %v", c.ev.Type, err, lost)
+		} else if lost && !strings.Contains(err.Error(), "device rxe0 removed") {
+			t.Errorf("%v: %q does not name the device", c.ev.Type, err)
 		}
 	}
 }

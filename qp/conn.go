@@ -9,6 +9,8 @@ import (
 	"time"
 
 	"golang.org/x/sys/unix"
+
+	"github.com/rdmabind/rdmabind/cgo/rdmacm"
 )
 
 // Conn is a connected RC queue pair of a bound socket, carrying messages:
@@ -64,14 +66,20 @@ type Conn struct {
 	recvOut  int    // receive WRs posted and not completed
 	eof      bool
 
-	closing atomic.Bool
-	dead    atomic.Pointer[error] // why the connection broke (nil: fine)
-	rdl     atomic.Pointer[time.Time]
-	wdl     atomic.Pointer[time.Time]
+	closing   atomic.Bool
+	appClosed atomic.Bool           // the app called Close
+	lost      atomic.Bool           // the device went: the connection tears itself down
+	lostOnce  sync.Once             // starts that teardown
+	dead      atomic.Pointer[error] // why the connection broke (nil: fine)
+	rdl       atomic.Pointer[time.Time]
+	wdl       atomic.Pointer[time.Time]
 
 	closeOnce sync.Once
 	closeErr  error
 	monDone   chan struct{}
+
+	devMu   sync.Mutex
+	stopDev func() // ends the subscription to the device hub (nil: none)
 }
 
 const (
@@ -159,10 +167,18 @@ func (c *Conn) opErr(op string, err error) error {
 	return fmt.Errorf("qp %s %v->%v: %w", op, c.local, c.remote, err)
 }
 
-// broken is why the connection cannot be used (ErrClosed, or why it
-// broke), or nil; brokenErr is the same wrapped with op and the addresses.
+// broken is why the connection cannot be used, or nil: ErrClosed once
+// Close has begun (the app's, or one that interrupted a call), why it
+// broke otherwise; a connection that tore itself down because its device
+// went says so (the device's error) until the app's own Close. brokenErr
+// is the same wrapped with op and the addresses.
 func (c *Conn) broken() error {
 	if c.closing.Load() {
+		if c.lost.Load() && !c.appClosed.Load() {
+			if err := c.deadErr(); err != nil {
+				return err
+			}
+		}
 		return ErrClosed
 	}
 	return c.deadErr()
@@ -195,18 +211,61 @@ func (c *Conn) start(peer hello) {
 		c.sq.credFree[i] = i
 	}
 	c.recvOut = c.lay.nrecv
+	dev := c.link.device()
 	c.monDone = make(chan struct{})
 	go c.watch()
+	if dev == "" {
+		return
+	}
+	// The device may also go without an event on our link (rdma_cm's
+	// DEVICE_REMOVAL comes only to ids the kernel attached to it, and
+	// uverbs may go first): the process's device hub sees every loss.
+	c.devMu.Lock()
+	c.stopDev = watchDevices(func(ev rdmacm.DeviceEvent) {
+		if ev.Lost && ev.Device == dev {
+			c.lose(&deviceLostError{dev: dev, how: "device lost"})
+		}
+	})
+	c.devMu.Unlock()
+	if deviceLost(dev) { // lost before we subscribed
+		c.lose(&deviceLostError{dev: dev, how: "device lost"})
+	}
 }
 
+// The process's device hub (cgo/rdmacm), a variable for the tests.
+var (
+	watchDevices = rdmacm.WatchDevices
+	deviceLost   = rdmacm.DeviceLost
+)
+
 // watch breaks the connection on what its link reports (a disconnect, the
-// peer's death, a device removal), until Close closes the link.
+// peer's death, a device removal), until Close closes the link. A device
+// removal tears the connection down.
 func (c *Conn) watch() {
 	defer close(c.monDone)
 	c.link.watch(func(err error) {
+		var dl *deviceLostError
+		if errors.As(err, &dl) {
+			c.lose(err)
+			return
+		}
 		if !c.closing.Load() {
 			c.fail(err)
 		}
+	})
+}
+
+// lose breaks the connection because its device went (err matches
+// unix.ENETDOWN), wakes Send and Recv, and frees everything at once, as
+// Close does but without the goodbye, in a goroutine of its own (the
+// teardown waits for watch, which may be the caller): the device cannot
+// finish going while the process holds anything of it, whatever the app
+// is doing. Send and Recv then fail with err; the app's Close returns nil.
+func (c *Conn) lose(err error) {
+	c.fail(err)
+	c.lostOnce.Do(func() {
+		c.lost.Store(true)
+		go c.closeOnce.Do(func() { c.closeErr = c.close() })
 	})
 }
 
@@ -258,10 +317,12 @@ func (c *Conn) freeSetup() {
 // frees everything in order: QP, CQs, MR, memory, PD, then the rdma_cm id
 // and its event channel (or the TCP connection). A Send or Recv waiting
 // returns an error matching ErrClosed. Safe to call more than once; later
-// calls return nil.
+// calls return nil. A connection whose device went away has done all this
+// by itself already (see Send): its Close returns nil at once.
 //
 // Errors: those of freeing (joined); the connection is gone regardless.
 func (c *Conn) Close() error {
+	c.appClosed.Store(true)
 	first := false
 	c.closeOnce.Do(func() {
 		first = true
@@ -274,6 +335,13 @@ func (c *Conn) Close() error {
 }
 
 func (c *Conn) close() error {
+	c.devMu.Lock()
+	stop := c.stopDev
+	c.stopDev = nil
+	c.devMu.Unlock()
+	if stop != nil {
+		stop()
+	}
 	if c.deadErr() == nil {
 		c.sayBye(time.Second)
 	}
@@ -330,6 +398,9 @@ func (c *Conn) sayBye(limit time.Duration) {
 // broken connection would always wait the full limit.)
 func (c *Conn) drain(limit time.Duration) {
 	const drainIdle = 50 * time.Millisecond
+	// What a Recv polled and did not consume has completed.
+	c.recvOut -= len(c.pending)
+	c.pending = nil
 	start := time.Now()
 	lastProgress := start
 	for pause := time.Microsecond; ; pause = min(2*pause, time.Millisecond) {

@@ -40,12 +40,24 @@
 // (an accepted id is migrated to it), so its events reach it alone. Close
 // drains and frees in order (QP, CQs, MR, memory, PD, then the rdma_cm id
 // and channel or the TCP connection) and is safe twice. Closing the socket
-// does not close its connections.
+// does not close its connections. The device contexts are librdmacm's, of
+// the connection's rdma_cm id: in the rendezvous too, an id of its own
+// bound to the connection's local address (port 0).
+//
+// # When the device goes
+//
+// A device being removed (rdma link delete) cannot finish going while the
+// process holds anything of it. A connection learns of the loss from
+// rdma_cm's DEVICE_REMOVAL on its id, or from cgo/rdmacm's device hub
+// (WatchDevices), and then frees everything itself at once, as Close does
+// but without the goodbye, whatever the app is doing: Send and Recv fail
+// with an error matching unix.ENETDOWN that names the device, and the
+// app's Close returns nil. The peer sees unix.ECONNRESET.
 //
 // # Errors
 //
 // Errors are wrapped with the operation and addresses and match io.EOF,
-// unix.ECONNRESET, ErrClosed (net.ErrClosed), os.ErrDeadlineExceeded,
+// unix.ECONNRESET, unix.ENETDOWN, ErrClosed (net.ErrClosed), os.ErrDeadlineExceeded,
 // ErrTruncated, ErrProtocol, the errnos of rdma_cm and verbs, and
 // ErrNotSupported when built without cgo; each function's doc lists them.
 //

@@ -16,6 +16,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/rdmabind/rdmabind/bindcore"
+	"github.com/rdmabind/rdmabind/cgo/rdmacm"
 )
 
 // The fake transport: queue pairs in Go memory, wired to each other, for
@@ -36,7 +37,8 @@ import (
 //
 // Injection points: hold and release (or allow k more) deliveries, a post
 // that fails, a credit write that lands torn, a peer that dies (its QP
-// gone, its link's end reported after a delay), link events, receives
+// gone, its link's end reported after a delay), link events, a device
+// removal (on the link, or through a fake device hub), receives
 // that are not flushed (as rxe sometimes does not), a flush that comes
 // late, acknowledgements that come late, a slow setError.
 type fakeNet struct {
@@ -556,24 +558,86 @@ func (e *fakeEnd) connect(psn uint32, peer hello) error {
 	return fmt.Errorf("fake connect: no qp %#x: %w", peer.qpn, unix.EINVAL)
 }
 
-// opener is the rendezvous' qpOpener over this fake net; fail, when set,
-// makes it fail.
+// opener is the rendezvous' qpOpener over this fake net, with no device
+// link; fail, when set, makes it fail.
 func (n *fakeNet) opener(name string, fail error) qpOpener {
-	return func(_ bindcore.Endpoint, _ netip.Addr, lay layout) (rendezvousQP, error) {
+	return func(_ bindcore.Endpoint, _ netip.Addr, lay layout) (rendezvousQP, link, error) {
 		if fail != nil {
-			return nil, fail
+			return nil, nil, fail
 		}
-		return n.newEnd(name, lay), nil
+		return n.newEnd(name, lay), nil, nil
 	}
 }
 
-// fakeLink is the control channel of a fake end: its peer's link hears of
-// its disconnect, its close and its death.
-type fakeLink struct {
-	e    *fakeEnd
+// devOpener is opener with a device link (as openVerbsQP's rdma_cm id) on
+// device dev, sent to links when the QP is opened.
+func (n *fakeNet) devOpener(name, dev string, links chan<- *fakeDevLink) qpOpener {
+	return func(_ bindcore.Endpoint, _ netip.Addr, lay layout) (rendezvousQP, link, error) {
+		e := n.newEnd(name, lay)
+		l := &fakeDevLink{n: n, name: name + " device link", dev: dev, ev: make(chan error, 4), done: make(chan struct{})}
+		links <- l
+		return e, l, nil
+	}
+}
+
+// fakeDevLink is the link a rendezvous' QP hangs off: it reports only
+// what is injected (a device removal), and logs its close.
+type fakeDevLink struct {
+	n    *fakeNet
+	name string
+	dev  string
 	ev   chan error
 	done chan struct{}
 	once sync.Once
+}
+
+func (l *fakeDevLink) device() string { return l.dev }
+func (l *fakeDevLink) disconnect()    {}
+
+// remove reports the device's removal, as rdma_cm's DEVICE_REMOVAL on the
+// id does.
+func (l *fakeDevLink) remove() {
+	l.ev <- &deviceLostError{dev: l.dev, how: "fake DEVICE_REMOVAL"}
+}
+
+func (l *fakeDevLink) watch(broke func(error)) {
+	for {
+		select {
+		case err := <-l.ev:
+			broke(err)
+		case <-l.done:
+			return
+		}
+	}
+}
+
+func (l *fakeDevLink) close() error {
+	l.once.Do(func() {
+		l.n.mu.Lock()
+		l.n.logf("%s: closed", l.name)
+		l.n.mu.Unlock()
+		close(l.done)
+	})
+	return nil
+}
+
+// fakeLink is the control channel of a fake end: its peer's link hears of
+// its disconnect, its close and its death. dev, when set, is the device
+// the connection says it is on (the hub's loss of it tears it down).
+type fakeLink struct {
+	e    *fakeEnd
+	dev  string
+	ev   chan error
+	done chan struct{}
+	once sync.Once
+}
+
+func (l *fakeLink) device() string { return l.dev }
+
+// removeDevice reports the loss of e's device on its link, as rdma_cm's
+// DEVICE_REMOVAL on the connection's id does.
+func (e *fakeEnd) removeDevice() {
+	e.link.notify(&deviceLostError{dev: e.link.dev, how: "fake DEVICE_REMOVAL"})
 }
 
 func (l *fakeLink) notify(err error) {
@@ -831,4 +895,64 @@ func fakePair(t testing.TB, oa, ob *Options) (a, b *Conn, ea, eb *fakeEnd, n *fa
 		b.Close()
 	})
 	return a, b, ea, eb, n
+}
+
+// fakeHub stands in for cgo/rdmacm's device hub (WatchDevices,
+// DeviceLost) while a test runs; it counts its subscribers.
+type fakeHub struct {
+	mu   sync.Mutex
+	subs map[int]func(rdmacm.DeviceEvent)
+	next int
+	lost map[string]bool
+}
+
+func useFakeHub(t *testing.T) *fakeHub {
+	h := &fakeHub{subs: map[int]func(rdmacm.DeviceEvent){}, lost: map[string]bool{}}
+	w, l := watchDevices, deviceLost
+	watchDevices, deviceLost = h.watch, h.isLost
+	t.Cleanup(func() { watchDevices, deviceLost = w, l })
+	return h
+}
+
+func (h *fakeHub) watch(fn func(rdmacm.DeviceEvent)) func() {
+	h.mu.Lock()
+	k := h.next
+	h.next++
+	h.subs[k] = fn
+	h.mu.Unlock()
+	return func() {
+		h.mu.Lock()
+		delete(h.subs, k)
+		h.mu.Unlock()
+	}
+}
+
+func (h *fakeHub) isLost(dev string) bool {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	return h.lost[dev]
+}
+
+func (h *fakeHub) subscribers() int {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	return len(h.subs)
+}
+
+// publish reports ev to every subscriber, as the hub does.
+func (h *fakeHub) publish(ev rdmacm.DeviceEvent) {
+	h.mu.Lock()
+	if ev.Lost {
+		h.lost[ev.Device] = true
+	} else {
+		delete(h.lost, ev.Device)
+	}
+	fns := make([]func(rdmacm.DeviceEvent), 0, len(h.subs))
+	for _, fn := range h.subs {
+		fns = append(fns, fn)
+	}
+	h.mu.Unlock()
+	for _, fn := range fns {
+		fn(ev)
+	}
 }

@@ -9,6 +9,8 @@ import (
 	"os"
 	"os/signal"
 	"strconv"
+	"strings"
+	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -38,13 +40,23 @@ var (
 	// bytes it got (a bandwidth run).
 	msgSink = []byte("\x00sink")
 	msgEnd  = []byte("\x00end")
+	// msgEnds asks for how the helper's connections that broke ended:
+	// one line each, "<ms> ms after its last message: <error>".
+	msgEnds = []byte("\x00ends")
 )
+
+// helperEnds is what msgEnds answers.
+var helperEnds struct {
+	sync.Mutex
+	lines []string
+}
 
 // helperMain runs a helper role:
 //
 //   - "echo": binds RDMABIND_QP_ADDR, listens, accepts over both transports
 //     and echoes every message of every connection; answers msgWho with
-//     RDMABIND_QP_NAME, and dies (SIGKILL) on msgDie. It creates the file
+//     RDMABIND_QP_NAME, and dies (SIGKILL) on msgDie; answers msgEnds with
+//     how its connections that broke ended. It creates the file
 //     RDMABIND_QP_READY with its role once listening (and designated, for
 //     RDMABIND_QP_WANT=designated).
 //   - "dialer": binds RDMABIND_QP_ADDR, dials RDMABIND_QP_DIAL (rdma_cm) and
@@ -155,18 +167,30 @@ func familyOf(ap netip.AddrPort) bindcore.Family {
 func echo(c *Conn, name string) {
 	defer c.Close()
 	buf := make([]byte, 2<<20)
+	last := time.Now()
+	ended := func(err error) {
+		fmt.Fprintf(os.Stderr, "qp helper %s: echo: %v\n", name, err)
+		helperEnds.Lock()
+		helperEnds.lines = append(helperEnds.lines, fmt.Sprintf("%d ms after its last message: %v", time.Since(last).Milliseconds(), err))
+		helperEnds.Unlock()
+	}
 	for {
 		n, err := c.Recv(buf)
 		if err != nil {
 			if !errors.Is(err, io.EOF) {
-				fmt.Fprintf(os.Stderr, "qp helper %s: echo: %v\n", name, err)
+				ended(err)
 			}
 			return
 		}
+		last = time.Now()
 		msg := buf[:n]
 		switch string(msg) {
 		case string(msgWho):
 			msg = []byte(name)
+		case string(msgEnds):
+			helperEnds.Lock()
+			msg = []byte(strings.Join(helperEnds.lines, "\n"))
+			helperEnds.Unlock()
 		case string(msgDie):
 			syscall.Kill(os.Getpid(), syscall.SIGKILL)
 		case string(msgSink):
@@ -185,7 +209,7 @@ func echo(c *Conn, name string) {
 			msg = fmt.Appendf(nil, "%d %d", msgs, total)
 		}
 		if err := c.Send(msg); err != nil {
-			fmt.Fprintf(os.Stderr, "qp helper %s: echo: %v\n", name, err)
+			ended(err)
 			return
 		}
 	}

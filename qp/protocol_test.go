@@ -499,17 +499,6 @@ func TestCloseWhoseGoodbyeFailsStillCloses(t *testing.T) {
 	}
 }
 
-// TestDeviceRemovalEventBreaksConnection: a device removal the link
-// reports breaks the connection with unix.ENETDOWN.
-func TestDeviceRemovalEventBreaksConnection(t *testing.T) {
-	_, b, _, eb, _ := fakePair(t, small(), small())
-	r := recvAsync(b, 10)
-	eb.event(errors.Join(errors.New("RDMA_CM_EVENT_DEVICE_REMOVAL"), unix.ENETDOWN))
-	if res := within(t, r, 5*time.Second, "Recv"); !errors.Is(res.err, unix.ENETDOWN) {
-		t.Fatalf("Recv after a device removal: %v, want ENETDOWN", res.err)
-	}
-}
-
 // TestReadDeadlineOnIdleConnectionThenGoesOn: Recv past its deadline fails
 // with os.ErrDeadlineExceeded (also when the deadline is set while it
 // waits), loses nothing, and the connection goes on.

@@ -22,15 +22,17 @@ import (
 //     is lost: the next Recv goes on with it, from its start when nothing
 //     of it had arrived, else the connection is broken);
 //   - unix.ECONNRESET when the peer went away without closing (its process
-//     died) or the transport failed.
+//     died) or the transport failed;
+//   - unix.ENETDOWN when the connection's RDMA device went away (the
+//     connection has freed itself; messages not yet received are lost).
 func (c *Conn) Recv(p []byte) (int, error) {
 	c.recvMu.Lock()
 	defer c.recvMu.Unlock()
 	if c.eof {
 		return 0, io.EOF
 	}
-	if c.closing.Load() {
-		return 0, c.opErr("recv", ErrClosed)
+	if c.closing.Load() { // the transport may be freed: touch nothing
+		return 0, c.brokenErr("recv")
 	}
 	n, got, trunc := 0, 0, false
 	for {

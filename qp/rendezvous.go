@@ -47,9 +47,11 @@ type qpAddr struct {
 
 // qpOpener opens a rendezvousQP with memory for lay, on the RDMA port of
 // the socket's endpoint ep (for a wildcard socket, the one serving local,
-// the address the TCP connection came in on): openVerbsQP, or a fake in
-// the tests.
-type qpOpener func(ep bindcore.Endpoint, local netip.Addr, lay layout) (rendezvousQP, error)
+// the address the TCP connection came in on), and the link its device
+// hangs off (openVerbsQP: an rdma_cm id of its own bound to local, on a
+// channel of its own, whose DEVICE_REMOVAL says the device went; nil in
+// some fakes), which the connection closes after the transport.
+type qpOpener func(ep bindcore.Endpoint, local netip.Addr, lay layout) (rendezvousQP, link, error)
 
 // dialRendezvous connects from the socket's address and port to remote.
 func dialRendezvous(ctx context.Context, ep bindcore.Endpoint, remote netip.AddrPort, o Options, open qpOpener) (*Conn, error) {
@@ -84,10 +86,11 @@ func rendezvous(ctx context.Context, ep bindcore.Endpoint, tc net.Conn, o Option
 	stop := context.AfterFunc(ctx, func() { tc.SetDeadline(time.Unix(1, 0)) })
 	defer stop()
 
-	q, err := open(ep, la.Addr().Unmap(), c.lay)
+	q, dev, err := open(ep, la.Addr().Unmap(), c.lay)
 	if err != nil {
 		return c, err
 	}
+	tl.dev = dev
 	c.setTransport(q)
 	if err = c.postRecvs(); err != nil {
 		return c, err
@@ -129,15 +132,34 @@ func rendezvous(ctx context.Context, ep bindcore.Endpoint, tc net.Conn, o Option
 }
 
 // tcpLink is the link of a rendezvous connection: the TCP connection it
-// was set up over, kept open as the liveness channel.
+// was set up over, kept open as the liveness channel, and the link the
+// QP's device hangs off (the rdma_cm id of openVerbsQP), which reports the
+// device's removal.
 type tcpLink struct {
 	tc          net.Conn
+	dev         link // nil: none
 	established bool // set before watch starts
 }
 
-// watch waits for the end of the TCP connection: the peer's Close (after
-// its goodbye over the QP) or its death.
+func (l *tcpLink) device() string {
+	if l.dev == nil {
+		return ""
+	}
+	return l.dev.device()
+}
+
+// watch waits for the end of the TCP connection (the peer's Close, after
+// its goodbye over the QP, or its death) and, at the same time, for what
+// the device's link reports; it returns when both are closed.
 func (l *tcpLink) watch(broke func(error)) {
+	if l.dev != nil {
+		done := make(chan struct{})
+		go func() {
+			defer close(done)
+			l.dev.watch(broke)
+		}()
+		defer func() { <-done }()
+	}
 	var b [1]byte
 	_, err := l.tc.Read(b[:])
 	if errors.Is(err, net.ErrClosed) {
@@ -154,11 +176,16 @@ func (l *tcpLink) watch(broke func(error)) {
 // ends the TCP connection.
 func (l *tcpLink) disconnect() {}
 
-// close closes the TCP connection, which ends watch; an established one
-// with a reset (SO_LINGER 0), so that no TIME_WAIT holds the socket's port.
+// close closes the TCP connection, an established one with a reset
+// (SO_LINGER 0) so that no TIME_WAIT holds the socket's port, then the
+// device's link (the rdma_cm id, then its channel); that ends watch.
 func (l *tcpLink) close() error {
 	if tc, ok := l.tc.(*net.TCPConn); ok && l.established {
 		tc.SetLinger(0)
 	}
-	return l.tc.Close()
+	err := l.tc.Close()
+	if l.dev != nil {
+		err = errors.Join(err, l.dev.close())
+	}
+	return err
 }

@@ -19,7 +19,11 @@ import (
 //     may have been sent: the connection is then unusable, as a
 //     truncated message cannot be recalled);
 //   - unix.ECONNRESET when the peer went away (its process died, it
-//     disconnected) or a work request failed.
+//     disconnected) or a work request failed;
+//   - unix.ENETDOWN when the connection's RDMA device went away (a removal,
+//     rdma link delete): the connection has freed everything it held of
+//     the device by itself, at once, so that the removal can finish; Close
+//     then returns nil.
 func (c *Conn) Send(p []byte) error {
 	c.sendMu.Lock()
 	defer c.sendMu.Unlock()

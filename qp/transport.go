@@ -16,9 +16,10 @@ import "time"
 // control channel beside the QP (rdma_cm's events, or the rendezvous TCP
 // connection): its liveness, its disconnect, its end. A shared CQ or a
 // shared receive queue would change what stands behind transport and cq
-// (a per-connection view of a shared queue), not the protocol; a device
-// removal arrives through link.watch and must still let transport.close
-// free what is left.
+// (a per-connection view of a shared queue), not the protocol. A device
+// removal arrives through link.watch (or the device hub) and the
+// connection then frees itself at once: transport.close and link.close
+// must work on a device that is going away.
 
 // transport is what the protocol needs of a connection's queue pair.
 //
@@ -81,8 +82,14 @@ type cq interface {
 type link interface {
 	// watch runs until the link is closed, calling broke with the reason
 	// each time something breaks the connection: the peer disconnected or
-	// died (unix.ECONNRESET), the device went away (unix.ENETDOWN).
+	// died (unix.ECONNRESET), the device went away (a *deviceLostError,
+	// matching unix.ENETDOWN: the connection then tears itself down).
+	// broke may be called from more than one goroutine.
 	watch(broke func(error))
+	// device is the name of the RDMA device the connection's QP is on
+	// ("" when unknown): the connection also watches the process's device
+	// hub for its loss. Called once, before watch.
+	device() string
 	// disconnect tells the peer the connection is over (rdma_disconnect).
 	disconnect()
 	// close frees the link, after the transport, and ends watch. Safe

@@ -6,15 +6,19 @@ import (
 	"net/netip"
 	"time"
 
+	"golang.org/x/sys/unix"
+
 	"github.com/rdmabind/rdmabind/bindcore"
+	"github.com/rdmabind/rdmabind/cgo/rdmacm"
 	"github.com/rdmabind/rdmabind/cgo/verbs"
 	"github.com/rdmabind/rdmabind/rdma"
 )
 
 // verbsTransport is the transport over cgo/verbs: the verbs objects of one
 // connection, freed in the order QP, CQs, MR, region, PD (the link, the
-// rdma_cm id and channel or the TCP connection, comes after, in
-// Conn.close).
+// rdma_cm id and channel, or the TCP connection and the rendezvous' id and
+// channel, comes after, in Conn.close). Its context is librdmacm's, of the
+// connection's rdma_cm id (verbs.ContextOf), never closed here.
 type verbsTransport struct {
 	ctx      *verbs.Context
 	pd       *verbs.PD
@@ -70,35 +74,67 @@ func caps(lay layout) verbs.Caps {
 	return verbs.Caps{SendDepth: lay.sendDepth(), RecvDepth: lay.nrecv, MaxInline: 64}
 }
 
-// openVerbsQP is the rendezvous' qpOpener: it opens the device of the
-// endpoint (for a wildcard socket, of the address local the connection
-// came in on), allocates the memory and creates the QP, moved to INIT.
-func openVerbsQP(ep bindcore.Endpoint, local netip.Addr, lay layout) (rendezvousQP, error) {
+// openVerbsQP is the rendezvous' qpOpener. The device's context comes
+// from an rdma_cm id of the connection's own, on an event channel of its
+// own, bound to local (the address of the TCP connection) with port 0 (an
+// ephemeral rdma_cm port, never the socket's): librdmacm counts the id as
+// a user of the device, so it keeps the context open while the
+// connection lives, and the id's DEVICE_REMOVAL tells the connection its
+// device went (the returned link, a cmLink, closed after the transport).
+// The port and GID index are those of the socket's endpoint (for a
+// wildcard socket, of local); it allocates the memory and creates the QP,
+// moved to INIT.
+//
+// Errors: those of endpointFor, of rdma_cm (ENODEV: no RDMA device serves
+// local), ENODEV when the id's device is not the endpoint's, and of verbs.
+func openVerbsQP(ep bindcore.Endpoint, local netip.Addr, lay layout) (_ rendezvousQP, _ link, err error) {
 	rep, err := endpointFor(ep, local)
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
-	vctx, err := verbs.OpenDevice(rep.Device)
+	ch, err := rdmacm.NewEventChannel()
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
+	l := &cmLink{ch: ch}
+	var t *verbsTransport
+	defer func() {
+		if err != nil {
+			if t != nil {
+				t.close()
+			}
+			l.close()
+		}
+	}()
+	if l.id, err = ch.CreateID(rdmacm.PortSpaceTCP); err != nil {
+		return nil, nil, err
+	}
+	if err = l.id.Bind(netip.AddrPortFrom(local, 0)); err != nil {
+		return nil, nil, err
+	}
+	vctx, err := verbs.ContextOf(l.id)
+	if err != nil {
+		return nil, nil, err
+	}
+	if vctx.Name() != rep.Device {
+		return nil, nil, fmt.Errorf("rendezvous: %v is on device %s, the endpoint's is %s: %w", local, vctx.Name(), rep.Device, unix.ENODEV)
+	}
+	l.device()
 	pa, err := vctx.QueryPort(rep.Port)
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
-	t, err := newVerbsTransport(vctx, lay)
-	if err != nil {
-		return nil, err
+	if t, err = newVerbsTransport(vctx, lay); err != nil {
+		return nil, nil, err
 	}
 	t.rep, t.pa = rep, pa
-	if t.qp, err = t.pd.CreateQP(t.scq.cq, t.rcq.cq, caps(lay)); err == nil {
-		err = t.qp.Init(rep.Port, verbs.AccessLocalWrite|verbs.AccessRemoteWrite)
+	if t.qp, err = t.pd.CreateQP(t.scq.cq, t.rcq.cq, caps(lay)); err != nil {
+		return nil, nil, err
 	}
-	if err != nil {
-		t.close()
-		return nil, err
+	if err = t.qp.Init(rep.Port, verbs.AccessLocalWrite|verbs.AccessRemoteWrite); err != nil {
+		return nil, nil, err
 	}
-	return t, nil
+	return t, l, nil
 }
 
 // endpointFor is the RDMA port and GID to use for a connection whose TCP

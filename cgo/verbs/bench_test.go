@@ -12,10 +12,11 @@ func BenchmarkPollEmpty(b *testing.B) {
 	if _, err := os.Stat("/dev/infiniband/rdma_cm"); err != nil {
 		b.Skip("no RDMA device")
 	}
-	ctx, err := OpenDevice("rxe0")
+	ctx, closeID, err := deviceContext()
 	if err != nil {
 		b.Skip(err)
 	}
+	defer closeID()
 	cq, err := ctx.NewCQ(16)
 	if err != nil {
 		b.Fatal(err)

@@ -8,13 +8,15 @@ import (
 )
 
 // Context is an open RDMA device (struct ibv_context). The contexts this
-// package hands out are librdmacm's: it opens every device once and keeps
-// it for the life of the process, so a Context is never closed; the PDs and
-// CQs made on it are.
+// package hands out are librdmacm's, each of an rdma_cm id (ContextOf):
+// librdmacm counts the id as a user of the device's context and closes the
+// context only once the device is gone and no id uses it, so a Context is
+// never closed here, and must not be used after the last id of its device
+// is destroyed; the PDs and CQs made on it are closed, before that id.
 type Context struct {
 	h    handle
 	name string
-	port int // the port of the rdma_cm id it came from, 0 otherwise
+	port int // the port of the rdma_cm id it came from
 }
 
 // ContextOf returns the device context of an rdma_cm id (id->verbs), which
@@ -34,27 +36,10 @@ func ContextOf(id *rdmacm.ID) (*Context, error) {
 	return &Context{h: c, name: name, port: port}, nil
 }
 
-// OpenDevice returns the context of the device named name ("rxe0",
-// "mlx5_0"), from librdmacm's list of open devices (rdma_get_devices).
-//
-// Errors: ENODEV when no device has that name (or there is no RDMA at all),
-// ErrNotSupported without cgo.
-func OpenDevice(name string) (*Context, error) {
-	if err := have("open device " + name); err != nil {
-		return nil, err
-	}
-	c, err := impl.openDevice(name)
-	if err != nil {
-		return nil, fmt.Errorf("open device %s: %w", name, err)
-	}
-	return &Context{h: c, name: name}, nil
-}
-
 // Name is the device's name.
 func (c *Context) Name() string { return c.name }
 
-// Port is the port number of the rdma_cm id the context came from (0 for
-// OpenDevice).
+// Port is the port number of the rdma_cm id the context came from.
 func (c *Context) Port() int { return c.port }
 
 // QueryPort returns the attributes of a port of the device (ibv_query_port).

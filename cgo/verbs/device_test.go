@@ -3,11 +3,14 @@ package verbs
 import (
 	"bytes"
 	"errors"
+	"fmt"
+	"net"
 	"net/netip"
 	"os"
 	"testing"
 	"time"
 
+	"github.com/rdmabind/rdmabind/cgo/rdmacm"
 	"github.com/rdmabind/rdmabind/internal/testutil"
 	"golang.org/x/sys/unix"
 )
@@ -37,19 +40,21 @@ func (p *loopPair) close(t *testing.T) {
 func newLoopPair(t *testing.T) *loopPair {
 	t.Helper()
 	testutil.SkipUnlessRDMA(t)
-	ctx, err := OpenDevice(deviceName())
+	ctx, closeID, err := deviceContext()
 	if err != nil {
-		t.Fatalf("OpenDevice: %v", err)
+		t.Fatalf("context of %s: %v", deviceName(), err)
 	}
 	const port = 1
 	pa, err := ctx.QueryPort(port)
 	if err != nil {
+		closeID()
 		t.Fatalf("QueryPort: %v", err)
 	}
 	if pa.State != 4 {
+		closeID()
 		t.Fatalf("%s port %d: state %d, want ACTIVE (4)", ctx.Name(), port, pa.State)
 	}
-	p := &loopPair{}
+	p := &loopPair{closeList: []func() error{closeID}} // closed last
 	must := func(c interface{ Close() error }, err error, what string) {
 		t.Helper()
 		if err != nil {
@@ -115,6 +120,45 @@ func deviceName() string {
 	return "rxe0"
 }
 
+// deviceContext is the context of the device under test (deviceName), as
+// qp's rendezvous takes it: from an rdma_cm id of its own, on a channel of
+// its own, bound to an address the device serves with port 0. closeID
+// destroys the id and the channel; call it after everything made on the
+// context is closed.
+func deviceContext() (ctx *Context, closeID func() error, err error) {
+	addrs, err := net.InterfaceAddrs()
+	if err != nil {
+		return nil, nil, err
+	}
+	for _, a := range addrs {
+		pfx, ok := a.(*net.IPNet)
+		if !ok {
+			continue
+		}
+		ip, ok := netip.AddrFromSlice(pfx.IP)
+		if !ok || ip.IsLoopback() || ip.IsLinkLocalUnicast() {
+			continue
+		}
+		ch, err := rdmacm.NewEventChannel()
+		if err != nil {
+			return nil, nil, err
+		}
+		closeID = ch.Close
+		id, err := ch.CreateID(rdmacm.PortSpaceTCP)
+		if err == nil {
+			closeID = func() error { return errors.Join(id.Close(), ch.Close()) }
+			err = id.Bind(netip.AddrPortFrom(ip.Unmap(), 0))
+		}
+		if err == nil && id.DeviceName() == deviceName() {
+			if ctx, err = ContextOf(id); err == nil {
+				return ctx, closeID, nil
+			}
+		}
+		closeID()
+	}
+	return nil, nil, fmt.Errorf("no address of this host is served by %s: %w", deviceName(), unix.ENODEV)
+}
+
 // pollOne polls cq until one completion arrives, waiting on the completion
 // channel (the netpoller) between polls.
 func pollOne(t *testing.T, cq *CQ) WC {
@@ -144,18 +188,21 @@ func pollOne(t *testing.T, cq *CQ) WC {
 // leaves no fd behind.
 func TestDeviceLoopback(t *testing.T) {
 	testutil.SkipUnlessRDMA(t)
-	// Warm up before counting fds: librdmacm opens every device once per
-	// process and keeps it, and the first CQ puts the runtime's netpoller
-	// up (its epoll fd and eventfd stay for the process's life).
-	ctx, err := OpenDevice(deviceName())
+	// Warm up before counting fds: librdmacm opens each device once per
+	// process and keeps it while the device lives, and the first CQ puts
+	// the runtime's netpoller up (its epoll fd and eventfd stay for the
+	// process's life).
+	ctx, closeID, err := deviceContext()
 	if err != nil {
-		t.Skipf("OpenDevice %s: %v", deviceName(), err)
+		t.Skipf("context of %s: %v", deviceName(), err)
 	}
 	cq, err := ctx.NewCQ(1)
 	if err != nil {
+		closeID()
 		t.Fatalf("NewCQ: %v", err)
 	}
 	cq.Close()
+	closeID()
 	before := testutil.FDCount(t)
 	p := newLoopPair(t)
 	buf := p.reg.Bytes()

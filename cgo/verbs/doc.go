@@ -17,10 +17,17 @@
 //
 // # Contexts and sharing raw pointers with rdmacm
 //
-// The device contexts are librdmacm's (it opens each device once, for the
-// life of the process): ContextOf reads id->verbs of an *rdmacm.ID,
-// OpenDevice picks one from rdma_get_devices by name. CreateQPOnID calls
-// rdma_create_qp on an *rdmacm.ID. The raw cm_id pointer comes from
+// The device contexts are librdmacm's, and always those of an rdma_cm id:
+// ContextOf reads id->verbs of an *rdmacm.ID bound to a device (a resolved
+// or accepted id, or one bound to an address of the device). librdmacm
+// counts each id as a user of its device's context, so the context stays
+// open while the id lives, and is closed (by librdmacm, never by this
+// package) once the device is gone and its last id destroyed: free what
+// was made on a context before destroying the id it came from. There is
+// no way to open a device by name: a context taken from rdma_get_devices
+// and not held would not be counted, and librdmacm could free it when it
+// re-reads its device list (a device removal, cgo/rdmacm's device hub).
+// CreateQPOnID calls rdma_create_qp on an *rdmacm.ID. The raw cm_id pointer comes from
 // cgo/rdmacm through the internal package cgo/internal/cmraw, under the ID's
 // lock; nothing outside cgo/ can reach it.
 //

@@ -16,24 +16,6 @@ struct ibv_context *rbv_ctx_of_id(struct rdma_cm_id *id, int *port)
 	return id->verbs;
 }
 
-// rbv_open_device finds librdmacm's context of the device named name: the
-// library opens every device once and keeps them for the process's life.
-struct ibv_context *rbv_open_device(const char *name)
-{
-	int n = 0, i;
-	struct ibv_context **l = rdma_get_devices(&n), *c = NULL;
-
-	if (!l)
-		return NULL;
-	for (i = 0; i < n; i++)
-		if (strcmp(ibv_get_device_name(l[i]->device), name) == 0)
-			c = l[i];
-	rdma_free_devices(l);
-	if (!c)
-		errno = ENODEV;
-	return c;
-}
-
 const char *rbv_ctx_name(struct ibv_context *c)
 {
 	return ibv_get_device_name(c->device);

@@ -24,7 +24,6 @@ struct rbv_wc {
 
 // Devices and ports.
 struct ibv_context *rbv_ctx_of_id(struct rdma_cm_id *id, int *port);
-struct ibv_context *rbv_open_device(const char *name);
 const char *rbv_ctx_name(struct ibv_context *c);
 int rbv_query_port(struct ibv_context *c, int port, int *mtu, int *state, int *lid, int *ll);
 int rbv_query_gid(struct ibv_context *c, int port, int index, uint8_t *out);

@@ -257,7 +257,6 @@ type RTSAttr struct {
 // unix.Errno values.
 type ops interface {
 	ctxOfID(id *rdmacm.ID) (ctx handle, name string, port int, err error)
-	openDevice(name string) (handle, error)
 	queryPort(ctx handle, port int) (PortAttr, error)
 	queryGID(ctx handle, port, index int) (netip.Addr, error)
 	allocPD(ctx handle) (handle, error)

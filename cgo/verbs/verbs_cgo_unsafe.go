@@ -103,16 +103,6 @@ func (cImpl) ctxOfID(id *rdmacm.ID) (handle, string, int, error) {
 	return h(c), C.GoString(C.rbv_ctx_name(c)), int(port), nil
 }
 
-func (cImpl) openDevice(name string) (handle, error) {
-	cs := C.CString(name)
-	defer C.free(unsafe.Pointer(cs))
-	c, err := C.rbv_open_device(cs)
-	if c == nil {
-		return nil, errnoOr(err)
-	}
-	return h(c), nil
-}
-
 func (cImpl) queryPort(ctx handle, port int) (PortAttr, error) {
 	var mtu, state, lid, ll C.int
 	if r, err := C.rbv_query_port(p[C.struct_ibv_context](ctx), C.int(port), &mtu, &state, &lid, &ll); r != 0 {
