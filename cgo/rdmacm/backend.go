@@ -35,6 +35,9 @@ type idOps interface {
 	// device gives ibv_get_device_name of the bound device and the port
 	// number, or "" and 0 when the id has no device.
 	device() (name string, port int)
+	// contextFDs gives the command and async descriptors of the librdmacm
+	// context of the id's device; false without a device.
+	contextFDs() (ctxFDs, bool)
 	// destroy is rdma_destroy_id; called at most once.
 	destroy() error
 }
@@ -63,4 +66,11 @@ type rawEvent struct {
 	newID     idOps   // EventConnectRequest: the new id (context still the listener's)
 	priv      []byte
 	ack       func() // rdma_ack_cm_event
+}
+
+// ctxFDs are the descriptors of librdmacm's context of a device: what
+// keeps the device's uverbs file open (devices.go).
+type ctxFDs struct {
+	dev        string
+	cmd, async int
 }

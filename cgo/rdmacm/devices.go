@@ -51,12 +51,13 @@ type devHub struct {
 	started bool
 	subs    map[int]func(DeviceEvent)
 	nextSub int
-	ids     map[string]int  // live ids per device
-	lost    map[string]bool // devices lost and not back
-	idle    chan struct{}   // signalled when a lost device's last id goes
+	ids     map[string]int    // live ids per device
+	lost    map[string]bool   // devices lost and not back
+	fds     map[string]ctxFDs // librdmacm's context of each device seen
+	idle    chan struct{}     // signalled when a lost device's last id goes
 }
 
-var hub = devHub{subs: map[int]func(DeviceEvent){}, ids: map[string]int{}, lost: map[string]bool{}, idle: make(chan struct{}, 1)}
+var hub = devHub{subs: map[int]func(DeviceEvent){}, ids: map[string]int{}, lost: map[string]bool{}, fds: map[string]ctxFDs{}, idle: make(chan struct{}, 1)}
 
 // WatchDevices calls fn for every device lost or appearing from now on,
 // from one goroutine of the package, one call at a time, until stop is
@@ -107,8 +108,12 @@ func (h *devHub) noteID(st *idState, o idOps) {
 		return
 	}
 	st.dev = name
+	fds, ok := o.contextFDs()
 	h.mu.Lock()
 	h.ids[name]++
+	if ok {
+		h.fds[name] = fds
+	}
 	h.mu.Unlock()
 }
 
@@ -165,9 +170,25 @@ func (h *devHub) lostDevice(dev string) {
 		h.lost[dev] = true
 	}
 	h.mu.Unlock()
-	n, err := syncDevices()
+	list, err := syncDevices()
+	h.mu.Lock()
+	live := map[string]bool{}
+	for _, c := range list {
+		h.fds[c.dev] = c
+		live[c.dev] = true
+	}
+	if len(list) > 0 {
+		// librdmacm marked the others dead: it closes their contexts
+		// itself, and their descriptor numbers may serve anything later.
+		for d := range h.fds {
+			if !live[d] {
+				delete(h.fds, d)
+			}
+		}
+	}
+	h.mu.Unlock()
 	h.publish(DeviceEvent{Device: dev, Lost: true})
-	if err == nil && n > 0 {
+	if err == nil && len(list) > 0 {
 		return // librdmacm closes the context with the device's last id
 	}
 	// The last device: once no id of the process is left on a lost
@@ -189,7 +210,16 @@ func (h *devHub) releaseLast() {
 		}
 		h.mu.Unlock()
 		if busy == 0 {
-			releaseDeletedNodes()
+			h.mu.Lock()
+			var ctxs []ctxFDs
+			for dev := range h.lost {
+				if c, ok := h.fds[dev]; ok {
+					ctxs = append(ctxs, c)
+					delete(h.fds, dev)
+				}
+			}
+			h.mu.Unlock()
+			releaseDeletedNodes(ctxs)
 			return
 		}
 		if time.Now().After(end) {

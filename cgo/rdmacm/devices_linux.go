@@ -4,6 +4,7 @@ import (
 	"encoding/binary"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"time"
 
@@ -127,36 +128,41 @@ func nodeDevice(node string) string {
 	return strings.TrimSpace(string(b))
 }
 
-// releaseDeletedNodes points every descriptor of the process that refers
-// to a deleted uverbs node ("/dev/infiniband/uverbsN (deleted)" in
-// /proc/self/fd) at /dev/null, which closes the process's hold on that
-// file while the descriptor number stays taken: librdmacm's later close of
-// it closes /dev/null. Only for a lost device no id uses any more, whose
-// context librdmacm will never use again (it is dead).
-func releaseDeletedNodes() {
+// releaseDeletedNodes points the descriptors of the process that hold a
+// lost device's uverbs file at /dev/null, which drops the process's hold on
+// the file while the descriptor numbers stay taken: librdmacm's later close
+// of them closes /dev/null. Those are every descriptor of a deleted uverbs
+// node ("/dev/infiniband/uverbsN (deleted)" in /proc/self/fd), and the async
+// event descriptor of each context in ctxs (an anonymous inode, told apart
+// from a completion channel by the number librdmacm gave), if its command
+// descriptor still is the deleted node. Only for lost devices no id uses
+// any more, whose contexts librdmacm never uses again.
+func releaseDeletedNodes(ctxs []ctxFDs) {
+	null, err := unix.Open("/dev/null", unix.O_RDWR|unix.O_CLOEXEC, 0)
+	if err != nil {
+		return
+	}
+	defer unix.Close(null)
+	link := func(fd int) string {
+		l, _ := os.Readlink("/proc/self/fd/" + strconv.Itoa(fd))
+		return l
+	}
+	deleted := func(l string) bool {
+		return strings.HasPrefix(l, uverbsDir+"/uverbs") && strings.HasSuffix(l, " (deleted)")
+	}
+	for _, c := range ctxs {
+		if deleted(link(c.cmd)) && link(c.async) == "anon_inode:[infinibandevent]" {
+			unix.Dup3(null, c.async, unix.O_CLOEXEC)
+		}
+	}
 	ents, err := os.ReadDir("/proc/self/fd")
 	if err != nil {
 		return
 	}
-	var null = -1
-	defer func() {
-		if null >= 0 {
-			unix.Close(null)
-		}
-	}()
 	for _, e := range ents {
-		link, err := os.Readlink(filepath.Join("/proc/self/fd", e.Name()))
-		if err != nil || !strings.HasPrefix(link, uverbsDir+"/uverbs") || !strings.HasSuffix(link, " (deleted)") {
+		fd, err := strconv.Atoi(e.Name())
+		if err != nil || fd == null || !deleted(link(fd)) {
 			continue
-		}
-		fd := 0
-		for _, c := range e.Name() {
-			fd = fd*10 + int(c-'0')
-		}
-		if null < 0 {
-			if null, err = unix.Open("/dev/null", unix.O_RDWR|unix.O_CLOEXEC, 0); err != nil {
-				return
-			}
 		}
 		unix.Dup3(null, fd, unix.O_CLOEXEC)
 	}

@@ -6,4 +6,4 @@ package rdmacm
 
 func watchNodes(lost, added func(dev string)) {}
 
-func releaseDeletedNodes() {}
+func releaseDeletedNodes([]ctxFDs) {}

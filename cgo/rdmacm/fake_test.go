@@ -135,6 +135,8 @@ func (id *fakeID) device() (string, int) {
 	return "fake0", 1
 }
 
+func (id *fakeID) contextFDs() (ctxFDs, bool) { return ctxFDs{}, false }
+
 func (id *fakeID) destroy() error {
 	id.ch.mu.Lock()
 	defer id.ch.mu.Unlock()

@@ -15,4 +15,4 @@ func newChannelOps() (channelOps, error) {
 	return nil, fmt.Errorf("%w (%w: built without cgo, no librdmacm)", unix.EOPNOTSUPP, ErrNotSupported)
 }
 
-func syncDevices() (int, error) { return 0, ErrNotSupported }
+func syncDevices() ([]ctxFDs, error) { return nil, ErrNotSupported }

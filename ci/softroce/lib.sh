@@ -20,7 +20,7 @@ SOFTROCE_CACHE=${RDMABIND_SOFTROCE_CACHE:-/var/cache/rdmabind/softroce}
 # "crc32" and without it `rdma link add` fails with ENOENT.
 SOFTROCE_MODULES=(
 	virtio_pci 9pnet_virtio 9p virtio_net virtio_console
-	crc32_generic rdma_ucm rdma_rxe
+	crc32_generic rdma_ucm rdma_rxe veth
 )
 
 softroce_say() { printf 'softroce: %s\n' "$*" >&2; }

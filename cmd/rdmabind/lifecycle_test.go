@@ -296,28 +296,31 @@ func TestDeviceNetdevUnregisterCLI(t *testing.T) {
 }
 
 // The port of rxe1 goes down and up (ip link set eth1 down/up) under a
-// bound socket: the socket stays bound; a Bind of the address while the
-// port is down answers WSAENETDOWN (the port is not ACTIVE), and succeeds
-// once it is up again. Only in the SoftRoCE guest with two NICs.
+// bound socket: the socket stays bound, and not lost (the device is
+// there). A Binder that resolved the address before binds it again while
+// the port is down (as a kernel socket binds an address of a down
+// interface: rdma_cm accepts it); a Binder resolving it afresh answers
+// WSAENETDOWN (rdma.ErrPortDown: the port is not ACTIVE). Both bind once
+// the port is up. Only in the SoftRoCE guest with two NICs.
 func TestDevicePortDownUp(t *testing.T) {
 	testutil.SkipUnlessRDMA(t)
 	if !testutil.InGuest() {
 		t.Skip("sets eth1 down: only in the SoftRoCE guest (RDMABIND_SOFTROCE=1)")
-	}
-	if os.Getenv("RDMABIND_REMOVAL_TEST") != "1" {
-		t.Skip("set RDMABIND_REMOVAL_TEST=1: device events under live processes (issue 13, in progress)")
 	}
 	if _, err := os.Stat("/sys/class/infiniband/rxe1"); err != nil {
 		t.Skip("no rxe1 (run the guest with --nics 2)")
 	}
 	addr := netip.MustParseAddr("10.78.0.1")
 	dir := t.TempDir()
-	b, err := bindcore.Open(bindcore.Options{RegistryDir: dir})
-	if err != nil {
-		t.Fatal(err)
+	open := func() *bindcore.Binder {
+		b, err := bindcore.Open(bindcore.Options{RegistryDir: dir})
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { b.Close() })
+		return b
 	}
-	defer b.Close()
-	bind := func() (*bindcore.Socket, error) {
+	bind := func(b *bindcore.Binder) (*bindcore.Socket, error) {
 		s, err := b.Socket(bindcore.AFInet)
 		if err != nil {
 			t.Fatal(err)
@@ -328,34 +331,45 @@ func TestDevicePortDownUp(t *testing.T) {
 		}
 		return s, nil
 	}
-	held, err := bind()
+	warm := open()
+	held, err := bind(warm)
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer held.Close()
 	t.Cleanup(func() { exec.Command("ip", "link", "set", "eth1", "up").Run() })
 	ipCmd(t, "link", "set", "eth1", "down")
-	for end := time.Now().Add(5 * time.Second); time.Now().Before(end); time.Sleep(20 * time.Millisecond) {
-		if st, _ := os.ReadFile("/sys/class/infiniband/rxe1/ports/1/state"); strings.Contains(string(st), "DOWN") {
-			break
-		}
+	down := false
+	for end := time.Now().Add(5 * time.Second); time.Now().Before(end) && !down; time.Sleep(20 * time.Millisecond) {
+		st, _ := os.ReadFile("/sys/class/infiniband/rxe1/ports/1/state")
+		down = strings.Contains(string(st), "DOWN")
 	}
-	if s, err := bind(); err == nil {
-		s.Close()
-		t.Errorf("Bind while rxe1's port is down succeeded, want WSAENETDOWN")
-	} else if !errors.Is(err, unix.ENETDOWN) {
-		t.Errorf("Bind while rxe1's port is down: %v, want WSAENETDOWN", err)
+	if !down {
+		t.Fatal("rxe1's port not DOWN 5 s after eth1 went down")
+	}
+	if s, err := bind(warm); err != nil {
+		t.Errorf("Bind through a Binder that resolved %v before, port down: %v, want success", addr, err)
 	} else {
-		t.Logf("port down: %v", err)
+		s.Close()
+	}
+	if s, err := bind(open()); err == nil {
+		s.Close()
+		t.Errorf("Bind through a new Binder, port down: success, want WSAENETDOWN")
+	} else if !errors.Is(err, unix.ENETDOWN) {
+		t.Errorf("Bind through a new Binder, port down: %v, want WSAENETDOWN", err)
+	} else {
+		t.Logf("port down, fresh resolution: %v", err)
 	}
 	if ep, err := held.Endpoint(); err != nil || ep.Lost != "" {
 		t.Errorf("the bound socket while the port is down: %+v, %v (want bound, not lost)", ep, err)
 	}
 	ipCmd(t, "link", "set", "eth1", "up")
 	waitServed(t, "rxe1", addr)
-	s, err := bind()
-	if err != nil {
-		t.Fatalf("Bind once the port is up again: %v", err)
+	for _, b := range []*bindcore.Binder{warm, open()} {
+		s, err := bind(b)
+		if err != nil {
+			t.Fatalf("Bind once the port is up again: %v", err)
+		}
+		s.Close()
 	}
-	s.Close()
 }
