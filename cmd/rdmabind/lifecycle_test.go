@@ -276,17 +276,22 @@ func TestDeviceNetdevUnregisterCLI(t *testing.T) {
 	hold.next("bound")
 	start := time.Now()
 	ipCmd(t, "link", "del", "rbveth0")
+	t.Logf("ip link del rbveth0 (under rxe9) returned after %v", time.Since(start))
+	// The kernel unregisters rxe9 from a work queue: wait for it to be gone.
+	for time.Since(start) < 10*time.Second {
+		if _, err := os.Stat("/sys/class/infiniband/rxe9"); err != nil {
+			break
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
 	d := time.Since(start)
-	t.Logf("ip link del rbveth0 (under rxe9) took %v", d)
+	t.Logf("rxe9 unregistered %v after its netdev's deletion began", d)
 	if d > time.Second {
-		t.Errorf("the netdev's unregister took %v, want <= 1 s", d)
+		t.Errorf("rxe9's unregister took %v, want <= 1 s", d)
 	}
 	isRxe9 := func(m map[string]any) bool { return m["device"] == "rxe9" }
 	srv.waitFor("down", 5*time.Second, isRxe9)
 	hold.waitFor("down", 5*time.Second, isRxe9)
-	if _, err := os.Stat("/sys/class/infiniband/rxe9"); err == nil {
-		t.Errorf("rxe9 still registered after its netdev was deleted")
-	}
 	for _, c := range []*cli{srv, hold} {
 		c.cmd.Process.Signal(syscall.SIGTERM)
 		if err := c.cmd.Wait(); err != nil {
