@@ -95,6 +95,10 @@ else
 	@$(MAKE) --no-print-directory softroce-prepare
 	$(GO) test $(GOFLAGS_TEST) -p 1 -timeout 10m \
 	  -exec '$(SOFTROCE_RUN) --hosts 2 --nics 1 --peer-ready none --timeout 600 --' $(DEVICE2_PKGS)
+	# rdma link delete rxe0 under two connections (docs/lifecycle.md): it
+	# destroys the device the other tests use, so it runs on its own.
+	$(GO) test $(GOFLAGS_TEST) -p 1 -timeout 5m -run '^TestDeviceRemovalReleasesConnections$$' \
+	  -exec '$(SOFTROCE_RUN) --hosts 2 --nics 1 --peer-ready none --timeout 300 --' ./qp/
 endif
 
 # The harness's own checks: exit codes, timeout, two NICs, two hosts (rping).

@@ -1,6 +1,7 @@
 package rdmacm
 
 import (
+	"slices"
 	"sync"
 	"time"
 )
@@ -22,16 +23,21 @@ import (
 //     removes it before it waits, whatever the order of its clients), so
 //     that a process with no id on the device (only a wildcard, or nothing
 //     open any more) lets go too;
-//   - it makes librdmacm re-read the device list at once, so the context is
-//     closed as soon as the last id on the device is destroyed;
 //   - it tells the subscribers (WatchDevices: bindcore's Binders, qp's
 //     connections), which destroy their ids, QPs, CQs, MRs and PDs of the
 //     device;
-//   - when the device was the last one, once no id of the process is left on
-//     it, it points the descriptors that still refer to the deleted uverbs
-//     node at /dev/null (release_linux.go): librdmacm keeps its context
-//     structure, which it never uses again for a dead device and frees when
-//     a device list is read next, and the kernel sees the file closed.
+//   - once no id of the process is left on the device, it points the
+//     descriptors of librdmacm's context of the device (the deleted uverbs
+//     node, and the context's async event file) at /dev/null
+//     (devices_linux.go): the kernel sees the files closed; librdmacm keeps
+//     its context structure, which no id reaches any more (a new device has
+//     a new index), and frees it, closing /dev/null, when it next re-reads
+//     its device list (when an id meets a device it does not know).
+//
+// It does not ask librdmacm to re-read its list itself (rdma_get_devices):
+// that opens a context of every device, and under device removals it
+// deadlocked librdmacm 44 in the guests (a thread waiting on librdmacm's
+// global mutex that it held itself, TestDeviceChaos).
 //
 // A device that appears (its uverbs node is created) is reported too, so
 // that listeners can listen on it again.
@@ -51,13 +57,13 @@ type devHub struct {
 	started bool
 	subs    map[int]func(DeviceEvent)
 	nextSub int
-	ids     map[string]int    // live ids per device
-	lost    map[string]bool   // devices lost and not back
-	fds     map[string]ctxFDs // librdmacm's context of each device seen
-	idle    chan struct{}     // signalled when a lost device's last id goes
+	ids     map[string]int      // live ids per device
+	lost    map[string]bool     // devices lost and not back
+	fds     map[string][]ctxFDs // librdmacm's contexts of each device seen
+	idle    chan struct{}       // signalled when a lost device's last id goes
 }
 
-var hub = devHub{subs: map[int]func(DeviceEvent){}, ids: map[string]int{}, lost: map[string]bool{}, fds: map[string]ctxFDs{}, idle: make(chan struct{}, 1)}
+var hub = devHub{subs: map[int]func(DeviceEvent){}, ids: map[string]int{}, lost: map[string]bool{}, fds: map[string][]ctxFDs{}, idle: make(chan struct{}, 1)}
 
 // WatchDevices calls fn for every device lost or appearing from now on,
 // from one goroutine of the package, one call at a time, until stop is
@@ -111,8 +117,8 @@ func (h *devHub) noteID(st *idState, o idOps) {
 	fds, ok := o.contextFDs()
 	h.mu.Lock()
 	h.ids[name]++
-	if ok {
-		h.fds[name] = fds
+	if ok && !slices.Contains(h.fds[name], fds) {
+		h.fds[name] = append(h.fds[name], fds)
 	}
 	h.mu.Unlock()
 }
@@ -170,37 +176,17 @@ func (h *devHub) lostDevice(dev string) {
 		h.lost[dev] = true
 	}
 	h.mu.Unlock()
-	list, err := syncDevices()
-	h.mu.Lock()
-	live := map[string]bool{}
-	for _, c := range list {
-		h.fds[c.dev] = c
-		live[c.dev] = true
-	}
-	if len(list) > 0 {
-		// librdmacm marked the others dead: it closes their contexts
-		// itself, and their descriptor numbers may serve anything later.
-		for d := range h.fds {
-			if !live[d] {
-				delete(h.fds, d)
-			}
-		}
-	}
-	h.mu.Unlock()
 	h.publish(DeviceEvent{Device: dev, Lost: true})
-	if err == nil && len(list) > 0 {
-		return // librdmacm closes the context with the device's last id
-	}
-	// The last device: once no id of the process is left on a lost
-	// device, release the uverbs files librdmacm keeps.
-	go h.releaseLast()
+	// Once no id of the process is left on the lost device, release the
+	// uverbs files librdmacm keeps of it.
+	go h.releaseLost()
 }
 
-// releaseLimit bounds how long releaseLast waits for the subscribers to
+// releaseLimit bounds how long releaseLost waits for the subscribers to
 // destroy their ids.
 const releaseLimit = 30 * time.Second
 
-func (h *devHub) releaseLast() {
+func (h *devHub) releaseLost() {
 	end := time.Now().Add(releaseLimit)
 	for {
 		h.mu.Lock()
@@ -213,10 +199,8 @@ func (h *devHub) releaseLast() {
 			h.mu.Lock()
 			var ctxs []ctxFDs
 			for dev := range h.lost {
-				if c, ok := h.fds[dev]; ok {
-					ctxs = append(ctxs, c)
-					delete(h.fds, dev)
-				}
+				ctxs = append(ctxs, h.fds[dev]...)
+				delete(h.fds, dev)
 			}
 			h.mu.Unlock()
 			releaseDeletedNodes(ctxs)

@@ -154,22 +154,6 @@ int rbcm_device_fds(struct rdma_cm_id *id, char *node, int node_len,
 	return 0;
 }
 
-int rbcm_sync_devices(struct rbcm_devfds *out, int max)
-{
-	int i, n = 0;
-	struct ibv_context **l = rdma_get_devices(&n);
-
-	if (!l)
-		return -1;
-	for (i = 0; i < n && i < max; i++) {
-		snprintf(out[i].name, sizeof(out[i].name), "%s", ibv_get_device_name(l[i]->device));
-		out[i].cmd_fd = l[i]->cmd_fd;
-		out[i].async_fd = l[i]->async_fd;
-	}
-	rdma_free_devices(l);
-	return n;
-}
-
 int rbcm_get_event(struct rdma_event_channel *ch, struct rbcm_event *out)
 {
 	struct rdma_cm_event *ev;

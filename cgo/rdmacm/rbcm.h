@@ -41,19 +41,7 @@ const char *rbcm_device(struct rdma_cm_id *id, int *port);
 // async fds of the librdmacm context of id's device; -1 without a device.
 int rbcm_device_fds(struct rdma_cm_id *id, char *node, int node_len,
 		    int *cmd_fd, int *async_fd);
-// A device context's descriptors, as rbcm_sync_devices reports them.
-struct rbcm_devfds {
-	char name[64];
-	int  cmd_fd;
-	int  async_fd;
-};
 
-// rdma_get_devices then rdma_free_devices: librdmacm re-reads the device
-// list, marks the devices gone from it dead and closes their contexts once
-// no id uses them. The contexts of the list (at most max) go to out.
-// Returns the number of devices (0: none left, and then librdmacm marks
-// nothing dead), -1 on failure.
-int rbcm_sync_devices(struct rbcm_devfds *out, int max);
 int rbcm_get_event(struct rdma_event_channel *ch, struct rbcm_event *out);
 
 // Addresses and connections.

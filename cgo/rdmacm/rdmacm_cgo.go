@@ -27,21 +27,6 @@ var (
 	_ = [1]struct{}{}[int(EventTimewaitExit)-C.RDMA_CM_EVENT_TIMEWAIT_EXIT]
 )
 
-// syncDevices makes librdmacm re-read the device list (devices.go), and
-// returns the descriptors of the contexts in it.
-func syncDevices() ([]ctxFDs, error) {
-	var out [64]C.struct_rbcm_devfds
-	n, err := C.rbcm_sync_devices(&out[0], C.int(len(out)))
-	if n < 0 {
-		return nil, errnoOr(err)
-	}
-	fds := make([]ctxFDs, 0, n)
-	for i := 0; i < int(n) && i < len(out); i++ {
-		fds = append(fds, ctxFDs{dev: C.GoString(&out[i].name[0]), cmd: int(out[i].cmd_fd), async: int(out[i].async_fd)})
-	}
-	return fds, nil
-}
-
 func (id *cID) contextFDs() (ctxFDs, bool) {
 	var node [64]C.char
 	var cmd, async C.int

@@ -14,5 +14,3 @@ import (
 func newChannelOps() (channelOps, error) {
 	return nil, fmt.Errorf("%w (%w: built without cgo, no librdmacm)", unix.EOPNOTSUPP, ErrNotSupported)
 }
-
-func syncDevices() ([]ctxFDs, error) { return nil, ErrNotSupported }

@@ -90,9 +90,6 @@ func TestDeviceRemovalCLI(t *testing.T) {
 	if !testutil.InGuest() {
 		t.Skip("deletes and re-adds rxe0: only in the SoftRoCE guest (RDMABIND_SOFTROCE=1)")
 	}
-	if os.Getenv("RDMABIND_REMOVAL_TEST") != "1" {
-		t.Skip("set RDMABIND_REMOVAL_TEST=1: device removal under live processes (issue 13, in progress)")
-	}
 	addr := netip.MustParseAddr("10.77.0.1")
 	free := func() netip.AddrPort {
 		l, err := net.Listen("tcp4", addr.String()+":0")
@@ -254,9 +251,6 @@ func TestDeviceNetdevUnregisterCLI(t *testing.T) {
 	testutil.SkipUnlessRDMA(t)
 	if !testutil.InGuest() {
 		t.Skip("creates and deletes a veth with an rxe device: only in the SoftRoCE guest (RDMABIND_SOFTROCE=1)")
-	}
-	if os.Getenv("RDMABIND_REMOVAL_TEST") != "1" {
-		t.Skip("set RDMABIND_REMOVAL_TEST=1: device removal under live processes (issue 13, in progress)")
 	}
 	addr := netip.MustParseAddr("10.99.0.1")
 	ipCmd(t, "link", "add", "rbveth0", "type", "veth", "peer", "name", "rbveth1")
