@@ -89,6 +89,12 @@ func dialCM(ctx context.Context, ep bindcore.Endpoint, remote netip.AddrPort, o 
 	if _, err = waitEvent(ctx, ch, rdmacm.EventAddrResolved); err != nil {
 		return c, err
 	}
+	// The id has its device now: its loss ends the setup at once.
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	g := guardSetup(l.id.DeviceName(), cancel)
+	defer g.stop()
+	defer func() { err = g.err(err) }()
 	if err = l.id.ResolveRoute(tmo); err != nil {
 		return c, err
 	}
@@ -136,6 +142,12 @@ func acceptCM(ctx context.Context, local netip.AddrPort, req bindcore.RDMAReques
 			c = nil
 		}
 	}()
+	// The device's loss ends the setup at once.
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	g := guardSetup(req.ID.DeviceName(), cancel)
+	defer g.stop()
+	defer func() { err = g.err(err) }()
 	if err = req.ID.Migrate(ch); err != nil {
 		return c, err
 	}

@@ -91,6 +91,9 @@ func rendezvous(ctx context.Context, ep bindcore.Endpoint, tc net.Conn, o Option
 		return c, err
 	}
 	tl.dev = dev
+	g := guardSetup(tl.device(), func() { tc.SetDeadline(time.Unix(1, 0)) })
+	defer g.stop()
+	defer func() { err = g.err(err) }()
 	c.setTransport(q)
 	if err = c.postRecvs(); err != nil {
 		return c, err

@@ -236,6 +236,9 @@ func TestDeviceChaos(t *testing.T) {
 			}
 		case <-time.After(10 * time.Second):
 			close(stop)
+			logHolders(t, os.Getpid())
+			logHolders(t, srv.cmd.Process.Pid)
+			pprof.Lookup("goroutine").WriteTo(os.Stderr, 1)
 			t.Fatalf("cycle %d: rdma link delete rxe0 still blocked after 10 s", cycle+1)
 		}
 		dels = append(dels, time.Since(start))
@@ -358,6 +361,27 @@ func fdKinds() map[string]int {
 		}
 	}
 	return n
+}
+
+// logHolders logs what process pid holds of the RDMA devices: descriptors
+// and mappings of uverbs files.
+func logHolders(t *testing.T, pid int) {
+	ents, _ := os.ReadDir(fmt.Sprintf("/proc/%d/fd", pid))
+	var fds []string
+	for _, e := range ents {
+		l, _ := os.Readlink(fmt.Sprintf("/proc/%d/fd/%s", pid, e.Name()))
+		if strings.Contains(l, "infiniband") {
+			fds = append(fds, e.Name()+"->"+l)
+		}
+	}
+	maps, _ := os.ReadFile(fmt.Sprintf("/proc/%d/maps", pid))
+	n := 0
+	for _, l := range strings.Split(string(maps), "\n") {
+		if strings.Contains(l, "uverbs") || strings.Contains(l, "infiniband") {
+			n++
+		}
+	}
+	t.Logf("pid %d holds: %v; %d mappings of uverbs files", pid, fds, n)
 }
 
 // logTasks logs where each thread of process pid waits in the kernel.
