@@ -57,13 +57,17 @@ type devHub struct {
 	started bool
 	subs    map[int]func(DeviceEvent)
 	nextSub int
-	ids     map[string]int      // live ids per device
-	lost    map[string]bool     // devices lost and not back
-	fds     map[string][]ctxFDs // librdmacm's contexts of each device seen
-	idle    chan struct{}       // signalled when a lost device's last id goes
+	ids     map[string]int  // live ids per device
+	lost    map[string]bool // devices lost and not back
+	// released: lost devices whose files the process has let go; any
+	// uverbs node created after that ends their loss (a device cannot come
+	// back before its removal is complete, which needed that release).
+	released map[string]bool
+	fds      map[string][]ctxFDs // librdmacm's contexts of each device seen
+	idle     chan struct{}       // signalled when a lost device's last id goes
 }
 
-var hub = devHub{subs: map[int]func(DeviceEvent){}, ids: map[string]int{}, lost: map[string]bool{}, fds: map[string][]ctxFDs{}, idle: make(chan struct{}, 1)}
+var hub = devHub{subs: map[int]func(DeviceEvent){}, ids: map[string]int{}, lost: map[string]bool{}, released: map[string]bool{}, fds: map[string][]ctxFDs{}, idle: make(chan struct{}, 1)}
 
 // WatchDevices calls fn for every device lost or appearing from now on,
 // from one goroutine of the package, one call at a time, until stop is
@@ -101,7 +105,7 @@ func (h *devHub) start() {
 	}
 	h.started = true
 	h.mu.Unlock()
-	go watchNodes(h.lostNode, h.added)
+	go watchNodes(h.lostNode, h.nodeCreated, h.added)
 }
 
 // noteID counts st's id as one on its device, once it has one.
@@ -201,6 +205,7 @@ func (h *devHub) releaseLost() {
 			for dev := range h.lost {
 				ctxs = append(ctxs, h.fds[dev]...)
 				delete(h.fds, dev)
+				h.released[dev] = true
 			}
 			h.mu.Unlock()
 			releaseDeletedNodes(ctxs)
@@ -216,13 +221,34 @@ func (h *devHub) releaseLost() {
 	}
 }
 
+// nodeCreated is the watcher's report of a uverbs node that appeared,
+// before it knows its device: the losses already released are over.
+func (h *devHub) nodeCreated() {
+	h.mu.Lock()
+	for dev := range h.released {
+		delete(h.lost, dev)
+		delete(h.released, dev)
+	}
+	h.mu.Unlock()
+}
+
 // added is the watcher's report of a device that appeared.
 func (h *devHub) added(dev string) {
 	h.mu.Lock()
 	delete(h.lost, dev)
+	delete(h.released, dev)
 	h.mu.Unlock()
 	// librdmacm learns of it when an id needs it (its list sync on a
 	// device it does not know), not before: a re-read here would open a
 	// context of every device in every process.
 	h.publish(DeviceEvent{Device: dev})
+}
+
+// IDsOn returns how many ids of this process are on the device named name
+// (open ids whose device it is); what keeps a lost device's context from
+// being released.
+func IDsOn(name string) int {
+	hub.mu.Lock()
+	defer hub.mu.Unlock()
+	return hub.ids[name]
 }

@@ -26,8 +26,9 @@ var (
 const nodePoll = 250 * time.Millisecond
 
 // watchNodes reports each uverbs node that goes (lost, with the device it
-// served) or comes (added). It runs for the life of the process.
-func watchNodes(lost, added func(dev string)) {
+// served) or comes (created at once, added once its device is known). It
+// runs for the life of the process.
+func watchNodes(lost func(dev string), created func(), added func(dev string)) {
 	known := map[string]string{} // node -> device
 	scan := func() map[string]bool {
 		now := map[string]bool{}
@@ -54,8 +55,9 @@ func watchNodes(lost, added func(dev string)) {
 		if _, ok := known[n]; ok {
 			return
 		}
+		created()
 		dev := ""
-		for i := 0; i < 100 && dev == ""; i++ { // sysfs may trail the node
+		for i := 0; i < 500 && dev == ""; i++ { // sysfs may trail the node
 			if dev = nodeDevice(n); dev == "" {
 				time.Sleep(2 * time.Millisecond)
 			}
