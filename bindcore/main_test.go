@@ -14,6 +14,7 @@ import (
 	"syscall"
 	"testing"
 
+	"github.com/rdmabind/rdmabind/cgo/rdmacm"
 	"github.com/rdmabind/rdmabind/internal/testutil"
 )
 
@@ -27,6 +28,12 @@ const helperEnv = "RDMABIND_BINDCORE_HELPER"
 func TestMain(m *testing.M) {
 	if mode := os.Getenv(helperEnv); mode != "" {
 		os.Exit(helperMain(mode))
+	}
+	// The device hub's watcher (an inotify descriptor for the life of the
+	// process) starts with the first rdma_cm event channel: start it
+	// before any test counts descriptors.
+	if ch, err := rdmacm.NewEventChannel(); err == nil {
+		ch.Close()
 	}
 	testutil.InitPrivateNS()
 	os.Exit(m.Run())

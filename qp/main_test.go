@@ -16,6 +16,7 @@ import (
 	"time"
 
 	"github.com/rdmabind/rdmabind/bindcore"
+	"github.com/rdmabind/rdmabind/cgo/rdmacm"
 )
 
 // helperEnv makes the test binary a helper process (helperMain): in guest
@@ -25,6 +26,12 @@ const helperEnv = "RDMABIND_QP_HELPER"
 func TestMain(m *testing.M) {
 	if role := os.Getenv(helperEnv); role != "" {
 		os.Exit(helperMain(role))
+	}
+	// The device hub's watcher (an inotify descriptor for the life of the
+	// process) starts with the first rdma_cm event channel: start it
+	// before any test counts descriptors.
+	if ch, err := rdmacm.NewEventChannel(); err == nil {
+		ch.Close()
 	}
 	code := m.Run()
 	stopBenchPeer()

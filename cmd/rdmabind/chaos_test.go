@@ -136,6 +136,12 @@ func TestDeviceChaos(t *testing.T) {
 		if i%2 == 0 {
 			mode = qp.ModeTCP
 		}
+		switch os.Getenv("RDMABIND_CHAOS_MODE") {
+		case "cm":
+			mode = qp.ModeCM
+		case "tcp":
+			mode = qp.ModeTCP
+		}
 		var c *qp.Conn
 		if err := op("dial", func(ctx context.Context) (err error) {
 			c, err = qp.Dial(ctx, s, srvAP, &qp.Options{Mode: mode})
