@@ -139,11 +139,17 @@ func (b *Bound) appeared(string) {
 	b.mu.Lock()
 	kick := b.kick
 	b.mu.Unlock()
-	if kick != nil {
-		select {
-		case kick <- struct{}{}:
-		default:
-		}
+	poke(kick)
+}
+
+// poke wakes the retry loop waiting on kick, if any, without blocking.
+func poke(kick chan struct{}) {
+	if kick == nil {
+		return
+	}
+	select {
+	case kick <- struct{}{}:
+	default:
 	}
 }
 
@@ -183,14 +189,11 @@ func (b *Bound) retry() {
 			b.dev = id.DeviceName()
 		}
 		b.id, b.parked = id, parked
-		lost := b.lost
 		b.lost = ""
 		b.kick = nil
+		dev := b.dev // the new id's, or (parked) the one that came back
 		b.mu.Unlock()
-		b.notify(DeviceEvent{Device: b.device(), Lost: false})
-		if lost != "" && parked {
-			b.notify(DeviceEvent{Device: lost})
-		}
+		b.notify(DeviceEvent{Device: dev})
 		return
 	}
 }
@@ -234,12 +237,7 @@ func (c *Listener) appeared(string) {
 	c.mu.Lock()
 	kick := c.kick
 	c.mu.Unlock()
-	if kick != nil {
-		select {
-		case kick <- struct{}{}:
-		default:
-		}
-	}
+	poke(kick)
 }
 
 // relisten listens again on the lost listener's address and port, every
