@@ -198,17 +198,23 @@ func (h *devHub) releaseLost() {
 		for dev := range h.lost {
 			busy += h.ids[dev]
 		}
-		h.mu.Unlock()
+		var ctxs []ctxFDs
 		if busy == 0 {
-			h.mu.Lock()
-			var ctxs []ctxFDs
 			for dev := range h.lost {
 				ctxs = append(ctxs, h.fds[dev]...)
+			}
+		}
+		h.mu.Unlock()
+		// The kernel's rdma_cm side may report the loss before uverbs has
+		// removed the device's node: a context is released once its node
+		// is deleted (until then it may still be a live device's).
+		if busy == 0 && releaseDeletedNodes(ctxs) == 0 {
+			h.mu.Lock()
+			for dev := range h.lost {
 				delete(h.fds, dev)
 				h.released[dev] = true
 			}
 			h.mu.Unlock()
-			releaseDeletedNodes(ctxs)
 			return
 		}
 		if time.Now().After(end) {

@@ -138,11 +138,13 @@ func nodeDevice(node string) string {
 // event descriptor of each context in ctxs (an anonymous inode, told apart
 // from a completion channel by the number librdmacm gave), if its command
 // descriptor still is the deleted node. Only for lost devices no id uses
-// any more, whose contexts librdmacm never uses again.
-func releaseDeletedNodes(ctxs []ctxFDs) {
+// any more, whose contexts librdmacm never uses again. It returns how many
+// of ctxs still hold a node that is not deleted yet (the device is still
+// going): the caller tries again.
+func releaseDeletedNodes(ctxs []ctxFDs) (pending int) {
 	null, err := unix.Open("/dev/null", unix.O_RDWR|unix.O_CLOEXEC, 0)
 	if err != nil {
-		return
+		return 0
 	}
 	defer unix.Close(null)
 	link := func(fd int) string {
@@ -153,13 +155,18 @@ func releaseDeletedNodes(ctxs []ctxFDs) {
 		return strings.HasPrefix(l, uverbsDir+"/uverbs") && strings.HasSuffix(l, " (deleted)")
 	}
 	for _, c := range ctxs {
-		if deleted(link(c.cmd)) && link(c.async) == "anon_inode:[infinibandevent]" {
-			unix.Dup3(null, c.async, unix.O_CLOEXEC)
+		switch l := link(c.cmd); {
+		case deleted(l):
+			if link(c.async) == "anon_inode:[infinibandevent]" {
+				unix.Dup3(null, c.async, unix.O_CLOEXEC)
+			}
+		case strings.HasPrefix(l, uverbsDir+"/uverbs"):
+			pending++ // the node is still there
 		}
 	}
 	ents, err := os.ReadDir("/proc/self/fd")
 	if err != nil {
-		return
+		return pending
 	}
 	for _, e := range ents {
 		fd, err := strconv.Atoi(e.Name())
@@ -168,4 +175,5 @@ func releaseDeletedNodes(ctxs []ctxFDs) {
 		}
 		unix.Dup3(null, fd, unix.O_CLOEXEC)
 	}
+	return pending
 }

@@ -6,4 +6,4 @@ package rdmacm
 
 func watchNodes(lost func(dev string), created func(), added func(dev string)) {}
 
-func releaseDeletedNodes([]ctxFDs) {}
+func releaseDeletedNodes([]ctxFDs) int { return 0 }
