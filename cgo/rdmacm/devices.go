@@ -1,6 +1,7 @@
 package rdmacm
 
 import (
+	"fmt"
 	"slices"
 	"sync"
 	"time"
@@ -65,6 +66,7 @@ type devHub struct {
 	released map[string]bool
 	fds      map[string][]ctxFDs // librdmacm's contexts of each device seen
 	idle     chan struct{}       // signalled when a lost device's last id goes
+	trace    string              // the last release attempt, for DeviceState
 }
 
 var hub = devHub{subs: map[int]func(DeviceEvent){}, ids: map[string]int{}, lost: map[string]bool{}, released: map[string]bool{}, fds: map[string][]ctxFDs{}, idle: make(chan struct{}, 1)}
@@ -208,7 +210,14 @@ func (h *devHub) releaseLost() {
 		// The kernel's rdma_cm side may report the loss before uverbs has
 		// removed the device's node: a context is released once its node
 		// is deleted (until then it may still be a live device's).
-		if busy == 0 && releaseDeletedNodes(ctxs) == 0 {
+		pending := -1
+		if busy == 0 {
+			pending = releaseDeletedNodes(ctxs)
+		}
+		h.mu.Lock()
+		h.trace = fmt.Sprintf("%s: ids %d, contexts %v, pending %d", time.Now().Format("15:04:05.000"), busy, ctxs, pending)
+		h.mu.Unlock()
+		if pending == 0 {
 			h.mu.Lock()
 			for dev := range h.lost {
 				delete(h.fds, dev)
@@ -248,6 +257,14 @@ func (h *devHub) added(dev string) {
 	// device it does not know), not before: a re-read here would open a
 	// context of every device in every process.
 	h.publish(DeviceEvent{Device: dev})
+}
+
+// DeviceState describes the process's view of the device named name: its
+// ids, whether it is lost, and the last release attempt (diagnostics).
+func DeviceState(name string) string {
+	hub.mu.Lock()
+	defer hub.mu.Unlock()
+	return fmt.Sprintf("%s: %d ids, lost %v, released %v, contexts %v; last release: %s", name, hub.ids[name], hub.lost[name], hub.released[name], hub.fds[name], hub.trace)
 }
 
 // IDsOn returns how many ids of this process are on the device named name
