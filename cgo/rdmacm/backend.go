@@ -73,4 +73,9 @@ type rawEvent struct {
 type ctxFDs struct {
 	dev        string
 	cmd, async int
+	// ino is the command descriptor's file's inode: which incarnation of
+	// the device's uverbs node it is (a device deleted and added again
+	// has a new node, and librdmacm's new context may get the same
+	// descriptor numbers).
+	ino uint64
 }

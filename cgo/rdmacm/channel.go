@@ -365,6 +365,23 @@ func (ec *EventChannel) GetEvent(ctx context.Context) (Event, error) {
 	}
 }
 
+// lostEvent is ev for an id whose device is being removed: the events a
+// setup goes on from become their error events, with status -ENETDOWN.
+func lostEvent(ev Event) Event {
+	switch ev.Type {
+	case EventAddrResolved:
+		ev.Type = EventAddrError
+	case EventRouteResolved:
+		ev.Type = EventRouteError
+	case EventConnectResponse, EventEstablished:
+		ev.Type = EventConnectError
+	default:
+		return ev
+	}
+	ev.Status = -int(unix.ENETDOWN)
+	return ev
+}
+
 // dispatch turns a raw event into an Event and acknowledges it. For a
 // connect request it gives the new cm_id its own key and ID first, so that
 // the events that follow for it find it. It reports false for an event whose
@@ -393,13 +410,24 @@ func (c *chanCore) dispatch(ec *EventChannel, raw rawEvent) (Event, bool) {
 		// request it was created for; a removal is the device's loss.
 		st := ev.ID.s
 		st.mu.Lock()
+		var lost error
 		if st.ops != nil {
-			hub.noteID(st, st.ops)
+			lost = hub.noteID(st, st.ops)
 		}
-		dev := st.dev
+		dev, ino := st.dev, st.ino
 		st.mu.Unlock()
+		if lost != nil {
+			// The id got a device that is being removed: nothing is made
+			// on it. A connect request is refused (its id destroyed); an
+			// event that would let a setup go on becomes its error event.
+			if raw.newID != nil {
+				ev.ID.Close()
+				return Event{}, false
+			}
+			ev = lostEvent(ev)
+		}
 		if ev.Type == EventDeviceRemoval {
-			hub.removal(dev)
+			hub.removal(dev, ino)
 		}
 	}
 	if orphan != nil {

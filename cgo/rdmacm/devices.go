@@ -3,8 +3,11 @@ package rdmacm
 import (
 	"fmt"
 	"slices"
+	"strings"
 	"sync"
 	"time"
+
+	"golang.org/x/sys/unix"
 )
 
 // The device lifecycle of the process. A device that goes away (rdma link
@@ -67,6 +70,15 @@ type devHub struct {
 	fds      map[string][]ctxFDs // librdmacm's contexts of each device seen
 	idle     chan struct{}       // signalled when a lost device's last id goes
 	trace    string              // the last release attempt, for DeviceState
+	history  []string            // the last changes, for DeviceState
+}
+
+// note records a change for DeviceState; h.mu held.
+func (h *devHub) note(format string, args ...any) {
+	if len(h.history) == 16 {
+		h.history = h.history[1:]
+	}
+	h.history = append(h.history, time.Now().Format("15:04:05.000 ")+fmt.Sprintf(format, args...))
 }
 
 var hub = devHub{subs: map[int]func(DeviceEvent){}, ids: map[string]int{}, lost: map[string]bool{}, released: map[string]bool{}, fds: map[string][]ctxFDs{}, idle: make(chan struct{}, 1)}
@@ -110,24 +122,57 @@ func (h *devHub) start() {
 	go watchNodes(h.lostNode, h.nodeCreated, h.added)
 }
 
-// noteID counts st's id as one on its device, once it has one.
-func (h *devHub) noteID(st *idState, o idOps) {
+// noteID counts st's id as one on its device, once it has one. An id that
+// lands on a device lost and not yet released (the kernel still unregisters
+// it) is refused: it is not counted and noteID returns an error matching
+// unix.ENETDOWN; its caller fails the operation and the id is destroyed, so
+// that nothing new is made on the device while the process lets go of it.
+// An id on a device released already is on a new device of the same name
+// (the old one left the kernel's rdma_cm before its files could be let
+// go): the loss is over.
+func (h *devHub) noteID(st *idState, o idOps) error {
 	if st.dev != "" {
-		return
+		return nil
 	}
 	name, _ := o.device()
 	if name == "" {
-		return
+		return nil
 	}
-	st.dev = name
 	fds, ok := o.contextFDs()
 	h.mu.Lock()
+	defer h.mu.Unlock()
+	if h.lost[name] {
+		if !h.released[name] {
+			h.note("refused an id on %s (being removed)", name)
+			return &LostError{Device: name}
+		}
+		delete(h.lost, name)
+		delete(h.released, name)
+		h.note("an id on a new %s", name)
+	}
+	st.dev = name
+	if ok {
+		st.ino = fds.ino
+	}
 	h.ids[name]++
 	if ok && !slices.Contains(h.fds[name], fds) {
 		h.fds[name] = append(h.fds[name], fds)
+		h.note("context %v", fds)
 	}
-	h.mu.Unlock()
+	return nil
 }
+
+// LostError is the error of an rdma_cm operation that found its device
+// being removed; it matches unix.ENETDOWN.
+type LostError struct {
+	Device string
+}
+
+func (e *LostError) Error() string {
+	return "RDMA device " + e.Device + " is being removed"
+}
+
+func (e *LostError) Unwrap() error { return unix.ENETDOWN }
 
 // dropID uncounts a closed id.
 func (h *devHub) dropID(dev string) {
@@ -161,10 +206,19 @@ func (h *devHub) publish(ev DeviceEvent) {
 	}
 }
 
-// removal is an RDMA_CM_EVENT_DEVICE_REMOVAL for an id on dev.
-func (h *devHub) removal(dev string) {
+// removal is an RDMA_CM_EVENT_DEVICE_REMOVAL for an id on dev, whose
+// context's uverbs node has inode ino (0: unknown). A removal read late,
+// after its device was released and added again (same name, a new node),
+// is stale: the new device is not lost.
+func (h *devHub) removal(dev string, ino uint64) {
 	h.start()
-	go h.lostDevice(dev)
+	h.mu.Lock()
+	stale := ino != 0 && !h.lost[dev] && !slices.ContainsFunc(h.fds[dev], func(c ctxFDs) bool { return c.ino == ino })
+	h.note("removal %s (inode %d), stale %v", dev, ino, stale)
+	h.mu.Unlock()
+	if !stale {
+		go h.lostDevice(dev)
+	}
 }
 
 // lostNode is the watcher's report of a uverbs node gone; dev is the
@@ -181,6 +235,7 @@ func (h *devHub) lostDevice(dev string) {
 	if dev != "" {
 		h.lost[dev] = true
 	}
+	h.note("lost %q", dev)
 	h.mu.Unlock()
 	h.publish(DeviceEvent{Device: dev, Lost: true})
 	// Once no id of the process is left on the lost device, release the
@@ -201,9 +256,11 @@ func (h *devHub) releaseLost() {
 			busy += h.ids[dev]
 		}
 		var ctxs []ctxFDs
+		var devs []string
 		if busy == 0 {
 			for dev := range h.lost {
 				ctxs = append(ctxs, h.fds[dev]...)
+				devs = append(devs, dev)
 			}
 		}
 		h.mu.Unlock()
@@ -218,11 +275,21 @@ func (h *devHub) releaseLost() {
 		h.trace = fmt.Sprintf("%s: ids %d, contexts %v, pending %d", time.Now().Format("15:04:05.000"), busy, ctxs, pending)
 		h.mu.Unlock()
 		if pending == 0 {
+			// Forget exactly the contexts released: a device added again
+			// meanwhile may have a new context of the same name (and even
+			// the same descriptor numbers, told apart by the inode), which
+			// is not lost.
 			h.mu.Lock()
-			for dev := range h.lost {
-				delete(h.fds, dev)
-				h.released[dev] = true
+			for _, dev := range devs {
+				h.fds[dev] = slices.DeleteFunc(h.fds[dev], func(c ctxFDs) bool { return slices.Contains(ctxs, c) })
+				if len(h.fds[dev]) == 0 {
+					delete(h.fds, dev)
+				}
+				if h.lost[dev] {
+					h.released[dev] = true
+				}
 			}
+			h.note("released %v", ctxs)
 			h.mu.Unlock()
 			return
 		}
@@ -244,6 +311,7 @@ func (h *devHub) nodeCreated() {
 		delete(h.lost, dev)
 		delete(h.released, dev)
 	}
+	h.note("node created")
 	h.mu.Unlock()
 }
 
@@ -252,6 +320,7 @@ func (h *devHub) added(dev string) {
 	h.mu.Lock()
 	delete(h.lost, dev)
 	delete(h.released, dev)
+	h.note("added %s", dev)
 	h.mu.Unlock()
 	// librdmacm learns of it when an id needs it (its list sync on a
 	// device it does not know), not before: a re-read here would open a
@@ -264,7 +333,7 @@ func (h *devHub) added(dev string) {
 func DeviceState(name string) string {
 	hub.mu.Lock()
 	defer hub.mu.Unlock()
-	return fmt.Sprintf("%s: %d ids, lost %v, released %v, contexts %v; last release: %s", name, hub.ids[name], hub.lost[name], hub.released[name], hub.fds[name], hub.trace)
+	return fmt.Sprintf("%s: %d ids, lost %v, released %v, contexts %v; last release: %s; history: %s", name, hub.ids[name], hub.lost[name], hub.released[name], hub.fds[name], hub.trace, strings.Join(hub.history, "; "))
 }
 
 // IDsOn returns how many ids of this process are on the device named name

@@ -155,6 +155,10 @@ func releaseDeletedNodes(ctxs []ctxFDs) (pending int) {
 		return strings.HasPrefix(l, uverbsDir+"/uverbs") && strings.HasSuffix(l, " (deleted)")
 	}
 	for _, c := range ctxs {
+		var st unix.Stat_t
+		if unix.Fstat(c.cmd, &st) != nil || st.Ino != c.ino {
+			continue // released already (librdmacm may have reused the number)
+		}
 		switch l := link(c.cmd); {
 		case deleted(l):
 			if link(c.async) == "anon_inode:[infinibandevent]" {

@@ -1,6 +1,8 @@
 package rdmacm
 
 import (
+	"cmp"
+	"errors"
 	"fmt"
 	"net"
 	"net/netip"
@@ -34,6 +36,7 @@ type idState struct {
 	ops  idOps     // nil once closed
 	core *chanCore // the channel's state; Migrate changes it
 	dev  string    // the device it was counted on (devices.go), "" before
+	ino  uint64    // the inode of its device's uverbs node (ctxFDs.ino), 0 if unknown
 }
 
 func (st *idState) close() error {
@@ -157,10 +160,16 @@ func (id *ID) Bind(addr netip.AddrPort) error {
 	}
 	err = id.do(func(o idOps) error {
 		if err := o.bind(ip.WithZone(""), addr.Port(), scope); err != nil {
+			if errors.Is(err, unix.ENOTTY) {
+				// librdmacm used its context of a device whose files this
+				// process let go already (devices.go): the device is
+				// being removed.
+				dev, _ := o.device()
+				return &LostError{Device: cmp.Or(dev, "(unknown)")}
+			}
 			return err
 		}
-		hub.noteID(id.s, o)
-		return nil
+		return hub.noteID(id.s, o)
 	})
 	if err != nil {
 		return fmt.Errorf("rdma_bind_addr %v: %w", addr, err)

@@ -34,7 +34,11 @@ func (id *cID) contextFDs() (ctxFDs, bool) {
 		return ctxFDs{}, false
 	}
 	name, _ := id.device()
-	return ctxFDs{dev: name, cmd: int(cmd), async: int(async)}, true
+	var st unix.Stat_t
+	if unix.Fstat(int(cmd), &st) != nil {
+		return ctxFDs{}, false
+	}
+	return ctxFDs{dev: name, cmd: int(cmd), async: int(async), ino: st.Ino}, true
 }
 
 func newChannelOps() (channelOps, error) {

@@ -104,3 +104,18 @@ func WaitFile(t testing.TB, path string, timeout time.Duration) {
 		}
 	}
 }
+
+// LocalAddr is an address of this host that an RDMA device serves: the
+// first of the SoftRoCE guest's (RDMABIND_SOFTROCE_ADDRS, 10.77.0.x), or
+// RDMABIND_TEST_ADDR on a real host; the test skips without one.
+func LocalAddr(t testing.TB) string {
+	t.Helper()
+	if f := strings.Fields(os.Getenv("RDMABIND_SOFTROCE_ADDRS")); len(f) > 0 {
+		return f[0]
+	}
+	if a := os.Getenv("RDMABIND_TEST_ADDR"); a != "" {
+		return a
+	}
+	t.Skip("no RDMA-served address known: set RDMABIND_TEST_ADDR (the SoftRoCE guest sets RDMABIND_SOFTROCE_ADDRS)")
+	return ""
+}
