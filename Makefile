@@ -86,7 +86,7 @@ endif
 # Packages whose tests need two hosts (qp/: connections between them). On a
 # host with RDMA devices they skip (no peer host); elsewhere they run in two
 # SoftRoCE guests, guest 2 started from the tests (about 1 min).
-DEVICE2_PKGS ?= ./qp/
+DEVICE2_PKGS ?= ./qp/ .
 
 device-test-2hosts: deps
 ifneq ($(HAVE_RDMA),)

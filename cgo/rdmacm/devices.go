@@ -119,7 +119,11 @@ func (h *devHub) start() {
 	}
 	h.started = true
 	h.mu.Unlock()
-	go watchNodes(h.lostNode, h.nodeCreated, h.added)
+	// Once start returns, the watcher holds its descriptor (tests count
+	// descriptors).
+	ready := make(chan struct{})
+	go watchNodes(ready, h.lostNode, h.nodeCreated, h.added)
+	<-ready
 }
 
 // noteID counts st's id as one on its device, once it has one. An id that

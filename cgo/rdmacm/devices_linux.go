@@ -27,8 +27,8 @@ const nodePoll = 250 * time.Millisecond
 
 // watchNodes reports each uverbs node that goes (lost, with the device it
 // served) or comes (created at once, added once its device is known). It
-// runs for the life of the process.
-func watchNodes(lost func(dev string), created func(), added func(dev string)) {
+// runs for the life of the process; ready is closed once it watches.
+func watchNodes(ready chan<- struct{}, lost func(dev string), created func(), added func(dev string)) {
 	known := map[string]string{} // node -> device
 	scan := func() map[string]bool {
 		now := map[string]bool{}
@@ -73,6 +73,7 @@ func watchNodes(lost func(dev string), created func(), added func(dev string)) {
 			unix.Close(fd)
 		}
 	}
+	close(ready)
 	if err != nil {
 		// No inotify, or no /dev/infiniband yet: list the nodes now and then.
 		for {

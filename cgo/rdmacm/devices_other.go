@@ -4,6 +4,8 @@ package rdmacm
 
 // Off Linux there is no RDMA device to watch (NewEventChannel fails first).
 
-func watchNodes(lost func(dev string), created func(), added func(dev string)) {}
+func watchNodes(ready chan<- struct{}, lost func(dev string), created func(), added func(dev string)) {
+	close(ready)
+}
 
 func releaseDeletedNodes([]ctxFDs) int { return 0 }

@@ -2,27 +2,50 @@ package testutil
 
 import (
 	"os"
+	"slices"
 	"testing"
 )
 
 // FDCount returns the number of open fds of this process.
 func FDCount(t testing.TB) int {
 	t.Helper()
+	return len(fdLinks(t))
+}
+
+// fdLinks maps this process's open fds to what they are.
+func fdLinks(t testing.TB) map[string]string {
+	t.Helper()
 	ents, err := os.ReadDir("/proc/self/fd")
 	if err != nil {
 		t.Fatal(err)
 	}
-	return len(ents) - 1 // the directory's own fd
+	m := make(map[string]string, len(ents))
+	for _, e := range ents {
+		if l, err := os.Readlink("/proc/self/fd/" + e.Name()); err == nil {
+			m[e.Name()] = l
+		}
+	}
+	return m
 }
 
 // CheckFDs fails the test at its end if it leaves more fds open than it
-// found. Call it first, before the test opens anything.
+// found, naming the new ones. Call it first, before the test opens
+// anything.
 func CheckFDs(t testing.TB) {
 	t.Helper()
-	before := FDCount(t)
+	before := fdLinks(t)
 	t.Cleanup(func() {
-		if after := FDCount(t); after > before {
-			t.Errorf("fd leak: %d open before the test, %d after", before, after)
+		after := fdLinks(t)
+		if len(after) <= len(before) {
+			return
 		}
+		var added []string
+		for fd, l := range after {
+			if before[fd] != l {
+				added = append(added, fd+"->"+l)
+			}
+		}
+		slices.Sort(added)
+		t.Errorf("fd leak: %d open before the test, %d after: %v", len(before), len(after), added)
 	})
 }
