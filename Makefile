@@ -41,7 +41,7 @@ else
 BENCH_RUN := $(SOFTROCE_RUN) --nics 2 --timeout 300 --
 endif
 
-.PHONY: all test demo deps build lint unit fuzz device-test device-test-2hosts harness-test bench bench-check rdmabind-bin chaos
+.PHONY: all test demo deps build lint unit fuzz device-test device-test-2hosts harness-test bench bench-check rdmabind-bin chaos bench-net
 
 all: build
 
@@ -100,6 +100,13 @@ else
 	$(GO) test $(GOFLAGS_TEST) -p 1 -timeout 5m -run '^TestDeviceRemovalReleasesConnections$$' \
 	  -exec '$(SOFTROCE_RUN) --hosts 2 --nics 1 --peer-ready none --timeout 300 --' ./qp/
 endif
+
+# The net API's benchmarks (docs/netapi.md): the stream beside the qp
+# connection under it, 64 B round trips and 1 MiB echo bandwidth, two guests.
+bench-net: deps
+	@$(MAKE) --no-print-directory softroce-prepare
+	$(GO) test -count=1 -p 1 -run '^$$' -bench . -benchtime $${BENCHTIME:-500x} -timeout 20m \
+	  -exec '$(SOFTROCE_RUN) --hosts 2 --nics 1 --peer-ready none --timeout 1100 --' .
 
 # Device chaos (docs/lifecycle.md): rxe0 deleted and added 100 times during
 # a storm of binds, listens, dials and messages (make test runs 10 cycles).

@@ -32,7 +32,9 @@ func TestMain(m *testing.M) {
 	if ch, err := rdmacm.NewEventChannel(); err == nil {
 		ch.Close()
 	}
-	os.Exit(m.Run())
+	code := m.Run()
+	stopBenchPeer()
+	os.Exit(code)
 }
 
 // helperListen listens on RDMABIND_NET_ADDR and writes RDMABIND_NET_READY
