@@ -88,9 +88,12 @@ endif
 # SoftRoCE guests, guest 2 started from the tests (about 1 min).
 DEVICE2_PKGS ?= ./qp/ .
 
+# examples/grpc is a module of its own (grpc-go is not a dependency of
+# the library): its test runs gRPC over rdmabind across the two guests.
 device-test-2hosts: deps
 ifneq ($(HAVE_RDMA),)
 	$(GO) test $(GOFLAGS_TEST) $(DEVICE2_PKGS)
+	cd examples/grpc && $(GO) test $(GOFLAGS_TEST) .
 else
 	@$(MAKE) --no-print-directory softroce-prepare
 	$(GO) test $(GOFLAGS_TEST) -p 1 -timeout 10m \
@@ -99,6 +102,8 @@ else
 	# destroys the device the other tests use, so it runs on its own.
 	$(GO) test $(GOFLAGS_TEST) -p 1 -timeout 5m -run '^TestDeviceRemovalReleasesConnections$$' \
 	  -exec '$(SOFTROCE_RUN) --hosts 2 --nics 1 --peer-ready none --timeout 300 --' ./qp/
+	cd examples/grpc && $(GO) test $(GOFLAGS_TEST) -p 1 -timeout 5m \
+	  -exec '$(SOFTROCE_RUN) --hosts 2 --nics 1 --peer-ready none --timeout 300 --' .
 endif
 
 # The net API's benchmarks (docs/netapi.md): the stream beside the qp

@@ -186,3 +186,102 @@ func TestDeviceStreamEcho(t *testing.T) {
 	}
 	_ = context.Background
 }
+
+// restartRun sends GET /who from 4 workers in a loop over keep-alive
+// connections, stops the designated server of two (sig: TERM, a graceful
+// http.Server.Shutdown, or KILL) after 500 answers, and goes on to at
+// least total answers. It returns the failures, who answered how often,
+// and the gap: from the last answer of the designated server to the first
+// of the standby (the signal itself goes through the harness, which takes
+// a while under TCG).
+func restartRun(t *testing.T, port int, sig string, total int) (failed []error, answers map[string]int, gap time.Duration) {
+	a, addr := peerServer(t, "http", port, "RDMABIND_NET_NAME=a", "RDMABIND_NET_WANT=designated")
+	peerServer(t, "http", port, "RDMABIND_NET_NAME=b")
+	client, tr := httpClient(4)
+	defer tr.CloseIdleConnections()
+	var mu sync.Mutex
+	answers = map[string]int{}
+	var signalled, lastA, firstB time.Time
+	done := 0
+	var wg sync.WaitGroup
+	for range 4 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for {
+				mu.Lock()
+				if done >= total {
+					mu.Unlock()
+					return
+				}
+				mu.Unlock()
+				resp, err := client.Get("http://" + addr + "/who")
+				var who []byte
+				if err == nil {
+					who, err = io.ReadAll(resp.Body)
+					resp.Body.Close()
+					if err == nil && resp.StatusCode != 200 {
+						err = fmt.Errorf("status %d", resp.StatusCode)
+					}
+				}
+				mu.Lock()
+				if err != nil {
+					failed = append(failed, fmt.Errorf("%v after the signal: %w", time.Since(signalled), err))
+				} else {
+					answers[string(who)]++
+					switch {
+					case string(who) == "a":
+						lastA = time.Now()
+					case firstB.IsZero():
+						firstB = time.Now()
+					}
+				}
+				done++
+				stop := done == 500
+				if stop {
+					signalled = time.Now()
+				}
+				mu.Unlock()
+				if stop {
+					a.Signal(sig)
+				}
+			}
+		}()
+	}
+	wg.Wait()
+	if !firstB.IsZero() && firstB.After(lastA) {
+		gap = firstB.Sub(lastA)
+	}
+	return failed, answers, gap
+}
+
+// Graceful restart: two servers on one port, GET requests in a loop from
+// guest 1; SIGTERM to the designated one (http.Server.Shutdown): no request
+// fails, and both answered.
+func TestDeviceHTTPGracefulRestart(t *testing.T) {
+	failed, answers, gap := restartRun(t, 7603, "TERM", 2000)
+	t.Logf("SIGTERM: answers %v, %d failed, the standby answered %v after the last answer of the designated one", answers, len(failed), gap)
+	for _, err := range failed {
+		t.Error(err)
+	}
+	if answers["a"] == 0 || answers["b"] == 0 {
+		t.Errorf("answers %v: both servers must have answered", answers)
+	}
+}
+
+// SIGKILL instead: only the requests in flight on the killed server (at
+// most one per worker) fail; the gap before the standby answers is
+// reported.
+func TestDeviceHTTPKillTakeover(t *testing.T) {
+	failed, answers, gap := restartRun(t, 7604, "KILL", 2000)
+	t.Logf("SIGKILL: answers %v, %d failed, the standby answered %v after the last answer of the designated one", answers, len(failed), gap)
+	for _, err := range failed {
+		t.Log(err)
+	}
+	if len(failed) > 4 {
+		t.Errorf("%d requests failed, want at most the 4 in flight", len(failed))
+	}
+	if answers["b"] == 0 {
+		t.Errorf("answers %v: the standby never answered", answers)
+	}
+}

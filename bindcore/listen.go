@@ -24,6 +24,10 @@ type ListenState = election.State
 // (which rejects the request unless it was accepted).
 type RDMARequest = cmport.Request
 
+// RetryRejectData is the private data of a reject that asks the client
+// to dial again (a closing listener's, while its standby takes over).
+var RetryRejectData = cmport.RetryData
+
 // listening is what a listening socket holds on top of its binding: its
 // part in the election of its address and port, and its rdma_cm half.
 type listening struct {

@@ -1,6 +1,7 @@
 package qp
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -109,6 +110,9 @@ func dialCM(ctx context.Context, ep bindcore.Endpoint, remote netip.AddrPort, o 
 	}
 	ev, err := waitEvent(ctx, ch, rdmacm.EventEstablished)
 	if err != nil {
+		if ev.Type == rdmacm.EventRejected && bytes.Equal(ev.PrivateData, bindcore.RetryRejectData) {
+			err = &retryError{err}
+		}
 		return c, err
 	}
 	peer, err := parseHello(ev.PrivateData)
@@ -136,8 +140,15 @@ func acceptCM(ctx context.Context, local netip.AddrPort, req bindcore.RDMAReques
 	remote := req.ID.PeerAddr()
 	remote = netip.AddrPortFrom(remote.Addr().Unmap(), peer.port)
 	c = &Conn{mode: ModeCM, local: local, remote: remote, opts: o, lay: newLayout(o), link: &cmLink{id: req.ID, ch: ch}}
+	accepted := false
 	defer func() {
 		if err != nil {
+			if !accepted && ctx.Err() != nil {
+				// The listener closes (or the setup ran out of time)
+				// before it accepted: the client dials again, and
+				// reaches the standby that takes the port over.
+				req.ID.Reject(bindcore.RetryRejectData)
+			}
 			c.freeSetup()
 			c = nil
 		}
@@ -154,6 +165,10 @@ func acceptCM(ctx context.Context, local netip.AddrPort, req bindcore.RDMAReques
 	if err = c.setupQPOnID(req.ID); err != nil {
 		return c, err
 	}
+	if ctx.Err() != nil {
+		return c, ctx.Err()
+	}
+	accepted = true
 	if err = req.ID.Accept(cmConnParam(c.hello(local.Port()))); err != nil {
 		return c, err
 	}
@@ -252,3 +267,13 @@ func (l *cmLink) close() error {
 	}
 	return errors.Join(errs...)
 }
+
+// retryError is a dial's reject that asks to dial again: the listener was
+// closing and its standby takes the port over (bindcore.RetryRejectData).
+// It matches unix.ECONNREFUSED.
+type retryError struct{ err error }
+
+func (e *retryError) Error() string {
+	return e.err.Error() + " (the listener is handing the port over: dial again)"
+}
+func (e *retryError) Unwrap() error { return e.err }

@@ -2,6 +2,7 @@ package qp
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"net/netip"
 	"time"
@@ -16,6 +17,11 @@ import (
 // bound to one address and port dial independently; each connection is its
 // own (the spec's outgoing sharing). The socket stays bound and may dial
 // again; closing it does not close its connections.
+//
+// A listener that closes while its standby takes the port over rejects
+// with bindcore.RetryRejectData; Dial then dials again (1 ms, 2 ms, ... up
+// to 50 ms apart) within ctx's deadline, so that a graceful restart of a
+// server loses no connection (docs/netapi.md).
 //
 // In ModeCM the connecting rdma_cm id is bound to the socket's address and
 // a port of its own (rdma_cm's source port), not the socket's port: see
@@ -54,7 +60,24 @@ func Dial(ctx context.Context, s *bindcore.Socket, remote netip.AddrPort, o *Opt
 	var c *Conn
 	switch opts.Mode {
 	case ModeCM:
-		c, err = dialCM(ctx, ep, remote, opts)
+		// A listener that closes rejects with "dial again" while its
+		// standby takes over: dial again, pausing 1 ms, then longer, up
+		// to 50 ms, within the deadline.
+		for pause := time.Millisecond; ; pause = min(2*pause, 50*time.Millisecond) {
+			c, err = dialCM(ctx, ep, remote, opts)
+			if !errors.As(err, new(*retryError)) {
+				break
+			}
+			t := time.NewTimer(pause)
+			select {
+			case <-ctx.Done():
+			case <-t.C:
+			}
+			t.Stop()
+			if ctx.Err() != nil {
+				break
+			}
+		}
 	case ModeTCP:
 		c, err = dialRendezvous(ctx, ep, remote, opts, openVerbsQP)
 	default:

@@ -11,6 +11,13 @@ import (
 
 // Request is an rdma_cm connection request received by a listening
 // socket.
+// RetryData is the private data of a reject that means "try again": a
+// listener that closes rejects the requests it had not handed out with
+// it, while its standby takes the port over, and qp's Dial, seeing it,
+// dials again within its deadline (docs/netapi.md, "Graceful restart").
+var RetryData = []byte("rdmabind:retry")
+
+// Request is an rdma_cm connection request routed to a listener.
 type Request struct {
 	// ID is the new rdma_cm id librdmacm created for the connection, on the
 	// Binder's event channel. The receiver owns it and must Close it;

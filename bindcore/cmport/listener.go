@@ -255,8 +255,8 @@ func (c *Listener) Standby() {
 	}
 }
 
-// Close stops listening and rejects the requests nobody accepted. Safe
-// twice.
+// Close stops listening and rejects the requests nobody accepted, with
+// RetryData (the client dials again and reaches the standby). Safe twice.
 func (c *Listener) Close() error {
 	c.mu.Lock()
 	if c.closed {
@@ -281,6 +281,8 @@ func (c *Listener) Close() error {
 	for {
 		select {
 		case r := <-c.reqs:
+			// The standby takes the port over: the client tries again.
+			r.ID.Reject(RetryData)
 			r.ID.Close()
 		default:
 			return err
