@@ -67,6 +67,18 @@ func helperHTTP() int {
 		return 2
 	}
 	srv := &http.Server{Handler: testHandler(os.Getenv("RDMABIND_NET_NAME"))}
+	if a := os.Getenv("RDMABIND_NET_TCP_ADDR"); a != "" {
+		// The same server over kernel TCP (plain TCP, not MPTCP), for
+		// the benchmarks' side-by-side.
+		var lc net.ListenConfig
+		lc.SetMultipathTCP(false)
+		tl, err := lc.Listen(context.Background(), "tcp", a)
+		if err != nil {
+			fmt.Fprintf(os.Stderr, "http helper: %v\n", err)
+			return 2
+		}
+		go srv.Serve(tl)
+	}
 	term := make(chan os.Signal, 1)
 	signal.Notify(term, syscall.SIGTERM, syscall.SIGINT)
 	done := make(chan error, 1)

@@ -17,6 +17,7 @@ import (
 	"time"
 
 	"github.com/rdmabind/rdmabind/internal/testutil"
+	"github.com/rdmabind/rdmabind/qp"
 )
 
 // peerServer starts a helper of role in guest 2 listening on port and
@@ -194,10 +195,12 @@ func TestDeviceStreamEcho(t *testing.T) {
 // and the gap: from the last answer of the designated server to the first
 // of the standby (the signal itself goes through the harness, which takes
 // a while under TCG).
-func restartRun(t *testing.T, port int, sig string, total int) (failed []error, answers map[string]int, gap time.Duration) {
+func restartRun(t *testing.T, port int, sig string, mode qp.Mode, total int) (failed []error, answers map[string]int, gap time.Duration) {
 	a, addr := peerServer(t, "http", port, "RDMABIND_NET_NAME=a", "RDMABIND_NET_WANT=designated")
 	peerServer(t, "http", port, "RDMABIND_NET_NAME=b")
 	client, tr := httpClient(4)
+	d := &Dialer{Timeout: 15 * time.Second, Options: &qp.Options{Mode: mode}}
+	tr.DialContext = d.DialContext
 	defer tr.CloseIdleConnections()
 	var mu sync.Mutex
 	answers = map[string]int{}
@@ -256,16 +259,21 @@ func restartRun(t *testing.T, port int, sig string, total int) (failed []error, 
 }
 
 // Graceful restart: two servers on one port, GET requests in a loop from
-// guest 1; SIGTERM to the designated one (http.Server.Shutdown): no request
-// fails, and both answered.
+// guest 1, dialling over rdma_cm and over the rendezvous; SIGTERM to the
+// designated one (http.Server.Shutdown): no request fails, and both
+// answered.
 func TestDeviceHTTPGracefulRestart(t *testing.T) {
-	failed, answers, gap := restartRun(t, 7603, "TERM", 2000)
-	t.Logf("SIGTERM: answers %v, %d failed, the standby answered %v after the last answer of the designated one", answers, len(failed), gap)
-	for _, err := range failed {
-		t.Error(err)
-	}
-	if answers["a"] == 0 || answers["b"] == 0 {
-		t.Errorf("answers %v: both servers must have answered", answers)
+	for i, mode := range []qp.Mode{qp.ModeCM, qp.ModeTCP} {
+		t.Run(mode.String(), func(t *testing.T) {
+			failed, answers, gap := restartRun(t, 7603+i, "TERM", mode, 2000)
+			t.Logf("SIGTERM, dials over %v: answers %v, %d failed, the standby answered %v after the last answer of the designated one", mode, answers, len(failed), gap)
+			for _, err := range failed {
+				t.Error(err)
+			}
+			if answers["a"] == 0 || answers["b"] == 0 {
+				t.Errorf("answers %v: both servers must have answered", answers)
+			}
+		})
 	}
 }
 
@@ -273,15 +281,19 @@ func TestDeviceHTTPGracefulRestart(t *testing.T) {
 // most one per worker) fail; the gap before the standby answers is
 // reported.
 func TestDeviceHTTPKillTakeover(t *testing.T) {
-	failed, answers, gap := restartRun(t, 7604, "KILL", 2000)
-	t.Logf("SIGKILL: answers %v, %d failed, the standby answered %v after the last answer of the designated one", answers, len(failed), gap)
-	for _, err := range failed {
-		t.Log(err)
-	}
-	if len(failed) > 4 {
-		t.Errorf("%d requests failed, want at most the 4 in flight", len(failed))
-	}
-	if answers["b"] == 0 {
-		t.Errorf("answers %v: the standby never answered", answers)
+	for i, mode := range []qp.Mode{qp.ModeCM, qp.ModeTCP} {
+		t.Run(mode.String(), func(t *testing.T) {
+			failed, answers, gap := restartRun(t, 7605+i, "KILL", mode, 1000)
+			t.Logf("SIGKILL, dials over %v: answers %v, %d failed, the standby answered %v after the last answer of the killed one", mode, answers, len(failed), gap)
+			for _, err := range failed {
+				t.Log(err)
+			}
+			if len(failed) > 4 {
+				t.Errorf("%d requests failed, want at most the 4 in flight", len(failed))
+			}
+			if answers["b"] == 0 {
+				t.Errorf("answers %v: the standby never answered", answers)
+			}
+		})
 	}
 }

@@ -282,3 +282,14 @@ func (s *Socket) AcceptRDMA(ctx context.Context) (RDMARequest, error) {
 		return RDMARequest{}, wsa.Wrap(wsa.WSAENOTSOCK, "accept", fmt.Sprintf("%#x", s.handle), election.ErrClosed, "the socket was closed")
 	}
 }
+
+// QueuedRDMA is how many rdma_cm connection requests wait in the socket's
+// queue for AcceptRDMA (0 when it does not listen): diagnostics, and what
+// a test waits for.
+func (s *Socket) QueuedRDMA() int {
+	l, err := s.listening("queued")
+	if err != nil {
+		return 0
+	}
+	return len(l.cm.Requests())
+}

@@ -110,7 +110,9 @@ func dialCM(ctx context.Context, ep bindcore.Endpoint, remote netip.AddrPort, o 
 	}
 	ev, err := waitEvent(ctx, ch, rdmacm.EventEstablished)
 	if err != nil {
-		if ev.Type == rdmacm.EventRejected && bytes.Equal(ev.PrivateData, bindcore.RetryRejectData) {
+		// The transport may pad a reject's private data (InfiniBand's
+		// REJ carries a fixed 148 bytes): the data starts with the mark.
+		if ev.Type == rdmacm.EventRejected && bytes.HasPrefix(ev.PrivateData, bindcore.RetryRejectData) {
 			err = &retryError{err}
 		}
 		return c, err

@@ -31,6 +31,7 @@ type Conn struct {
 	t      transport // the QP and its memory (transport.go)
 	link   link      // the rdma_cm id and channel, or the rendezvous TCP connection
 	mem    []byte    // t.mem().buf
+	tries  int       // connects Dial made (more than 1: a listener handed over)
 
 	// What the peer told: its buffers, and where our credit returns go.
 	peerDepth    int
@@ -106,6 +107,11 @@ func (c *Conn) RemoteAddr() netip.AddrPort { return c.remote }
 
 // Mode is how the connection was set up.
 func (c *Conn) Mode() Mode { return c.mode }
+
+// Tries is how many connects Dial made for the connection: more than 1
+// when a closing listener asked it to dial again (docs/qp.md, "A
+// listener's handover"); 0 for an accepted connection.
+func (c *Conn) Tries() int { return c.tries }
 
 // Chunk is the largest single RDMA SEND of the connection.
 func (c *Conn) Chunk() int { return c.sendFrag }

@@ -63,8 +63,13 @@ func Dial(ctx context.Context, s *bindcore.Socket, remote netip.AddrPort, o *Opt
 		// A listener that closes rejects with "dial again" while its
 		// standby takes over: dial again, pausing 1 ms, then longer, up
 		// to 50 ms, within the deadline.
+		tries := 0
 		for pause := time.Millisecond; ; pause = min(2*pause, 50*time.Millisecond) {
+			tries++
 			c, err = dialCM(ctx, ep, remote, opts)
+			if err == nil {
+				c.tries = tries
+			}
 			if !errors.As(err, new(*retryError)) {
 				break
 			}
@@ -80,6 +85,9 @@ func Dial(ctx context.Context, s *bindcore.Socket, remote netip.AddrPort, o *Opt
 		}
 	case ModeTCP:
 		c, err = dialRendezvous(ctx, ep, remote, opts, openVerbsQP)
+		if err == nil {
+			c.tries = 1
+		}
 	default:
 		return nil, fmt.Errorf("%s: mode %d: %w", op, opts.Mode, unix.EINVAL)
 	}

@@ -1,0 +1,86 @@
+package qp
+
+import (
+	"context"
+	"fmt"
+	"net/netip"
+	"testing"
+	"time"
+
+	"github.com/rdmabind/rdmabind/internal/testutil"
+)
+
+// A connect request that reaches a designated listener which closes before
+// handing it out is rejected with "dial again" (bindcore.RetryRejectData),
+// and Dial dials again and reaches the standby that took the port over:
+// the dial succeeds, in more than one try. Without the retry reject it
+// failed with ECONNREFUSED. In one guest, over its own address.
+func TestDeviceDialRetriesThroughHandover(t *testing.T) {
+	testutil.SkipUnlessRDMA(t)
+	local := testutil.LocalAddr(t)
+	b := openBinder(t)
+	port := 7490
+	srv := fmt.Sprintf("%s:%d", local, port)
+	first := bindSocket(t, b, srv)
+	if err := first.Listen(16); err != nil {
+		t.Fatal(err)
+	}
+	if st, _ := first.ListenState(); st.RoleName != "designated" {
+		t.Fatalf("first listener is %s, want designated", st.RoleName)
+	}
+	second := bindSocket(t, b, srv)
+	if err := second.Listen(16); err != nil {
+		t.Fatal(err)
+	}
+	// The first listener takes no request out of its queue (no
+	// qp.Listener): the dial waits there until the first one closes.
+	client := bindSocket(t, b, local+":0")
+	type result struct {
+		c   *Conn
+		err error
+	}
+	done := make(chan result, 1)
+	go func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+		defer cancel()
+		c, err := Dial(ctx, client, netip.MustParseAddrPort(srv), nil)
+		done <- result{c, err}
+	}()
+	// The request is queued at the first listener once rdma_cm routed
+	// it: wait for it there, without taking it.
+	deadline := time.Now().Add(20 * time.Second)
+	for first.QueuedRDMA() == 0 {
+		if time.Now().After(deadline) {
+			t.Fatal("the connect request never reached the first listener")
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+	if err := first.Close(); err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	if err := second.WaitDesignated(ctx); err != nil {
+		t.Fatalf("the standby did not take over: %v", err)
+	}
+	l, err := NewListener(second, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	go func() {
+		if c, err := l.Accept(context.Background()); err == nil {
+			echo(c, "second")
+		}
+	}()
+	r := <-done
+	if r.err != nil {
+		t.Fatalf("Dial through the handover: %v", r.err)
+	}
+	defer r.c.Close()
+	if r.c.Tries() < 2 {
+		t.Fatalf("Dial made %d tries: the request was not rejected with dial-again", r.c.Tries())
+	}
+	t.Logf("Dial reached the standby after %d tries", r.c.Tries())
+	echoCheck(t, r.c, 3, 64, 1)
+}
