@@ -41,7 +41,7 @@ else
 BENCH_RUN := $(SOFTROCE_RUN) --nics 2 --timeout 300 --
 endif
 
-.PHONY: all test demo deps build lint unit fuzz device-test device-test-2hosts harness-test bench bench-check rdmabind-bin chaos bench-net
+.PHONY: all test demo deps build lint unit fuzz device-test device-test-2hosts harness-test bench bench-check rdmabind-bin chaos bench-net capi install-capi capi-programs capi-test
 
 all: build
 
@@ -90,13 +90,13 @@ DEVICE2_PKGS ?= ./qp/ .
 
 # examples/grpc is a module of its own (grpc-go is not a dependency of
 # the library): its test runs gRPC over rdmabind across the two guests.
-device-test-2hosts: deps
+device-test-2hosts: deps capi-programs
 ifneq ($(HAVE_RDMA),)
-	$(GO) test $(GOFLAGS_TEST) $(DEVICE2_PKGS)
+	RDMABIND_C_ECHO=$(CURDIR)/bin/c-echo $(GO) test $(GOFLAGS_TEST) $(DEVICE2_PKGS)
 	cd examples/grpc && $(GO) test $(GOFLAGS_TEST) .
 else
 	@$(MAKE) --no-print-directory softroce-prepare
-	$(GO) test $(GOFLAGS_TEST) -p 1 -timeout 10m \
+	RDMABIND_C_ECHO=$(CURDIR)/bin/c-echo $(GO) test $(GOFLAGS_TEST) -p 1 -timeout 10m \
 	  -exec '$(SOFTROCE_RUN) --hosts 2 --nics 1 --peer-ready none --timeout 600 --' $(DEVICE2_PKGS)
 	# rdma link delete rxe0 under two connections (docs/lifecycle.md): it
 	# destroys the device the other tests use, so it runs on its own.
@@ -128,8 +128,62 @@ else
 	@echo "harness-test: this host has RDMA devices; the SoftRoCE harness is not needed"
 endif
 
-test: build lint unit fuzz harness-test device-test device-test-2hosts bench-check
+test: build lint unit fuzz capi-test harness-test device-test device-test-2hosts bench-check
 	@echo "make test: all steps passed"
+
+# The C API (docs/capi.md): librdmabind.so (with its soname), rdmabind.h
+# and rdmabind.pc in $(CAPI_DIR); install-capi copies them under PREFIX.
+CAPI_VERSION := 0.1.0
+CAPI_DIR ?= $(CURDIR)/bin/capi
+CAPI_PREFIX ?= $(CURDIR)/bin/capi-prefix
+capi: deps
+	@ci/deps pkg-config
+	@mkdir -p $(CAPI_DIR)
+	$(GO) build -buildmode=c-shared -ldflags '-extldflags -Wl,-soname,librdmabind.so.0' \
+	  -o $(CAPI_DIR)/librdmabind.so.$(CAPI_VERSION) ./cgo/capi
+	@rm -f $(CAPI_DIR)/librdmabind.so.*.h
+	ln -sf librdmabind.so.$(CAPI_VERSION) $(CAPI_DIR)/librdmabind.so.0
+	ln -sf librdmabind.so.0 $(CAPI_DIR)/librdmabind.so
+	cp cgo/capi/include/rdmabind.h $(CAPI_DIR)/
+
+install-capi: capi
+	@test -n "$(PREFIX)" || { echo "make install-capi PREFIX=DIR" >&2; exit 2; }
+	install -d $(PREFIX)/include $(PREFIX)/lib/pkgconfig
+	install -m 644 cgo/capi/include/rdmabind.h $(PREFIX)/include/
+	install -m 755 $(CAPI_DIR)/librdmabind.so.$(CAPI_VERSION) $(PREFIX)/lib/
+	ln -sf librdmabind.so.$(CAPI_VERSION) $(PREFIX)/lib/librdmabind.so.0
+	ln -sf librdmabind.so.0 $(PREFIX)/lib/librdmabind.so
+	sed -e 's|@PREFIX@|$(abspath $(PREFIX))|' -e 's|@VERSION@|$(CAPI_VERSION)|' cgo/capi/rdmabind.pc.in \
+	  > $(PREFIX)/lib/pkgconfig/rdmabind.pc
+
+# The C programs, built against the installed files (not the source tree)
+# with pkg-config: the C API's test and examples/c's echo.
+CAPI_PC = PKG_CONFIG_PATH=$(CAPI_PREFIX)/lib/pkgconfig pkg-config
+capi-programs:
+	rm -rf $(CAPI_PREFIX)
+	@$(MAKE) --no-print-directory install-capi PREFIX=$(CAPI_PREFIX)
+	gcc -std=c99 -Wall -Wextra -Werror -O2 -g -o $(CURDIR)/bin/capi_test cgo/capi/ctest/capi_test.c \
+	  $$($(CAPI_PC) --cflags --libs rdmabind) -Wl,-rpath,$$($(CAPI_PC) --variable=libdir rdmabind)
+	gcc -std=c99 -Wall -Wextra -Werror -O1 -g -fsanitize=address -fno-omit-frame-pointer \
+	  -o $(CURDIR)/bin/capi_test_asan cgo/capi/ctest/capi_test.c \
+	  $$($(CAPI_PC) --cflags --libs rdmabind) -Wl,-rpath,$$($(CAPI_PC) --variable=libdir rdmabind)
+	gcc -std=c99 -Wall -Wextra -Werror -O2 -g -pthread -o $(CURDIR)/bin/c-echo examples/c/echo.c \
+	  $$($(CAPI_PC) --cflags --libs rdmabind) -Wl,-rpath,$$($(CAPI_PC) --variable=libdir rdmabind)
+
+# The C API's checks: on the host (no RDMA), and in a guest on rxe0.
+# capi_test_asan is the same program under AddressSanitizer (with leak
+# detection): errors in the C program's own code and leaks fail it.
+capi-test: deps capi-programs
+	$(CURDIR)/bin/capi_test host
+	ASAN_OPTIONS=detect_leaks=1 $(CURDIR)/bin/capi_test_asan host
+ifneq ($(HAVE_RDMA),)
+	$(CURDIR)/bin/capi_test device $${RDMABIND_TEST_ADDR:?set RDMABIND_TEST_ADDR to an address an RDMA device serves}
+	ASAN_OPTIONS=detect_leaks=1 $(CURDIR)/bin/capi_test_asan device $${RDMABIND_TEST_ADDR}
+else
+	@$(MAKE) --no-print-directory softroce-prepare
+	$(SOFTROCE_RUN) --nics 1 --timeout 300 -- $(CURDIR)/bin/capi_test device 10.77.0.1
+	$(SOFTROCE_RUN) --nics 1 --timeout 300 -- env ASAN_OPTIONS=detect_leaks=1 $(CURDIR)/bin/capi_test_asan device 10.77.0.1
+endif
 
 # The main job: on this host's RDMA devices, or in a SoftRoCE guest with two.
 demo: build rdmabind-bin

@@ -115,6 +115,26 @@ func (d *Dialer) DialContext(ctx context.Context, network, address string) (net.
 	return newConn(c, network, s), nil
 }
 
+// DialSocket connects s, a bound socket, to remote (qp.Dial) and gives the
+// connection as a stream: what DialContext does after its bind, for callers
+// that made the socket themselves (the C API). The Conn does not own s:
+// closing it leaves s bound.
+//
+// Errors: qp.Dial's, unwrapped.
+func DialSocket(ctx context.Context, s *bindcore.Socket, remote netip.AddrPort, o *qp.Options) (*Conn, error) {
+	c, err := qp.Dial(ctx, s, remote, o)
+	if err != nil {
+		return nil, err
+	}
+	return newConn(c, "rdma", nil), nil
+}
+
+// RouteSource is the source address of the kernel's route to remote, port
+// 0: what a Dialer without LocalAddr binds.
+//
+// Errors: matching unix.ENETUNREACH when no route leads there.
+func RouteSource(remote netip.AddrPort) (netip.AddrPort, error) { return routeSource(remote) }
+
 // routeSource is the source address of the kernel's route to remote: a
 // UDP socket connected to it (no packet is sent) has it as its local
 // address.

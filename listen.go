@@ -82,15 +82,26 @@ func (lc *ListenConfig) listen(ctx context.Context, s *bindcore.Socket, ap netip
 	if err := s.ListenContext(ctx, backlog); err != nil {
 		return nil, err
 	}
+	return NewListener(s, lc.Options)
+}
+
+// NewListener gives a net.Listener of streams on s, a bound socket that
+// listens (Socket.Listen): what Listen does after its bind and listen, for
+// callers that made the socket themselves (the C API). The Listener owns s:
+// its Close closes s.
+//
+// Errors: those of s.Endpoint and qp.NewListener (WSAENOTSOCK, WSAEINVAL
+// when s is not listening).
+func NewListener(s *bindcore.Socket, o *qp.Options) (*Listener, error) {
 	ep, err := s.Endpoint()
 	if err != nil {
 		return nil, err
 	}
-	l, err := qp.NewListener(s, lc.Options)
+	l, err := qp.NewListener(s, o)
 	if err != nil {
 		return nil, err
 	}
-	ln := &Listener{s: s, l: l, addr: newAddr(ep.Local)}
+	ln := &Listener{network: "rdma", s: s, l: l, addr: newAddr(ep.Local)}
 	ln.ctx, ln.cancel = context.WithCancel(context.Background())
 	return ln, nil
 }

@@ -80,6 +80,29 @@ func LaunchPeer(env ...string) (*Peer, error) {
 	return &Peer{exec: ex, id: strings.TrimSpace(string(out))}, nil
 }
 
+// StartPeerCommand starts argv (a program both guests see, with its
+// arguments) in guest 2, detached; the test's cleanup stops it (SIGKILL)
+// if it still runs.
+func StartPeerCommand(t testing.TB, argv ...string) *Peer {
+	t.Helper()
+	ex := os.Getenv("RDMABIND_SOFTROCE_PEER_EXEC")
+	if ex == "" {
+		t.Fatal("peer start: RDMABIND_SOFTROCE_PEER_EXEC is not set (not a two-guest run)")
+	}
+	out, err := exec.Command(ex, append([]string{"--detach"}, argv...)...).Output()
+	if err != nil {
+		t.Fatalf("peer start %v: %v", argv, err)
+	}
+	p := &Peer{exec: ex, id: strings.TrimSpace(string(out))}
+	t.Cleanup(func() {
+		if !p.ended {
+			p.Signal("KILL")
+			p.Wait()
+		}
+	})
+	return p
+}
+
 // Signal sends sig (a name: TERM, KILL) to the peer's process group.
 func (p *Peer) Signal(sig string) {
 	exec.Command(p.exec, "--signal", p.id, sig).Run()
