@@ -264,20 +264,32 @@ func connOf(h C.uintptr_t, lpErrno *C.int) *rdmabind.Conn {
 	return c
 }
 
-//export WSPSend
-func WSPSend(h C.uintptr_t, buf unsafe.Pointer, n C.int, lpErrno *C.int) C.int {
-	c := connOf(h, lpErrno)
-	if c == nil {
-		return socketError
+// ioBuf is the connection of h and the n bytes at buf, for WSPSend and
+// WSPRecv; ok false when the call fails (its code stored).
+func ioBuf(h C.uintptr_t, buf unsafe.Pointer, n C.int, lpErrno *C.int) (c *rdmabind.Conn, p []byte, ok bool) {
+	if c = connOf(h, lpErrno); c == nil {
+		return nil, nil, false
 	}
 	if n < 0 || (buf == nil && n > 0) {
 		fail(lpErrno, int(wsa.WSAEFAULT))
+		return nil, nil, false
+	}
+	if n > 0 {
+		p = unsafe.Slice((*byte)(buf), int(n))
+	}
+	return c, p, true
+}
+
+//export WSPSend
+func WSPSend(h C.uintptr_t, buf unsafe.Pointer, n C.int, lpErrno *C.int) C.int {
+	c, p, ok := ioBuf(h, buf, n, lpErrno)
+	if !ok {
 		return socketError
 	}
-	if n == 0 {
+	if len(p) == 0 {
 		return 0
 	}
-	if _, err := c.Write(unsafe.Slice((*byte)(buf), int(n))); err != nil {
+	if _, err := c.Write(p); err != nil {
 		return failErr(lpErrno, err)
 	}
 	return n
@@ -285,18 +297,14 @@ func WSPSend(h C.uintptr_t, buf unsafe.Pointer, n C.int, lpErrno *C.int) C.int {
 
 //export WSPRecv
 func WSPRecv(h C.uintptr_t, buf unsafe.Pointer, n C.int, lpErrno *C.int) C.int {
-	c := connOf(h, lpErrno)
-	if c == nil {
+	c, p, ok := ioBuf(h, buf, n, lpErrno)
+	if !ok {
 		return socketError
 	}
-	if n < 0 || (buf == nil && n > 0) {
-		fail(lpErrno, int(wsa.WSAEFAULT))
-		return socketError
-	}
-	if n == 0 {
+	if len(p) == 0 {
 		return 0
 	}
-	got, err := c.Read(unsafe.Slice((*byte)(buf), int(n)))
+	got, err := c.Read(p)
 	if err != nil {
 		if errors.Is(err, io.EOF) {
 			return 0

@@ -51,6 +51,22 @@ static int die(const char *what, int err)
 	return 1;
 }
 
+/* open_socket makes a socket for ip and fills *ss and *len with ip:port;
+ * INVALID_SOCKET (the error printed) on failure. */
+static SOCKET open_socket(const char *ip, int port, struct sockaddr_storage *ss, int *len)
+{
+	int af, err = 0;
+	*len = addr(ip, port, ss, &af);
+	if (!*len) {
+		fprintf(stderr, "echo: %s is not an IP address\n", ip);
+		return INVALID_SOCKET;
+	}
+	SOCKET s = WSPSocket(af, SOCK_STREAM, 0, &err);
+	if (s == INVALID_SOCKET)
+		die("WSPSocket", err);
+	return s;
+}
+
 static void *serve_conn(void *arg)
 {
 	SOCKET c = (SOCKET)arg;
@@ -70,15 +86,10 @@ static void *serve_conn(void *arg)
 static int serve(const char *ip, int port)
 {
 	struct sockaddr_storage ss;
-	int af, err = 0;
-	int len = addr(ip, port, &ss, &af);
-	if (!len) {
-		fprintf(stderr, "echo: %s is not an IP address\n", ip);
-		return 2;
-	}
-	SOCKET s = WSPSocket(af, SOCK_STREAM, 0, &err);
+	int len, err = 0;
+	SOCKET s = open_socket(ip, port, &ss, &len);
 	if (s == INVALID_SOCKET)
-		return die("WSPSocket", err);
+		return 1;
 	if (WSPBind(s, (struct sockaddr *)&ss, len, &err) == SOCKET_ERROR)
 		return die("WSPBind", err);
 	if (WSPListen(s, 128, &err) == SOCKET_ERROR)
@@ -109,15 +120,10 @@ static int client(const char *ip, int port, long total)
 {
 	static const int sizes[] = {1, 3, 7, 4093, 65537, 777, 1000003, 12345, 99, 262147, 31, 524287};
 	struct sockaddr_storage ss;
-	int af, err = 0;
-	int len = addr(ip, port, &ss, &af);
-	if (!len) {
-		fprintf(stderr, "echo: %s is not an IP address\n", ip);
-		return 2;
-	}
-	SOCKET s = WSPSocket(af, SOCK_STREAM, 0, &err);
+	int len, err = 0;
+	SOCKET s = open_socket(ip, port, &ss, &len);
 	if (s == INVALID_SOCKET)
-		return die("WSPSocket", err);
+		return 1;
 	if (WSPConnect(s, (struct sockaddr *)&ss, len, &err) == SOCKET_ERROR)
 		return die("WSPConnect", err);
 	unsigned char *out = malloc(1 << 20), *in = malloc(1 << 20);
