@@ -18,6 +18,9 @@ type Variant struct {
 	Floor     string `json:"floor,omitempty"`      // "" for a variant that is a floor itself
 	FloorWhat string `json:"floor_what,omitempty"` // what the floor does
 	Needs     string `json:"needs,omitempty"`      // what the machine must have
+	// Long marks a variant a short run skips unless it is named (its
+	// set-up takes minutes in the guest: bind-crowded binds 10,000 sockets).
+	Long bool `json:"long,omitempty"`
 }
 
 // The variants, in the order they run and print (listen last: its BPF
@@ -29,6 +32,9 @@ var variants = []Variant{
 	{Name: "bind", What: "rdmabind Socket.Bind of a raw sockaddr, port 0: codec, resolution, registry claim, shadow TCP socket, rdma_cm",
 		Floor: "raw-bind", FloorWhat: "rdma-bind, then socket(2) + SO_REUSEPORT + bind(2) of a TCP socket to the port rdma_cm chose",
 		Needs: "an RDMA device"},
+	{Name: "bind-crowded", What: "the bind variant while 10,000 other sockets of the user are bound on other ports of the same address (a registry of 16,384 records), with its phases",
+		Floor: "raw-bind", FloorWhat: "rdma-bind, then socket(2) + SO_REUSEPORT + bind(2) of a TCP socket to the port rdma_cm chose",
+		Needs: "an RDMA device", Long: true},
 	{Name: "phases", What: "the phases of a Bind (Options.TracePhases), from a Binder of their own",
 		Needs: "an RDMA device"},
 	{Name: "claim", What: "registry Claim of an address and port (lock a record, publish, ticket, conflict scan, commit)",
@@ -193,9 +199,9 @@ type sampler struct {
 }
 
 // selectVariants checks names and returns the variants to run, in order.
-func selectVariants(names []string) ([]Variant, error) {
+func selectVariants(names []string, short bool) ([]Variant, error) {
 	if len(names) == 0 {
-		return Variants(), nil
+		return slices.DeleteFunc(Variants(), func(v Variant) bool { return short && v.Long }), nil
 	}
 	want := map[string]bool{}
 	for _, n := range names {
@@ -227,7 +233,7 @@ func selectVariants(names []string) ([]Variant, error) {
 // cfg.Addr is not an address of this host; ctx's error; the error of a
 // failing sample; off Linux, ErrNotSupported (and unix.EOPNOTSUPP).
 func Run(ctx context.Context, cfg Config) (*Report, error) {
-	vs, err := selectVariants(cfg.Variants)
+	vs, err := selectVariants(cfg.Variants, cfg.Short)
 	if err != nil {
 		return nil, err
 	}

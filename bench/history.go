@@ -289,7 +289,7 @@ func ParseInject(s string) (map[string]float64, error) {
 		if !ok || err != nil || f <= 0 {
 			return nil, fmt.Errorf("bench: inject %q: want VARIANT=FACTOR (bind=1.5)", kv)
 		}
-		if _, err := selectVariants([]string{k}); err != nil {
+		if _, err := selectVariants([]string{k}, false); err != nil {
 			return nil, err
 		}
 		m[k] = f

@@ -67,12 +67,15 @@ func (r *Report) WriteTable(w io.Writer) error {
 	row := func(name string, s Summary) string {
 		return fmt.Sprintf("%s\t%s\t%s\t%s\t%s\t%s\t", name, FormatNS(s.P50), FormatNS(s.P90), FormatNS(s.P99), FormatNS(s.P999), FormatNS(s.Max))
 	}
+	phaseRows := func(label string, res Result) {
+		fmt.Fprintf(tw, "%s\t\t\t\t\t\t\t\t\t\t\t\t\t\t\n", label)
+		for _, p := range res.Phases {
+			fmt.Fprintf(tw, "%s\t\t\t\t\t\t\t\t\t\n", row("  "+p.Name, p.Summary))
+		}
+	}
 	for _, res := range r.Results {
-		if len(res.Phases) > 0 {
-			fmt.Fprintf(tw, "%s\t\t\t\t\t\t\t\t\t\t\t\t\t\t\n", "bind, by phase:")
-			for _, p := range res.Phases {
-				fmt.Fprintf(tw, "%s\t\t\t\t\t\t\t\t\t\n", row("  "+p.Name, p.Summary))
-			}
+		if res.Name == "phases" {
+			phaseRows("bind, by phase:", res) // the phases variant: phases only
 			continue
 		}
 		line := row(res.Name, res.Summary)
@@ -83,6 +86,9 @@ func (r *Report) WriteTable(w io.Writer) error {
 			line += "\t(a floor)\t\t\t\t\t\t\t"
 		}
 		fmt.Fprintln(tw, line)
+		if len(res.Phases) > 0 {
+			phaseRows(res.Name+", by phase:", res)
+		}
 	}
 	if err := tw.Flush(); err != nil {
 		return err

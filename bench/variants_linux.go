@@ -139,6 +139,8 @@ func (e *env) prepare(v Variant) (*sampler, error) {
 		s.sample = func() (time.Duration, error) { return e.rdmaBind() }
 	case "bind", "phases":
 		err = e.prepareBind(s, v.Name == "phases")
+	case "bind-crowded":
+		err = e.prepareCrowded(s)
 	case "claim":
 		err = e.prepareClaim(s)
 	case "listen":
@@ -299,18 +301,66 @@ func (e *env) prepareBind(s *sampler, phases bool) error {
 		s.phases = func() []int64 { return last[:] }
 		return nil
 	}
-	s.floor = func() (time.Duration, error) {
-		t0 := time.Now()
-		id, fd, err := e.rawBind()
-		d := time.Since(t0)
+	s.floor = e.rawBindSample
+	return nil
+}
+
+// crowd is how many sockets bind-crowded keeps bound while it measures.
+const crowd = 10000
+
+// prepareCrowded binds crowd sockets of a Binder of its own (its own
+// registry, big enough) on ports of the address, then measures a Bind
+// among them as bind does; its close releases them.
+func (e *env) prepareCrowded(s *sampler) error {
+	dir := filepath.Join(e.dir, "crowded")
+	if err := os.Mkdir(dir, 0o700); err != nil {
+		return err
+	}
+	b, err := bindcore.Open(bindcore.Options{RegistryDir: dir, RegistryRecords: 16384, TracePhases: true})
+	if err != nil {
+		return err
+	}
+	name := e.sockaddr()
+	for i := range crowd {
+		sk, err := e.newSocket(b)
+		if err == nil {
+			err = sk.Bind(name)
+		}
+		if err != nil {
+			b.Close()
+			return fmt.Errorf("binding the crowd (socket %d of %d): %w", i+1, crowd, err)
+		}
+	}
+	s.close = func() { b.Close() }
+	var last [bindcore.NumPhases]int64
+	s.sample = func() (time.Duration, error) {
+		sk, err := e.newSocket(b)
 		if err != nil {
 			return 0, err
 		}
-		unix.Close(fd)
-		id.Close()
-		return d, nil
+		t0 := time.Now()
+		err = sk.Bind(name)
+		d := time.Since(t0)
+		last = sk.BindPhases()
+		sk.Close()
+		return d, err
 	}
+	s.phases = func() []int64 { return last[:] }
+	s.floor = e.rawBindSample
 	return nil
+}
+
+// rawBindSample is one raw-bind: the floor of bind and bind-crowded.
+func (e *env) rawBindSample() (time.Duration, error) {
+	t0 := time.Now()
+	id, fd, err := e.rawBind()
+	d := time.Since(t0)
+	if err != nil {
+		return 0, err
+	}
+	unix.Close(fd)
+	id.Close()
+	return d, nil
 }
 
 func (e *env) prepareClaim(s *sampler) error {

@@ -18,6 +18,10 @@ type Options struct {
 	// RegistryDir holds the registry file ("" means /dev/shm). Processes
 	// share ports only through one registry: they must agree on it.
 	RegistryDir string
+	// RegistryRecords is the record count of a registry file this Open
+	// creates (0: registry.DefaultRecords, 4,096); an existing file keeps
+	// its own. At most registry.MaxRecords.
+	RegistryRecords int
 	// SysfsRoot is the root below which sysfs and /dev are read ("" means
 	// "/"). Only tests point it elsewhere.
 	SysfsRoot string
@@ -58,7 +62,7 @@ type Binder struct {
 // Errors: those of registry.Open (ErrPermission for a registry file owned
 // by another user or writable by others, ErrCorrupt, ErrVersion, an errno).
 func Open(opts Options) (*Binder, error) {
-	reg, err := registry.Open(registry.Options{Dir: opts.RegistryDir})
+	reg, err := registry.Open(registry.Options{Dir: opts.RegistryDir, Records: opts.RegistryRecords})
 	if err != nil {
 		return nil, fmt.Errorf("bindcore: open: %w", err)
 	}
