@@ -136,11 +136,14 @@ func (r *Report) WriteBenchstat(w io.Writer) error {
 		}
 	}
 	for _, res := range r.Results {
-		if len(res.Phases) > 0 {
+		if res.Name == "phases" {
 			for _, p := range res.Phases {
 				line("phase="+p.Name, p.Samples, nil)
 			}
 			continue
+		}
+		for _, p := range res.Phases { // another variant's phases
+			line(res.Name+"/phase="+p.Name, p.Samples, nil)
 		}
 		var floor []int64
 		if res.FloorSeries != nil {
