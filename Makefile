@@ -162,9 +162,9 @@ CAPI_PC = PKG_CONFIG_PATH=$(CAPI_PREFIX)/lib/pkgconfig pkg-config
 capi-programs:
 	rm -rf $(CAPI_PREFIX)
 	@$(MAKE) --no-print-directory install-capi PREFIX=$(CAPI_PREFIX)
-	gcc -std=c99 -Wall -Wextra -Werror -O2 -g -o $(CURDIR)/bin/capi_test cgo/capi/ctest/capi_test.c \
+	gcc -std=c99 -Wall -Wextra -Werror -O2 -g -pthread -o $(CURDIR)/bin/capi_test cgo/capi/ctest/capi_test.c \
 	  $$($(CAPI_PC) --cflags --libs rdmabind) -Wl,-rpath,$$($(CAPI_PC) --variable=libdir rdmabind)
-	gcc -std=c99 -Wall -Wextra -Werror -O1 -g -fsanitize=address -fno-omit-frame-pointer \
+	gcc -std=c99 -Wall -Wextra -Werror -O1 -g -pthread -fsanitize=address -fno-omit-frame-pointer \
 	  -o $(CURDIR)/bin/capi_test_asan cgo/capi/ctest/capi_test.c \
 	  $$($(CAPI_PC) --cflags --libs rdmabind) -Wl,-rpath,$$($(CAPI_PC) --variable=libdir rdmabind)
 	gcc -std=c99 -Wall -Wextra -Werror -O2 -g -pthread -o $(CURDIR)/bin/c-echo examples/c/echo.c \

@@ -127,16 +127,32 @@ func parsePort(s string) (uint16, error) {
 }
 
 // addrPortOf converts a net.Addr given as a Dialer's LocalAddr.
+// A nil IP (package net's "any address") gives an invalid address with
+// the port: the Dialer then binds the route's source address.
 func addrPortOf(a net.Addr) (netip.AddrPort, bool) {
+	ipPort := func(ip net.IP, port int) (netip.AddrPort, bool) {
+		if ip == nil {
+			return netip.AddrPortFrom(netip.Addr{}, uint16(port)), true
+		}
+		addr, ok := netip.AddrFromSlice(ip)
+		return netip.AddrPortFrom(addr.Unmap(), uint16(port)), ok
+	}
 	switch a := a.(type) {
 	case *Addr:
+		if a == nil {
+			return netip.AddrPort{}, false
+		}
 		return a.AddrPort, a.AddrPort.IsValid()
 	case *net.TCPAddr:
-		ap := a.AddrPort()
-		return netip.AddrPortFrom(ap.Addr().Unmap(), ap.Port()), ap.IsValid()
+		if a == nil {
+			return netip.AddrPort{}, false
+		}
+		return ipPort(a.IP, a.Port)
 	case *net.UDPAddr:
-		ap := a.AddrPort()
-		return netip.AddrPortFrom(ap.Addr().Unmap(), ap.Port()), ap.IsValid()
+		if a == nil {
+			return netip.AddrPort{}, false
+		}
+		return ipPort(a.IP, a.Port)
 	}
 	ap, err := netip.ParseAddrPort(a.String())
 	return ap, err == nil

@@ -1,6 +1,7 @@
 package rdmabind
 
 import (
+	"context"
 	"errors"
 	"io"
 	"net"
@@ -27,7 +28,7 @@ type Conn struct {
 	sock    *bindcore.Socket // the dialled socket this Conn owns; nil when accepted
 
 	rmu  sync.Mutex // one Read at a time; guards buf and rest
-	buf  []byte     // MaxMessage bytes, made at the first short Read
+	buf  *[]byte    // MaxMessage bytes from bufPool while rest is not empty
 	rest []byte     // what buf holds that no Read has returned yet
 
 	wmu sync.Mutex // one Write at a time: a Write's messages stay in order
@@ -55,6 +56,7 @@ func (c *Conn) Read(p []byte) (int, error) {
 	if len(c.rest) > 0 {
 		n := copy(p, c.rest)
 		c.rest = c.rest[n:]
+		c.release()
 		return n, nil
 	}
 	if len(p) == 0 {
@@ -66,15 +68,15 @@ func (c *Conn) Read(p []byte) (int, error) {
 		if len(p) >= MaxMessage {
 			n, err = c.c.Recv(p)
 		} else {
-			if c.buf == nil {
-				c.buf = make([]byte, MaxMessage)
-			}
-			n, err = c.c.Recv(c.buf)
+			c.buf = bufPool.Get().(*[]byte)
+			buf := *c.buf
+			n, err = c.c.Recv(buf)
 			if err == nil {
-				k := copy(p, c.buf[:n])
-				c.rest = c.buf[k:n]
+				k := copy(p, buf[:n])
+				c.rest = buf[k:n]
 				n = k
 			}
+			c.release()
 		}
 		if err != nil {
 			return 0, c.opErr("read", err)
@@ -83,6 +85,20 @@ func (c *Conn) Read(p []byte) (int, error) {
 			return n, nil
 		}
 		// An empty message (Write never sends one): wait for the next.
+	}
+}
+
+// bufPool holds the MaxMessage buffers short Reads receive into: a Conn
+// holds one only while part of a message waits in it, so idle connections
+// (an HTTP keep-alive pool) hold none.
+var bufPool = sync.Pool{New: func() any { b := make([]byte, MaxMessage); return &b }}
+
+// release gives the buffer back once nothing of it waits; c.rmu held.
+func (c *Conn) release() {
+	if len(c.rest) == 0 && c.buf != nil {
+		c.rest = nil
+		bufPool.Put(c.buf)
+		c.buf = nil
 	}
 }
 
@@ -156,10 +172,11 @@ func (c *Conn) opErr(op string, err error) error {
 	return &net.OpError{Op: op, Net: c.network, Source: c.local, Addr: c.remote, Err: netErr(err)}
 }
 
-// netErr is err as a net.OpError's Err: a deadline is os.ErrDeadlineExceeded
-// itself (its Timeout is what net.OpError.Timeout asks), with err's text.
+// netErr is err as a net.OpError's Err: a deadline (os.ErrDeadlineExceeded,
+// context.DeadlineExceeded) becomes a timeoutError, whose Timeout is what
+// net.OpError.Timeout asks, with err's text.
 func netErr(err error) error {
-	if errors.Is(err, os.ErrDeadlineExceeded) {
+	if errors.Is(err, os.ErrDeadlineExceeded) || errors.Is(err, context.DeadlineExceeded) {
 		return &timeoutError{err}
 	}
 	return err

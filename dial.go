@@ -19,7 +19,8 @@ type Dialer struct {
 	// LocalAddr is the address and port to bind before connecting (an
 	// *Addr, *net.TCPAddr or anything whose String is "ip:port"); port 0:
 	// an ephemeral port. nil: the source address of the kernel's route to
-	// the peer, port 0.
+	// the peer, port 0; an unspecified or nil IP: that address with the
+	// port given.
 	LocalAddr net.Addr
 	// Timeout bounds the whole dial, as net.Dialer's (0: the context's
 	// deadline, else qp's setup timeout, 15 s).
@@ -60,7 +61,7 @@ func (d *Dialer) DialContext(ctx context.Context, network, address string) (net.
 		if local != nil {
 			src = local
 		}
-		return nil, &net.OpError{Op: "dial", Net: network, Source: src, Addr: remote, Err: err}
+		return nil, &net.OpError{Op: "dial", Net: network, Source: src, Addr: remote, Err: netErr(err)}
 	}
 	f, err := dialNetwork(network)
 	if err != nil {
@@ -83,8 +84,15 @@ func (d *Dialer) DialContext(ctx context.Context, network, address string) (net.
 			return fail(ra, &net.AddrError{Err: "local address is not ip:port", Addr: d.LocalAddr.String()})
 		}
 		from = ap
-	} else if from, err = routeSource(remote); err != nil {
-		return fail(ra, err)
+	}
+	if !from.Addr().IsValid() || from.Addr().IsUnspecified() {
+		// No LocalAddr, or any address: the route's source, and the
+		// port asked for (0: an ephemeral one).
+		src, err := routeSource(remote)
+		if err != nil {
+			return fail(ra, err)
+		}
+		from = netip.AddrPortFrom(src.Addr(), from.Port())
 	}
 	local = newAddr(from)
 	if from.Addr().Is4() != remote.Addr().Is4() {

@@ -47,8 +47,9 @@
 // messages of at most MaxMessage bytes (one RDMA WRITE with immediate data
 // or a few SENDs each), Read returns what has arrived, a message at a time
 // or part of one. A Read with a buffer of MaxMessage bytes or more
-// receives straight into it; a smaller one reads through a buffer of the
-// Conn (one copy more, only for small reads). One reader and one writer
+// receives straight into it; a smaller one reads through a buffer taken
+// from a pool and given back once its message is read (one copy more, only
+// for small reads; an idle Conn holds none). One reader and one writer
 // may use a Conn at once. Deadlines work as in package net: past them
 // Read and Write fail with a net.Error whose Timeout is true (a deadline
 // that passes while part of a message has arrived breaks the connection:

@@ -44,7 +44,7 @@ func Listen(network, address string) (net.Listener, error) {
 // of listening.
 func (lc *ListenConfig) Listen(ctx context.Context, network, address string) (net.Listener, error) {
 	fail := func(addr net.Addr, err error) (net.Listener, error) {
-		return nil, &net.OpError{Op: "listen", Net: network, Addr: addr, Err: err}
+		return nil, &net.OpError{Op: "listen", Net: network, Addr: addr, Err: netErr(err)}
 	}
 	f, err := listenNetwork(network)
 	if err != nil {

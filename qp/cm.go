@@ -141,11 +141,16 @@ func acceptCM(ctx context.Context, local netip.AddrPort, req bindcore.RDMAReques
 	}
 	remote := req.ID.PeerAddr()
 	remote = netip.AddrPortFrom(remote.Addr().Unmap(), peer.port)
+	if la := req.ID.LocalAddr(); local.Addr().IsUnspecified() && la.IsValid() {
+		// A wildcard listener: the connection's own address.
+		local = netip.AddrPortFrom(la.Addr().Unmap(), local.Port())
+	}
 	c = &Conn{mode: ModeCM, local: local, remote: remote, opts: o, lay: newLayout(o), link: &cmLink{id: req.ID, ch: ch}}
 	accepted := false
+	parent := ctx // the listener's: done when it closes or the setup times out
 	defer func() {
 		if err != nil {
-			if !accepted && ctx.Err() != nil {
+			if !accepted && parent.Err() != nil {
 				// The listener closes (or the setup ran out of time)
 				// before it accepted: the client dials again, and
 				// reaches the standby that takes the port over.

@@ -80,6 +80,9 @@ func Dial(ctx context.Context, s *bindcore.Socket, remote netip.AddrPort, o *Opt
 			}
 			t.Stop()
 			if ctx.Err() != nil {
+				// Out of time while the listener kept asking: the
+				// dial did not complete (ctx.Err()), and was refused.
+				err = fmt.Errorf("%w: %w", ctx.Err(), err)
 				break
 			}
 		}

@@ -71,7 +71,11 @@ func rendezvous(ctx context.Context, ep bindcore.Endpoint, tc net.Conn, o Option
 	la := tc.LocalAddr().(*net.TCPAddr).AddrPort()
 	ra := tc.RemoteAddr().(*net.TCPAddr).AddrPort()
 	tl := &tcpLink{tc: tc}
-	c = &Conn{mode: ModeTCP, local: ep.Local, remote: netip.AddrPortFrom(ra.Addr().Unmap(), ra.Port()), opts: o, lay: newLayout(o), link: tl}
+	local := ep.Local
+	if local.Addr().IsUnspecified() { // a wildcard socket: the connection's own address
+		local = netip.AddrPortFrom(la.Addr().Unmap(), local.Port())
+	}
+	c = &Conn{mode: ModeTCP, local: local, remote: netip.AddrPortFrom(ra.Addr().Unmap(), ra.Port()), opts: o, lay: newLayout(o), link: tl}
 	defer func() {
 		if err != nil {
 			c.freeSetup()

@@ -178,7 +178,9 @@ func WSPAccept(h C.uintptr_t, addr *C.struct_sockaddr, addrlen *C.int, lpErrno *
 		fail(lpErrno, int(wsa.WSAEINVAL))
 		return invalidSocket
 	}
-	if addr != nil && addrlen == nil {
+	// Checked before the wait: a connection is never accepted only to be
+	// dropped for a buffer too small for its address.
+	if addr != nil && (addrlen == nil || int(*addrlen) < fam.Size()) {
 		fail(lpErrno, int(wsa.WSAEFAULT))
 		return invalidSocket
 	}
@@ -217,6 +219,9 @@ func WSPConnect(h C.uintptr_t, name *C.struct_sockaddr, namelen C.int, lpErrno *
 	case s.conn != nil:
 		fail(lpErrno, wsaEISCONN)
 		return socketError
+	case s.cancel != nil:
+		fail(lpErrno, wsaEALREADY) // another thread connects it
+		return socketError
 	case s.ln != nil:
 		fail(lpErrno, int(wsa.WSAEINVAL))
 		return socketError
@@ -226,7 +231,7 @@ func WSPConnect(h C.uintptr_t, name *C.struct_sockaddr, namelen C.int, lpErrno *
 		return failErr(lpErrno, err)
 	}
 	remote := sa.AddrPort()
-	if remote.Addr().IsUnspecified() || remote.Port() == 0 {
+	if remote.Addr().Unmap().IsUnspecified() || remote.Port() == 0 {
 		fail(lpErrno, int(wsa.WSAEADDRNOTAVAIL))
 		return socketError
 	}
@@ -240,9 +245,23 @@ func WSPConnect(h C.uintptr_t, name *C.struct_sockaddr, namelen C.int, lpErrno *
 			return failErr(lpErrno, err)
 		}
 	}
+	// The dial waits without the lock: WSPCloseSocket from another thread
+	// cancels it (the connect then fails with WSAEINTR).
 	ctx, cancel := context.WithTimeout(context.Background(), connectTimeout)
 	defer cancel()
-	c, err := rdmabind.DialSocket(ctx, s.s, netip.AddrPortFrom(remote.Addr().Unmap(), remote.Port()), nil)
+	s.cancel = cancel
+	sk := s.s
+	s.mu.Unlock()
+	c, err := rdmabind.DialSocket(ctx, sk, netip.AddrPortFrom(remote.Addr().Unmap(), remote.Port()), nil)
+	s.mu.Lock()
+	s.cancel = nil
+	if s.dead {
+		if c != nil {
+			c.Close()
+		}
+		fail(lpErrno, wsaEINTR)
+		return socketError
+	}
 	if err != nil {
 		return failErr(lpErrno, err)
 	}
@@ -369,6 +388,9 @@ func WSPCloseSocket(h C.uintptr_t, lpErrno *C.int) C.int {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	s.dead = true
+	if s.cancel != nil {
+		s.cancel() // a WSPConnect under way returns WSAEINTR
+	}
 	var errs []error
 	if s.conn != nil {
 		errs = append(errs, s.conn.Close())

@@ -11,12 +11,14 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/rdmabind/rdmabind/bindcore/wsa"
+	"github.com/rdmabind/rdmabind/qp"
 )
 
 // The WSA codes beyond WSPBind's contract (bindcore/wsa has those), by
 // their winsock2.h numbers, as include/rdmabind.h defines them.
 const (
 	wsaEINTR           = 10004
+	wsaEALREADY        = 10037
 	wsaEMFILE          = 10024
 	wsaEPROTONOSUPPORT = 10043
 	wsaESOCKTNOSUPPORT = 10044
@@ -53,6 +55,10 @@ func codeOf(err error) int {
 		return wsaEHOSTUNREACH
 	case errors.Is(err, unix.ECONNABORTED):
 		return wsaECONNABORTED
+	case errors.Is(err, context.Canceled):
+		return wsaEINTR // a blocking call cancelled (WSPCloseSocket)
+	case errors.Is(err, qp.ErrProtocol):
+		return wsaECONNABORTED // the peer is not an rdmabind peer, or broke the protocol
 	case errors.Is(err, net.ErrClosed):
 		return int(wsa.WSAENOTSOCK) // closed by another thread meanwhile
 	case errors.Is(err, unix.EADDRINUSE):

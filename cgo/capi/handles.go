@@ -19,6 +19,9 @@ type sock struct {
 	ln   *rdmabind.Listener
 	conn *rdmabind.Conn
 	dead bool // closed: the handle is gone from the table
+	// cancel ends a WSPConnect under way (which does not hold mu while it
+	// waits); nil when none is.
+	cancel func()
 }
 
 // table maps SOCKETs to socks. Handles are never reused: a stale SOCKET is

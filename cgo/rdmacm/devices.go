@@ -261,10 +261,18 @@ func (h *devHub) releaseLost() {
 		}
 		var ctxs []ctxFDs
 		var devs []string
+		keep := map[uint64]bool{}
 		if busy == 0 {
 			for dev := range h.lost {
 				ctxs = append(ctxs, h.fds[dev]...)
 				devs = append(devs, dev)
+			}
+			for dev, cs := range h.fds {
+				if !h.lost[dev] {
+					for _, c := range cs {
+						keep[c.ino] = true
+					}
+				}
 			}
 		}
 		h.mu.Unlock()
@@ -273,7 +281,7 @@ func (h *devHub) releaseLost() {
 		// is deleted (until then it may still be a live device's).
 		pending := -1
 		if busy == 0 {
-			pending = releaseDeletedNodes(ctxs)
+			pending = releaseDeletedNodes(ctxs, keep)
 		}
 		h.mu.Lock()
 		h.trace = fmt.Sprintf("%s: ids %d, contexts %v, pending %d", time.Now().Format("15:04:05.000"), busy, ctxs, pending)

@@ -142,7 +142,11 @@ func nodeDevice(node string) string {
 // any more, whose contexts librdmacm never uses again. It returns how many
 // of ctxs still hold a node that is not deleted yet (the device is still
 // going): the caller tries again.
-func releaseDeletedNodes(ctxs []ctxFDs) (pending int) {
+//
+// keep holds the inodes of the contexts of devices not being released (a
+// device whose node is deleted but whose loss is not handled yet still has
+// its objects): their descriptors are left alone.
+func releaseDeletedNodes(ctxs []ctxFDs, keep map[uint64]bool) (pending int) {
 	null, err := unix.Open("/dev/null", unix.O_RDWR|unix.O_CLOEXEC, 0)
 	if err != nil {
 		return 0
@@ -178,7 +182,18 @@ func releaseDeletedNodes(ctxs []ctxFDs) (pending int) {
 		if err != nil || fd == null || !deleted(link(fd)) {
 			continue
 		}
-		unix.Dup3(null, fd, unix.O_CLOEXEC)
+		var st unix.Stat_t
+		if unix.Fstat(fd, &st) != nil || keep[st.Ino] {
+			continue
+		}
+		// Checked again just before: the descriptor may have been closed
+		// and its number given to another file meanwhile.
+		if deleted(link(fd)) {
+			var again unix.Stat_t
+			if unix.Fstat(fd, &again) == nil && again.Ino == st.Ino {
+				unix.Dup3(null, fd, unix.O_CLOEXEC)
+			}
+		}
 	}
 	return pending
 }

@@ -8,4 +8,4 @@ func watchNodes(ready chan<- struct{}, lost func(dev string), created func(), ad
 	close(ready)
 }
 
-func releaseDeletedNodes([]ctxFDs) int { return 0 }
+func releaseDeletedNodes([]ctxFDs, map[uint64]bool) int { return 0 }

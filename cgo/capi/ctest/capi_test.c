@@ -14,6 +14,7 @@
 #include <arpa/inet.h>
 #include <dirent.h>
 #include <netinet/in.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -211,6 +212,44 @@ static void check_fork(const char *ip)
 	printf("ok   fork and exec: the child holds no descriptor of rdmabind, the parent goes on\n");
 }
 
+struct connect_arg {
+	SOCKET s;
+	struct sockaddr_in to;
+	int ret, err;
+};
+
+static void *connect_thread(void *p)
+{
+	struct connect_arg *a = p;
+	a->ret = WSPConnect(a->s, (struct sockaddr *)&a->to, sizeof a->to, &a->err);
+	return NULL;
+}
+
+/* A WSPConnect that waits (an address of the subnet nobody answers for)
+ * ends with WSAEINTR soon after another thread closes its socket, and the
+ * close does not wait for it. */
+static void check_connect_cancel(const char *ip)
+{
+	struct connect_arg a = {.s = sock4(), .ret = 0, .err = 0};
+	struct sockaddr_in self = in4(ip, 0);
+	int err = 0;
+	CHECK(WSPBind(a.s, (struct sockaddr *)&self, sizeof self, &err) == 0, "bind: %d", err);
+	a.to = in4(ip, 7000);
+	((unsigned char *)&a.to.sin_addr)[3] = 250; /* the same /24, nobody there */
+	pthread_t t;
+	CHECK(pthread_create(&t, NULL, connect_thread, &a) == 0, "pthread_create");
+	usleep(300 * 1000);
+	int64_t t0 = now_ns();
+	CHECK(WSPCloseSocket(a.s, &err) == 0, "close during connect: %d", err);
+	int64_t closed = now_ns() - t0;
+	pthread_join(t, NULL);
+	int64_t done = now_ns() - t0;
+	CHECK(a.ret == SOCKET_ERROR && a.err == WSAEINTR, "connect closed meanwhile: returned %d, error %d; want WSAEINTR", a.ret, a.err);
+	CHECK(done < 5000000000LL, "the connect returned %lld ms after the close", (long long)(done / 1000000));
+	printf("ok   a connect waiting in another thread: WSPCloseSocket took %lld ms, the connect returned WSAEINTR %lld ms after it\n",
+	       (long long)(closed / 1000000), (long long)(done / 1000000));
+}
+
 static void check_host(void)
 {
 	check_faults("10.77.0.1");
@@ -270,6 +309,7 @@ static void check_device(const char *ip)
 
 	check_cycles(ip, 1);
 	check_fork(ip);
+	check_connect_cancel(ip);
 
 	/* WSPBind's latency from C beside Socket.Bind from Go, one run, the
 	 * samples interleaved: a cycle through the three C entries, then one

@@ -29,6 +29,7 @@ typedef uintptr_t SOCKET;
 /* The WSA codes rdmabind returns, by their Windows names and numbers. */
 #define WSAEINTR 10004
 #define WSAEFAULT 10014
+#define WSAEALREADY 10037
 #define WSAEINVAL 10022
 #define WSAEMFILE 10024
 #define WSAENOTSOCK 10038
@@ -72,7 +73,9 @@ int WSPListen(SOCKET s, int backlog, int *lpErrno);
 SOCKET WSPAccept(SOCKET s, struct sockaddr *addr, int *addrlen, int *lpErrno);
 
 /* Connects to a listening rdmabind socket (over rdma_cm); an unbound socket
- * is bound first to the source address of the route to name, port 0. */
+ * is bound first to the source address of the route to name, port 0. At
+ * most 30 s; WSPCloseSocket from another thread ends it (WSAEINTR), a
+ * second WSPConnect meanwhile is WSAEALREADY. */
 int WSPConnect(SOCKET s, const struct sockaddr *name, int namelen, int *lpErrno);
 
 /* A byte stream, the same as rdmabind.Dial and Listen give Go programs:
