@@ -12,21 +12,22 @@ import (
 	"github.com/rdmabind/rdmabind/internal/testutil"
 )
 
-// A short run of every variant on this machine: those it can run give
+// A short run of every variant on this machine (bind-crowded apart, see
+// TestBindCrowded): those it can run give
 // samples, the others a reason; nothing is left behind (fds, the run's
 // directory). On a host without RDMA the Bind variants say WSAENETDOWN;
 // inside the SoftRoCE guest every variant must run.
 func TestRunHere(t *testing.T) {
 	// A first run opens what stays open for the process's life: librdmacm's
 	// device contexts, the netpoller.
-	if _, err := Run(context.Background(), Config{Samples: 1, Warmup: -1}); err != nil {
+	if _, err := Run(context.Background(), Config{Samples: 1, Warmup: -1, Short: true}); err != nil {
 		t.Fatal(err)
 	}
 	testutil.CheckFDs(t)
 	parent := t.TempDir()
 	defer func(old string) { runDirParent = old }(runDirParent)
 	runDirParent = parent
-	rep, err := Run(context.Background(), Config{Samples: 20, Warmup: 2})
+	rep, err := Run(context.Background(), Config{Samples: 20, Warmup: 2, Short: true})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -70,5 +71,35 @@ func TestRunForeignAddr(t *testing.T) {
 	_, err := Run(context.Background(), Config{Addr: mustAddr("192.0.2.77"), Variants: []string{"kernel-bind"}})
 	if !errors.Is(err, unix.EADDRNOTAVAIL) || !strings.Contains(err.Error(), "WSAEADDRNOTAVAIL") {
 		t.Fatalf("foreign address: %v", err)
+	}
+}
+
+// bind-crowded, with a crowd of 200 sockets instead of 10,000 (minutes in
+// the guest): its samples, its floor, its phases, and nothing left behind
+// (the crowd released, the run's directory empty).
+func TestBindCrowded(t *testing.T) {
+	testutil.SkipUnlessRDMA(t)
+	defer func(old int) { crowd = old }(crowd)
+	crowd = 200
+	if _, err := Run(context.Background(), Config{Samples: 1, Warmup: -1, Variants: []string{"bind"}}); err != nil {
+		t.Fatal(err)
+	}
+	testutil.CheckFDs(t)
+	parent := t.TempDir()
+	defer func(old string) { runDirParent = old }(runDirParent)
+	runDirParent = parent
+	rep, err := Run(context.Background(), Config{Samples: 10, Warmup: 1, Variants: []string{"bind-crowded"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	res := rep.Result("bind-crowded")
+	if res == nil {
+		t.Fatalf("bind-crowded did not run: %+v", rep.Unavailable)
+	}
+	if res.Summary.N != 10 || res.Ratio == nil || res.Ratio.P50 <= 0 || len(res.Phases) != 5 {
+		t.Errorf("bind-crowded: %+v, ratio %+v, %d phase series", res.Summary, res.Ratio, len(res.Phases))
+	}
+	if left, _ := os.ReadDir(parent); len(left) != 0 {
+		t.Errorf("left in the run's directory: %v", left)
 	}
 }
