@@ -52,14 +52,18 @@ func Do(nsfd int, fn func() error) error {
 			errc <- fmt.Errorf("open %s: %w", threadSelf, err)
 			return
 		}
-		defer unix.Close(own)
+		// own is closed before the result is sent: once Do returns, it
+		// holds no descriptor.
 		if err := unix.Setns(nsfd, unix.CLONE_NEWNET); err != nil {
+			unix.Close(own)
 			runtime.UnlockOSThread()
 			errc <- fmt.Errorf("setns netns fd %d: %w", nsfd, err)
 			return
 		}
 		ferr := fn()
-		if unix.Setns(own, unix.CLONE_NEWNET) == nil {
+		back := unix.Setns(own, unix.CLONE_NEWNET) == nil
+		unix.Close(own)
+		if back {
 			runtime.UnlockOSThread()
 		}
 		// Else the thread stays in nsfd: it stays locked, and the runtime
@@ -91,8 +95,9 @@ func New() (int, error) {
 			rc <- result{-1, fmt.Errorf("open %s: %w", threadSelf, err)}
 			return
 		}
-		defer unix.Close(own)
+		// own is closed before the result is sent, as in Do.
 		if err := unix.Unshare(unix.CLONE_NEWNET); err != nil {
+			unix.Close(own)
 			runtime.UnlockOSThread()
 			rc <- result{-1, fmt.Errorf("unshare CLONE_NEWNET: %w", err)}
 			return
@@ -102,7 +107,9 @@ func New() (int, error) {
 			err = fmt.Errorf("open %s in the new namespace: %w", threadSelf, err)
 			fd = -1
 		}
-		if unix.Setns(own, unix.CLONE_NEWNET) == nil {
+		back := unix.Setns(own, unix.CLONE_NEWNET) == nil
+		unix.Close(own)
+		if back {
 			runtime.UnlockOSThread()
 		} // else the thread is discarded, as in Do
 		rc <- result{fd, err}
