@@ -36,11 +36,3 @@ func binderOr(b *bindcore.Binder) (*bindcore.Binder, error) {
 	}
 	return sharedBinder()
 }
-
-// socketFamily is the bindcore family for ap.
-func socketFamily(ip interface{ Is4() bool }) bindcore.Family {
-	if ip.Is4() {
-		return bindcore.AFInet
-	}
-	return bindcore.AFInet6
-}

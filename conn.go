@@ -163,9 +163,6 @@ func (c *Conn) QP() *qp.Conn { return c.c }
 
 // opErr wraps err as package net does. io.EOF stays itself.
 func (c *Conn) opErr(op string, err error) error {
-	if err == io.EOF {
-		return err
-	}
 	if errors.Is(err, io.EOF) {
 		return io.EOF
 	}

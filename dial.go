@@ -88,7 +88,7 @@ func (d *Dialer) DialContext(ctx context.Context, network, address string) (net.
 	if !from.Addr().IsValid() || from.Addr().IsUnspecified() {
 		// No LocalAddr, or any address: the route's source, and the
 		// port asked for (0: an ephemeral one).
-		src, err := routeSource(remote)
+		src, err := RouteSource(remote)
 		if err != nil {
 			return fail(ra, err)
 		}
@@ -102,7 +102,7 @@ func (d *Dialer) DialContext(ctx context.Context, network, address string) (net.
 	if err != nil {
 		return fail(ra, err)
 	}
-	s, err := b.Socket(socketFamily(from.Addr()))
+	s, err := b.Socket(bindcore.FamilyOf(from.Addr()))
 	if err != nil {
 		return fail(ra, err)
 	}
@@ -138,15 +138,11 @@ func DialSocket(ctx context.Context, s *bindcore.Socket, remote netip.AddrPort, 
 }
 
 // RouteSource is the source address of the kernel's route to remote, port
-// 0: what a Dialer without LocalAddr binds.
+// 0: what a Dialer without LocalAddr binds. A UDP socket connected to
+// remote (no packet is sent) has it as its local address.
 //
 // Errors: matching unix.ENETUNREACH when no route leads there.
-func RouteSource(remote netip.AddrPort) (netip.AddrPort, error) { return routeSource(remote) }
-
-// routeSource is the source address of the kernel's route to remote: a
-// UDP socket connected to it (no packet is sent) has it as its local
-// address.
-func routeSource(remote netip.AddrPort) (netip.AddrPort, error) {
+func RouteSource(remote netip.AddrPort) (netip.AddrPort, error) {
 	uc, err := net.DialUDP("udp", nil, net.UDPAddrFromAddrPort(remote))
 	if err != nil {
 		return netip.AddrPort{}, fmt.Errorf("no route to %v: %w", remote.Addr(), unix.ENETUNREACH)

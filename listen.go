@@ -58,7 +58,7 @@ func (lc *ListenConfig) Listen(ctx context.Context, network, address string) (ne
 	if err != nil {
 		return fail(newAddr(ap), err)
 	}
-	s, err := b.Socket(socketFamily(ap.Addr()))
+	s, err := b.Socket(bindcore.FamilyOf(ap.Addr()))
 	if err != nil {
 		return fail(newAddr(ap), err)
 	}
@@ -101,9 +101,7 @@ func NewListener(s *bindcore.Socket, o *qp.Options) (*Listener, error) {
 	if err != nil {
 		return nil, err
 	}
-	ln := &Listener{network: "rdma", s: s, l: l, addr: newAddr(ep.Local)}
-	ln.ctx, ln.cancel = context.WithCancel(context.Background())
-	return ln, nil
+	return &Listener{network: "rdma", s: s, l: l, addr: newAddr(ep.Local)}, nil
 }
 
 // Listener is a net.Listener of rdmabind streams.
@@ -112,9 +110,6 @@ type Listener struct {
 	s       *bindcore.Socket
 	l       *qp.Listener
 	addr    *Addr
-
-	ctx    context.Context // cancelled by Close: ends a waiting Accept
-	cancel context.CancelFunc
 
 	closeOnce sync.Once
 	closeErr  error
@@ -129,11 +124,8 @@ var _ net.Listener = (*Listener)(nil)
 // Errors: a *net.OpError with Op "accept" whose Err matches net.ErrClosed
 // after Close.
 func (ln *Listener) Accept() (net.Conn, error) {
-	c, err := ln.l.Accept(ln.ctx)
+	c, err := ln.l.Accept(context.Background()) // Close ends it: ErrClosed
 	if err != nil {
-		if ln.ctx.Err() != nil {
-			err = net.ErrClosed
-		}
 		return nil, &net.OpError{Op: "accept", Net: ln.network, Addr: ln.addr, Err: err}
 	}
 	return newConn(c, ln.network, nil), nil
@@ -144,7 +136,6 @@ func (ln *Listener) Accept() (net.Conn, error) {
 // stay open. Safe to call more than once.
 func (ln *Listener) Close() error {
 	ln.closeOnce.Do(func() {
-		ln.cancel()
 		err := errors.Join(ln.l.Close(), ln.s.Close())
 		if err != nil {
 			ln.closeErr = &net.OpError{Op: "close", Net: ln.network, Addr: ln.addr, Err: err}

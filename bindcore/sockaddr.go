@@ -39,6 +39,15 @@ func (f Family) String() string {
 	return fmt.Sprintf("AF(%d)", uint16(f))
 }
 
+// FamilyOf is the family of a socket for ip: AF_INET for an IPv4 address
+// (also in its IPv4-mapped IPv6 form), else AF_INET6.
+func FamilyOf(ip netip.Addr) Family {
+	if ip.Unmap().Is4() {
+		return AFInet
+	}
+	return AFInet6
+}
+
 // Size returns the size of the family's sockaddr, or 0 for a family this
 // layer does not know.
 func (f Family) Size() int {

@@ -163,12 +163,7 @@ func testOptions(mode Mode) *Options {
 	return o
 }
 
-func familyOf(ap netip.AddrPort) bindcore.Family {
-	if ap.Addr().Unmap().Is4() {
-		return bindcore.AFInet
-	}
-	return bindcore.AFInet6
-}
+func familyOf(ap netip.AddrPort) bindcore.Family { return bindcore.FamilyOf(ap.Addr()) }
 
 // echo echoes c's messages until EOF or an error, then closes it.
 func echo(c *Conn, name string) {

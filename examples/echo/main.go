@@ -71,11 +71,7 @@ func open(addr string) (*bindcore.Binder, *bindcore.Socket, error) {
 	if err != nil {
 		return nil, nil, err
 	}
-	fam := bindcore.AFInet
-	if !ap.Addr().Unmap().Is4() {
-		fam = bindcore.AFInet6
-	}
-	s, err := b.Socket(fam)
+	s, err := b.Socket(bindcore.FamilyOf(ap.Addr()))
 	if err == nil {
 		err = s.BindAddrPort(ap)
 	}
