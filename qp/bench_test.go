@@ -6,10 +6,14 @@ import (
 	"net/netip"
 	"os"
 	"path/filepath"
+	"runtime"
 	"slices"
+	"strings"
 	"sync"
 	"testing"
 	"time"
+
+	"golang.org/x/sys/unix"
 
 	"github.com/rdmabind/rdmabind/bindcore"
 	"github.com/rdmabind/rdmabind/internal/testutil"
@@ -203,5 +207,95 @@ func BenchmarkSetup(b *testing.B) {
 			slices.Sort(setup)
 			b.ReportMetric(float64(setup[len(setup)/2].Microseconds())/1000, "p50-setup-ms")
 		})
+	}
+}
+
+// BenchmarkConnMemory holds 10, 100 and 1,000 connections (rdma_cm, to the
+// echo helper in guest 2, one 64-byte echo on each) and reports the
+// process's memory divided by the connections: mem-per-conn-bytes is
+// (VmRSS + VmPin) / conns, as docs/qp.md defines it (the pinned pages are
+// in VmRSS too: the sum counts them twice), and rss-delta-per-conn-bytes
+// what the connections added to VmRSS. Run it with -test.benchtime 1x, in
+// guests of 3 GiB (ci/qp-perf): rxe's kernel side of 1,000 queue pairs
+// does not fit beside the peer's in 1 GiB (guest 2 stalls near 400).
+func BenchmarkConnMemory(b *testing.B) {
+	for _, conns := range []int{10, 100, 1000} {
+		b.Run(fmt.Sprintf("conns=%d", conns), func(b *testing.B) {
+			srv, bd := benchPeer(b)
+			raiseFileLimit(b, uint64(8*conns+1024))
+			bench.n++
+			s, err := bd.Socket(bindcore.AFInet)
+			if err != nil {
+				b.Fatal(err)
+			}
+			if err := s.BindAddrPort(netip.MustParseAddrPort(fmt.Sprintf("10.77.0.1:%d", 7500+bench.n))); err != nil {
+				b.Fatal(err)
+			}
+			defer s.Close()
+			for range b.N {
+				runtime.GC()
+				rss0, _ := procMemory(b)
+				cs := make([]*Conn, 0, conns)
+				msg, in := make([]byte, 64), make([]byte, 64)
+				for range conns {
+					ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+					c, err := Dial(ctx, s, srv, &Options{Spin: benchSpin()})
+					cancel()
+					if err != nil {
+						b.Fatalf("connection %d: %v", len(cs)+1, err)
+					}
+					cs = append(cs, c)
+					if err := c.Send(msg); err != nil {
+						b.Fatal(err)
+					}
+					if _, err := c.Recv(in); err != nil {
+						b.Fatal(err)
+					}
+				}
+				runtime.GC()
+				rss, pin := procMemory(b)
+				b.ReportMetric(float64(rss+pin)/float64(conns), "mem-per-conn-bytes")
+				b.ReportMetric(float64(rss-rss0)/float64(conns), "rss-delta-per-conn-bytes")
+				b.ReportMetric(float64(pin)/float64(conns), "pin-per-conn-bytes")
+				for _, c := range cs {
+					c.Close()
+				}
+			}
+		})
+	}
+}
+
+// procMemory is this process's VmRSS and VmPin (/proc/self/status), in
+// bytes.
+func procMemory(b *testing.B) (rss, pin int64) {
+	st, err := os.ReadFile("/proc/self/status")
+	if err != nil {
+		b.Fatal(err)
+	}
+	for _, l := range strings.Split(string(st), "\n") {
+		var kb int64
+		if _, err := fmt.Sscanf(l, "VmRSS: %d kB", &kb); err == nil {
+			rss = kb << 10
+		}
+		if _, err := fmt.Sscanf(l, "VmPin: %d kB", &kb); err == nil {
+			pin = kb << 10
+		}
+	}
+	return rss, pin
+}
+
+// raiseFileLimit raises RLIMIT_NOFILE to at least n (each connection
+// holds a few descriptors: its event channel, its completion channels).
+func raiseFileLimit(b *testing.B, n uint64) {
+	var l unix.Rlimit
+	if err := unix.Getrlimit(unix.RLIMIT_NOFILE, &l); err != nil {
+		b.Fatal(err)
+	}
+	if l.Cur >= n {
+		return
+	}
+	l.Cur, l.Max = max(l.Cur, n), max(l.Max, n)
+	if err := unix.Setrlimit(unix.RLIMIT_NOFILE, &l); err != nil {
+		b.Fatalf("RLIMIT_NOFILE to %d: %v", n, err)
 	}
 }

@@ -33,23 +33,29 @@ type Conn struct {
 	mem    []byte    // t.mem().buf
 	tries  int       // connects Dial made (more than 1: a listener handed over)
 
+	ctrlKey uint32 // the rkey of our control page and receive buffers
+
 	// What the peer told: its buffers, and where our credit returns go.
 	peerDepth    int
 	peerChunk    int
 	peerCtrl     uint64
 	peerCtrlRKey uint32
-	peerBulk     int    // the peer's bulk area (0: none)
-	peerBulkAddr uint64 // at peerCtrl+bulkDelta
+	peerMayBulk  bool   // the peer may offer a bulk area (its hello)
+	peerBulk     int    // the peer's bulk area, once offered (0: none yet)
+	peerBulkAddr uint64 // where it is
+	peerBulkRKey uint32 // and its key
 
 	sendMu   sync.Mutex
 	sent     uint64 // chunks sent (each takes a credit)
 	bulkSent uint64 // bulk messages written
 	sendFrag int    // min(our chunk, peer's chunk)
+	bulkOut  int    // our staging area: 1 registered, -1 failed to, 0 not yet
 
 	// sq guards the send queue: free buffers, credit write slots, reaping.
 	sq struct {
 		sync.Mutex
 		free     []int
+		nsend    int // send buffers registered (the first nsend)
 		credFree []int
 		out      int // WRs posted and not completed
 		byeDone  bool
@@ -65,6 +71,8 @@ type Conn struct {
 	bulkDone uint64 // bulk messages consumed
 	bulkWrit uint64 // the last bulkDone written to the peer
 	recvOut  int    // receive WRs posted and not completed
+	rposted  int    // receive buffers registered and in use (the first rposted)
+	offered  bool   // our bulk area is registered and offered
 	eof      bool
 
 	closing   atomic.Bool
@@ -88,6 +96,7 @@ const (
 	kindCredit = 2 << 32
 	kindBye    = 3 << 32
 	kindBulk   = 4 << 32
+	kindOffer  = 5 << 32
 	kindMask   = 0xff << 32
 
 	immData = 1
@@ -206,17 +215,16 @@ func (c *Conn) start(peer hello) {
 	c.peerCtrl = peer.ctrlAddr
 	c.peerCtrlRKey = peer.ctrlKey
 	c.sendFrag = min(c.lay.chunk, c.peerChunk)
-	c.peerBulk = int(peer.bulk) * bulkUnit
-	c.peerBulkAddr = peer.ctrlAddr + bulkDelta
-	c.sq.free = make([]int, c.lay.nsend)
+	c.peerMayBulk = peer.bulk > 0
+	c.sq.free = make([]int, c.lay.send0, c.lay.nsend)
 	for i := range c.sq.free {
-		c.sq.free[i] = c.lay.nsend - 1 - i
+		c.sq.free[i] = c.lay.send0 - 1 - i
 	}
+	c.sq.nsend = c.lay.send0
 	c.sq.credFree = make([]int, creditSlots)
 	for i := range c.sq.credFree {
 		c.sq.credFree[i] = i
 	}
-	c.recvOut = c.lay.nrecv
 	dev := c.link.device()
 	c.monDone = make(chan struct{})
 	go c.watch()
@@ -282,26 +290,36 @@ func (c *Conn) setTransport(t transport) {
 	c.mem = t.mem().buf
 }
 
-// postRecvs posts every receive buffer.
+// postRecvs registers what a connection starts with (the control page
+// and the first receive buffers, the first send buffers) and posts those
+// receive buffers.
 func (c *Conn) postRecvs() error {
-	for i := 0; i < c.lay.nrecv; i++ {
+	var err error
+	if c.ctrlKey, err = c.t.register(0, c.lay.recvAt(c.lay.recv0), true); err != nil {
+		return err
+	}
+	if _, err = c.t.register(c.lay.sendOff, c.lay.send0*c.lay.chunk, false); err != nil {
+		return err
+	}
+	for i := 0; i < c.lay.recv0; i++ {
 		if err := c.t.postRecv(uint64(i), c.lay.recvAt(i), c.lay.chunk); err != nil {
 			return err
 		}
+		c.recvOut++
+		c.rposted++
 	}
 	return nil
 }
 
 // hello is our half of the handshake, for the socket's port.
 func (c *Conn) hello(port uint16) hello {
-	m := c.t.mem()
 	return hello{
 		mode:      c.mode,
 		port:      port,
-		recvDepth: uint32(c.lay.nrecv - 1), // the extra buffer is the goodbye's
+		recvDepth: uint32(c.lay.recv0 - 1), // the extra buffer is the goodbye's
 		chunk:     uint32(c.lay.chunk),
-		ctrlAddr:  m.addr + uint64(c.lay.ctrl),
-		ctrlKey:   m.rkey,
+		ctrlAddr:  c.t.mem().addr,
+		ctrlKey:   c.ctrlKey,
 		bulk:      uint8(c.lay.bulk / bulkUnit),
 	}
 }
@@ -455,6 +473,7 @@ func (c *Conn) reapLocked() {
 				c.sq.byeDone = true
 			case kindBulk:
 				c.sq.bulkBusy = false
+			case kindOffer:
 			}
 			if err := wc.err; err != nil && !c.closing.Load() {
 				c.fail(fmt.Errorf("send completion: %w (%w)", err, unix.ECONNRESET))

@@ -26,3 +26,26 @@ func storeCredit(b []byte, off int, v, bv uint64) {
 	atomic.StoreUint64(&p[2], bv)
 	atomic.StoreUint64(&p[3], ^bv)
 }
+
+// The bulk offer: the peer RDMA-writes {addr, rkey<<32 | size, ^addr,
+// ^(rkey<<32 | size)} (four little-endian uint64, 32 bytes) into our
+// control page once, when it has registered its bulk area; until the write
+// has landed whole the check fails and there is no offer.
+
+func loadOffer(b []byte, off int) (addr uint64, rkey uint32, size int, ok bool) {
+	p := (*[4]uint64)(unsafe.Pointer(&b[off]))
+	addr = atomic.LoadUint64(&p[0])
+	w := atomic.LoadUint64(&p[1])
+	na := atomic.LoadUint64(&p[2])
+	nw := atomic.LoadUint64(&p[3])
+	return addr, uint32(w >> 32), int(uint32(w)), addr == ^na && w == ^nw
+}
+
+func storeOffer(b []byte, off int, addr uint64, rkey uint32, size int) {
+	p := (*[4]uint64)(unsafe.Pointer(&b[off]))
+	w := uint64(rkey)<<32 | uint64(uint32(size))
+	atomic.StoreUint64(&p[0], addr)
+	atomic.StoreUint64(&p[1], w)
+	atomic.StoreUint64(&p[2], ^addr)
+	atomic.StoreUint64(&p[3], ^w)
+}

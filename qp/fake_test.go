@@ -86,6 +86,7 @@ type fakeEnd struct {
 	name string
 	qpn  uint32
 	m    region
+	segs []fakeSeg // the registered parts of m
 	peer *fakeEnd
 
 	scq, rcq *fakeCQ
@@ -110,6 +111,25 @@ type fakeEnd struct {
 	sendDepth, recvDepth int // the queues' sizes
 	// connected by connect (rendezvous): the peer's qpn, our psn.
 	connected bool
+}
+
+// fakeSeg is a registered part of an end's memory: [off, end), and
+// whether the peer may write into it, with rkey.
+type fakeSeg struct {
+	off, end int
+	rkey     uint32
+	remote   bool
+}
+
+// registered reports whether [off, off+n) lies in one registered part (with
+// remote, one the peer may write into with rkey).
+func (e *fakeEnd) registered(off, n int, remote bool, rkey uint32) bool {
+	for _, s := range e.segs {
+		if off >= s.off && off+n <= s.end && (!remote || s.remote && s.rkey == rkey) {
+			return true
+		}
+	}
+	return false
 }
 
 type fakeRecv struct {
@@ -152,7 +172,7 @@ func (n *fakeNet) newEnd(name string, lay layout) *fakeEnd {
 		n:    n,
 		name: name,
 		qpn:  n.nextQPN,
-		m:    region{buf: fakeMemory(lay.size), addr: uint64(i+1) << 32, rkey: 0x1000 + uint32(i)},
+		m:    region{buf: fakeMemory(lay.size), addr: uint64(i+1) << 32},
 		ops:  map[wrOp]int{},
 
 		sendDepth: lay.sendDepth(),
@@ -289,7 +309,7 @@ func (n *fakeNet) deliverLocked(from *fakeEnd, wr *fakeWR) bool {
 	switch w.op {
 	case opWrite, opWriteImm:
 		off := int64(w.raddr) - int64(to.m.addr)
-		if w.rkey != to.m.rkey || off < 0 || off+int64(w.n) > int64(len(to.m.buf)) {
+		if off < 0 || off+int64(w.n) > int64(len(to.m.buf)) || !to.registered(int(off), w.n, true, w.rkey) {
 			from.complete(completion{id: w.id, err: errFakeAccess})
 			n.setErrorLocked(from)
 			n.setErrorLocked(to)
@@ -431,7 +451,23 @@ func (e *fakeEnd) outstanding() int {
 
 // transport
 
-func (e *fakeEnd) mem() region    { return e.m }
+func (e *fakeEnd) mem() region { return e.m }
+
+func (e *fakeEnd) register(off, n int, remote bool) (uint32, error) {
+	e.n.mu.Lock()
+	defer e.n.mu.Unlock()
+	e.use("register")
+	if e.closed {
+		return 0, fmt.Errorf("fake register: %w", errFakeClosed)
+	}
+	if off < 0 || n <= 0 || off+n > len(e.m.buf) {
+		e.n.t.Errorf("%s: register %d+%d outside memory", e.name, off, n)
+		return 0, fmt.Errorf("fake register: %w", unix.EINVAL)
+	}
+	rkey := uint32(e.qpn)<<16 | uint32(len(e.segs)+1)
+	e.segs = append(e.segs, fakeSeg{off: off, end: off + n, rkey: rkey, remote: remote})
+	return rkey, nil
+}
 func (e *fakeEnd) sendCQ() cq     { return e.scq }
 func (e *fakeEnd) recvCQ() cq     { return e.rcq }
 func (e *fakeEnd) maxInline() int { return fakeInline }
@@ -449,7 +485,7 @@ func (e *fakeEnd) postSend(w sendWR) error {
 		n.logf("%s: post send failed: %v", e.name, err)
 		return fmt.Errorf("fake post send: %w", err)
 	}
-	if w.off < 0 || w.n < 0 || w.off+w.n > len(e.m.buf) || (w.inline && w.n > fakeInline) || w.op > opWriteImm {
+	if w.off < 0 || w.n < 0 || w.off+w.n > len(e.m.buf) || (w.inline && w.n > fakeInline) || w.op > opWriteImm || (w.n > 0 && !e.registered(w.off, w.n, false, 0)) {
 		n.t.Errorf("%s: bad send work request %+v", e.name, w)
 		return fmt.Errorf("fake post send: %w", unix.EINVAL)
 	}
@@ -486,8 +522,8 @@ func (e *fakeEnd) postRecv(id uint64, off, size int) error {
 		n.logf("%s: post recv failed: %v", e.name, err)
 		return fmt.Errorf("fake post recv: %w", err)
 	}
-	if off < 0 || off+size > len(e.m.buf) {
-		n.t.Errorf("%s: receive buffer %d+%d outside memory", e.name, off, size)
+	if off < 0 || off+size > len(e.m.buf) || !e.registered(off, size, false, 0) {
+		n.t.Errorf("%s: receive buffer %d+%d outside registered memory", e.name, off, size)
 		return fmt.Errorf("fake post recv: %w", unix.EINVAL)
 	}
 	if len(e.recvs) >= e.recvDepth {

@@ -40,20 +40,32 @@ type Options struct {
 	// Mode is how Dial connects (a Listener accepts both).
 	Mode Mode
 	// Chunk is the size of one receive (and send) buffer: the largest
-	// single RDMA SEND. Longer messages go as several. Default 64 KiB.
+	// single RDMA SEND. Longer messages go as several. Default 8 KiB.
 	Chunk int
-	// RecvDepth is the number of receive buffers, and so the sender's
-	// credit: how many chunks may be in flight towards this side. Default 32.
+	// RecvDepth is the most receive buffers, and so the most credit the
+	// sender gets: how many chunks may be in flight towards this side.
+	// Default 32.
 	RecvDepth int
-	// SendDepth is the number of send buffers (chunks posted and not yet
+	// RecvStart is how many of them a connection starts with; more are
+	// registered, doubling, up to RecvDepth, when messages arrive faster
+	// than Recv takes them. Default 4 (at most RecvDepth).
+	RecvStart int
+	// SendDepth is the most send buffers (chunks posted and not yet
 	// completed). Default 16.
 	SendDepth int
+	// SendStart is how many of them a connection starts with; more are
+	// registered, doubling, up to SendDepth, when Send finds none free.
+	// Default 2 (at most SendDepth).
+	SendStart int
 	// Bulk is the size of the area the peer may RDMA WRITE a whole
 	// message into (and of our staging area for writing ours): a message
-	// longer than Chunk and no longer than the peer's Bulk goes as one
-	// RDMA WRITE with immediate data instead of several SENDs, when the
-	// peer's area is free (else as SENDs). Default 1 MiB (a multiple of
-	// 64 KiB, at most 16320 KiB); negative: off.
+	// longer than Chunk and than 64 KiB (or half of Bulk, when smaller)
+	// and no longer than the peer's area goes as one RDMA WRITE with
+	// immediate data instead of several SENDs, once the peer offered its
+	// area (it registers and offers it when it first receives such a
+	// message as SENDs) and when the area is free (else as SENDs).
+	// Default 1 MiB (a multiple of 64 KiB, at most 16320 KiB); negative:
+	// off.
 	Bulk int
 	// Spin is how long Recv and Send poll a completion queue before they
 	// sleep on its completion channel (the Go netpoller). Default 50 µs;
@@ -70,7 +82,7 @@ func (o *Options) withDefaults() Options {
 		r = *o
 	}
 	if r.Chunk <= 0 {
-		r.Chunk = 64 << 10
+		r.Chunk = 8 << 10
 	}
 	r.Chunk = (r.Chunk + 63) &^ 63
 	if r.RecvDepth <= 0 {
@@ -82,6 +94,14 @@ func (o *Options) withDefaults() Options {
 	if r.SendDepth <= 0 {
 		r.SendDepth = 16
 	}
+	if r.RecvStart <= 0 {
+		r.RecvStart = 4
+	}
+	r.RecvStart = min(r.RecvStart, r.RecvDepth)
+	if r.SendStart <= 0 {
+		r.SendStart = 2
+	}
+	r.SendStart = min(r.SendStart, r.SendDepth)
 	switch {
 	case r.Bulk == 0:
 		r.Bulk = 1 << 20

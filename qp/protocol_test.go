@@ -111,7 +111,7 @@ func noRNR(t *testing.T, n *fakeNet) {
 // small is the options of most tests: 64-byte chunks, 8 receive buffers
 // (credit 8, the quarter is (8+1)/4 = 2), bulk off, event mode.
 func small() *Options {
-	return &Options{Chunk: 64, RecvDepth: 8, SendDepth: 16, Bulk: -1, Spin: -1}
+	return &Options{Chunk: 64, RecvDepth: 8, RecvStart: 8, SendDepth: 16, SendStart: 16, Bulk: -1, Spin: -1}
 }
 
 // TestCreditExhaustionBlocksSendUntilAQuarterIsReturned: with the peer's 8
@@ -224,7 +224,88 @@ func TestChunkingSplitsMessagesLargerThanAChunk(t *testing.T) {
 
 // bulkOpts: 256-byte chunks and a 64 KiB bulk area.
 func bulkOpts() *Options {
-	return &Options{Chunk: 256, RecvDepth: 8, Bulk: 64 << 10, Spin: -1}
+	return &Options{Chunk: 256, RecvDepth: 8, RecvStart: 8, SendStart: 16, Bulk: 64 << 10, Spin: -1}
+}
+
+// bulkPair is fakePair with bulkOpts on both sides, bulkMin lowered to a
+// chunk on both (so that messages of a few chunks take the bulk path),
+// and b's bulk area offered to a: a sent a long message (as SENDs), b
+// received it and offered its area. The operation counts start after
+// that.
+func bulkPair(t *testing.T) (a, b *Conn, ea, eb *fakeEnd, n *fakeNet) {
+	t.Helper()
+	a, b, ea, eb, n = fakePair(t, bulkOpts(), bulkOpts())
+	a.lay.bulkMin, b.lay.bulkMin = a.lay.chunk, b.lay.chunk
+	m := msg(99, 3*a.lay.chunk)
+	done := sendAsync(a, m)
+	recvCheck(t, b, m)
+	if err := within(t, done, 5*time.Second, "the Send that makes b offer its area"); err != nil {
+		t.Fatal(err)
+	}
+	a.sendMu.Lock()
+	a.peerOffer()
+	offered := a.peerBulk
+	a.sendMu.Unlock()
+	if offered != b.lay.bulk {
+		t.Fatalf("after a long message: a sees a bulk area of %d bytes, want b's %d", offered, b.lay.bulk)
+	}
+	n.mu.Lock()
+	ea.ops, eb.ops = map[wrOp]int{}, map[wrOp]int{}
+	n.mu.Unlock()
+	return a, b, ea, eb, n
+}
+
+// TestBulkAreaRegisteredAndOfferedOnFirstLongMessage: neither bulk area
+// is registered at setup; a message longer than bulkMin goes as SENDs and
+// makes the receiver register its area and offer it (one RDMA WRITE into
+// the sender's control page); the next goes as one RDMA WRITE with
+// immediate, from a staging area the sender registers then. A receiver
+// without a bulk area never offers one.
+func TestBulkAreaRegisteredAndOfferedOnFirstLongMessage(t *testing.T) {
+	a, b, ea, eb, n := fakePair(t, bulkOpts(), bulkOpts())
+	inBulk := func(e *fakeEnd, off int) bool {
+		n.mu.Lock()
+		defer n.mu.Unlock()
+		return e.registered(off, 1, false, 0)
+	}
+	if inBulk(ea, a.lay.bulkOut) || inBulk(eb, b.lay.bulkIn) {
+		t.Fatal("a bulk area registered at setup")
+	}
+	long := b.lay.bulkMin + 1
+	m1, m2 := msg(1, long), msg(2, long)
+	done := sendAsync(a, m1)
+	recvCheck(t, b, m1)
+	if err := within(t, done, 5*time.Second, "Send"); err != nil {
+		t.Fatal(err)
+	}
+	if w := ea.opCount(opWriteImm); w != 0 {
+		t.Fatalf("first long message: %d RDMA WRITEs before any offer", w)
+	}
+	if _, _, size, ok := loadOffer(a.mem, ctrlOffer); !inBulk(eb, b.lay.bulkIn) || !ok || size != b.lay.bulk {
+		t.Fatalf("after the first long message: b's area registered %v, offer in a's control page valid %v of %d bytes; want true, true, %d", inBulk(eb, b.lay.bulkIn), ok, size, b.lay.bulk)
+	}
+	done = sendAsync(a, m2)
+	recvCheck(t, b, m2)
+	if err := within(t, done, 5*time.Second, "Send"); err != nil {
+		t.Fatal(err)
+	}
+	if w := ea.opCount(opWriteImm); w != 1 || !inBulk(ea, a.lay.bulkOut) {
+		t.Fatalf("second long message: %d RDMA WRITEs with immediate, staging registered %v; want 1, true", w, inBulk(ea, a.lay.bulkOut))
+	}
+	noRNR(t, n)
+
+	ob := bulkOpts()
+	ob.Bulk = -1
+	a, b, _, _, _ = fakePair(t, bulkOpts(), ob)
+	for i := range 2 {
+		m := msg(i, 4*a.lay.bulkMin)
+		done := sendAsync(a, m)
+		recvCheck(t, b, m)
+		within(t, done, 5*time.Second, "Send")
+	}
+	if _, _, _, ok := loadOffer(a.mem, ctrlOffer); ok || a.peerBulk != 0 {
+		t.Fatal("a receiver without a bulk area offered one")
+	}
 }
 
 // TestBulkPathOneWriteWithImmediate: a message longer than a chunk that
@@ -232,7 +313,7 @@ func bulkOpts() *Options {
 // chunk or less, one longer than the area, or to a peer without an area,
 // as SENDs.
 func TestBulkPathOneWriteWithImmediate(t *testing.T) {
-	a, b, ea, _, n := fakePair(t, bulkOpts(), bulkOpts())
+	a, b, ea, _, n := bulkPair(t)
 	for i, c := range []struct {
 		size int
 		bulk bool
@@ -271,7 +352,7 @@ func TestBulkPathOneWriteWithImmediate(t *testing.T) {
 // SENDs, and both arrive intact and in order; once the peer has consumed
 // it (and said so in its credit word), the bulk path is used again.
 func TestBulkAreaBusyFallsBackToSends(t *testing.T) {
-	a, b, ea, _, n := fakePair(t, bulkOpts(), bulkOpts())
+	a, b, ea, _, n := bulkPair(t)
 	m1, m2, m3 := msg(1, 3000), msg(2, 1500), msg(3, 4000)
 	mustSend(t, a, m1)
 	if ea.opCount(opWriteImm) != 1 {
@@ -303,7 +384,7 @@ func TestBulkAreaBusyFallsBackToSends(t *testing.T) {
 // message goes as SENDs even though the peer's area is free again; once
 // it is, the bulk path is used again.
 func TestBulkStagingBusyFallsBackToSends(t *testing.T) {
-	a, b, ea, _, n := fakePair(t, bulkOpts(), bulkOpts())
+	a, b, ea, _, n := bulkPair(t)
 	n.mu.Lock()
 	n.lateAcks = true
 	n.mu.Unlock()
@@ -359,7 +440,7 @@ func TestTornCreditWordIgnored(t *testing.T) {
 	ea.tearNextCredit()
 	recvCheck(t, b, sent[2])
 	recvCheck(t, b, sent[3])
-	v, _, ok := loadCredit(a.mem, a.lay.ctrl)
+	v, _, ok := loadCredit(a.mem, ctrlCredit)
 	if ok || v != 4 {
 		t.Fatalf("credit word reads %d, valid %v; want the torn state (4, invalid)", v, ok)
 	}
@@ -379,7 +460,7 @@ func TestTornCreditWordIgnored(t *testing.T) {
 // messages; the peer receives each message, then io.EOF (again and
 // again), even a bulk message still in its area.
 func TestGoodbyeGivesEOFAfterEveryMessage(t *testing.T) {
-	a, b, _, _, n := fakePair(t, bulkOpts(), bulkOpts())
+	a, b, _, _, n := bulkPair(t)
 	// A SEND, an empty one, a bulk write, SENDs (the area is busy): 7
 	// chunks, within the credit.
 	ms := [][]byte{msg(1, 10), msg(2, 0), msg(3, 700), msg(4, 1000)}
@@ -656,7 +737,7 @@ func TestRecvTruncatesLongMessageAndGoesOn(t *testing.T) {
 	}
 	noRNR(t, n)
 
-	a, b, ea, _, _ := fakePair(t, bulkOpts(), bulkOpts())
+	a, b, ea, _, _ := bulkPair(t)
 	for i := range 2 {
 		m := msg(i, 3000)
 		mustSend(t, a, m)
@@ -818,7 +899,7 @@ func TestPostFailureBreaksConnection(t *testing.T) {
 		t.Fatalf("next Send: %v, want the broken connection's ENOMEM", err)
 	}
 
-	a, _, ea, _, _ = fakePair(t, bulkOpts(), bulkOpts())
+	a, _, ea, _, _ = bulkPair(t)
 	ea.failSendAfter(0, unix.ENOMEM)
 	if err := a.Send(msg(1, 2000)); !errors.Is(err, unix.ENOMEM) {
 		t.Fatalf("bulk Send failing to post: %v, want ENOMEM", err)
@@ -840,7 +921,7 @@ func TestPostFailureBreaksConnection(t *testing.T) {
 // error.
 func TestBulkWriteBreakingProtocolIsErrProtocol(t *testing.T) {
 	for _, midMessage := range []bool{false, true} {
-		a, b, _, _, _ := fakePair(t, bulkOpts(), bulkOpts())
+		a, b, _, _, _ := bulkPair(t)
 		// Work requests the protocol would not post, with ids its reaping
 		// ignores.
 		post := func(w sendWR) {
@@ -856,7 +937,7 @@ func TestBulkWriteBreakingProtocolIsErrProtocol(t *testing.T) {
 			size = 100
 			post(sendWR{op: opSend, off: a.lay.sendAt(0), n: 10})
 		}
-		post(sendWR{op: opWriteImm, off: a.lay.bulkOut, n: 100, imm: immBulk | uint32(size), raddr: a.peerBulkAddr, rkey: a.peerCtrlRKey})
+		post(sendWR{op: opWriteImm, off: a.lay.sendAt(0), n: 100, imm: immBulk | uint32(size), raddr: a.peerBulkAddr, rkey: a.peerBulkRKey})
 		if _, err := b.Recv(make([]byte, 1000)); !errors.Is(err, ErrProtocol) {
 			t.Fatalf("mid-message %v: Recv of a bad bulk write: %v, want ErrProtocol", midMessage, err)
 		}
@@ -916,9 +997,10 @@ func TestEchoRandomSizesBothWays(t *testing.T) {
 	noRNR(t, n)
 }
 
-// TestLayoutRegionsDoNotOverlap: receive buffers, send buffers, the credit
-// word and its source slots, and the two bulk areas sit apart, the bulk
-// area where the protocol fixes it (the credit word + bulkDelta).
+// TestLayoutRegionsDoNotOverlap: the control page's words (the credit
+// word, the offer, their sources), receive buffers, send buffers and the
+// two bulk areas sit apart; the words 8-byte aligned, the bulk areas on
+// pages of their own (each is registered when first used).
 func TestLayoutRegionsDoNotOverlap(t *testing.T) {
 	for _, o := range []*Options{nil, small(), bulkOpts(), {Chunk: 100, RecvDepth: 1, SendDepth: 1, Bulk: 1}} {
 		opts := o.withDefaults()
@@ -930,13 +1012,18 @@ func TestLayoutRegionsDoNotOverlap(t *testing.T) {
 		spans := []span{
 			{"recv", l.recvAt(0), l.recvAt(l.nrecv)},
 			{"send", l.sendAt(0), l.sendAt(l.nsend)},
-			{"credit word", l.ctrl, l.ctrl + creditLen},
+			{"credit word", ctrlCredit, ctrlCredit + creditLen},
+			{"offer", ctrlOffer, ctrlOffer + offerLen},
+			{"offer source", ctrlOfferTx, ctrlOfferTx + offerLen},
 			{"credit slots", l.credAt(0), l.credAt(creditSlots)},
+		}
+		if l.credAt(creditSlots) > l.ctrlLen {
+			t.Errorf("%+v: credit slots end at %d, past the control page (%d)", opts, l.credAt(creditSlots), l.ctrlLen)
 		}
 		if l.bulk > 0 {
 			spans = append(spans, span{"bulk in", l.bulkIn, l.bulkIn + l.bulk}, span{"bulk out", l.bulkOut, l.bulkOut + l.bulk})
-			if l.bulkIn != l.ctrl+bulkDelta {
-				t.Errorf("%+v: bulk area at %d, want ctrl+%d", opts, l.bulkIn, bulkDelta)
+			if l.bulkIn%ctrlPage != 0 || l.bulkOut%ctrlPage != 0 {
+				t.Errorf("%+v: bulk areas at %d and %d, not on pages of their own", opts, l.bulkIn, l.bulkOut)
 			}
 		}
 		for i, s := range spans {
@@ -949,7 +1036,7 @@ func TestLayoutRegionsDoNotOverlap(t *testing.T) {
 				}
 			}
 		}
-		if l.ctrl%8 != 0 || l.credOff%8 != 0 {
+		if ctrlCredit%8 != 0 || ctrlOffer%8 != 0 || ctrlOfferTx%8 != 0 || ctrlCredTx%8 != 0 {
 			t.Errorf("%+v: credit words not 8-byte aligned", opts)
 		}
 	}
@@ -964,4 +1051,50 @@ func TestConnAccessors(t *testing.T) {
 	if a.Mode() != ModeCM || a.Chunk() != 64 {
 		t.Fatalf("mode %v chunk %d", a.Mode(), a.Chunk())
 	}
+}
+
+// TestBuffersStartSmallAndGrowWithUse: a connection starts with RecvStart
+// receive buffers (the credit its hello gives) and SendStart send buffers;
+// a ping-pong keeps it there; bursts that keep the buffers busy double
+// them up to RecvDepth and SendDepth (each step registered before use, the
+// new receive buffers handed to the sender as credit), never past, with
+// every message intact and no send finding no receive posted.
+func TestBuffersStartSmallAndGrowWithUse(t *testing.T) {
+	o := &Options{Chunk: 64, Bulk: -1, Spin: -1}
+	a, b, _, _, n := fakePair(t, o, o)
+	if a.peerDepth != 4 || b.rposted != 5 || a.sq.nsend != 2 {
+		t.Fatalf("at setup: credit %d, %d receive buffers posted, %d send buffers; want 4, 5, 2", a.peerDepth, b.rposted, a.sq.nsend)
+	}
+	for i := range 50 {
+		m := msg(i, 40)
+		mustSend(t, a, m)
+		recvCheck(t, b, m)
+	}
+	if b.rposted != 5 || a.sq.nsend != 2 {
+		t.Fatalf("after a ping-pong: %d receive buffers, %d send buffers; want 5 and 2", b.rposted, a.sq.nsend)
+	}
+	for round := range 8 {
+		n.hold()
+		a.sendMu.Lock()
+		cr, _ := a.credits()
+		a.sendMu.Unlock()
+		ms := make([][]byte, min(cr, a.lay.nsend))
+		for i := range ms {
+			ms[i] = msg(round*100+i, 40)
+			mustSend(t, a, ms[i]) // there is credit; a send buffer is free or registered
+		}
+		n.release()
+		for _, m := range ms {
+			recvCheck(t, b, m)
+		}
+	}
+	a.sendMu.Lock()
+	cr, _ := a.credits()
+	a.sendMu.Unlock()
+	// The credit is all 32 buffers but the quarter the receiver may hold
+	// back unreturned.
+	if b.rposted != b.lay.nrecv || a.sq.nsend != a.lay.nsend || cr <= 32-b.lay.nrecv/4 {
+		t.Fatalf("after bursts: %d receive buffers (want %d), %d send buffers (want %d), credit %d (want > %d)", b.rposted, b.lay.nrecv, a.sq.nsend, a.lay.nsend, cr, 32-b.lay.nrecv/4)
+	}
+	noRNR(t, n)
 }

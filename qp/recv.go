@@ -70,10 +70,16 @@ func (c *Conn) Recv(p []byte) (int, error) {
 		if err := c.repost(slot); err != nil {
 			return n, err
 		}
-		if c.returned-c.written >= uint64(max(c.lay.nrecv/4, 1)) {
+		if c.rposted < c.lay.nrecv && len(c.pending) >= (c.rposted-1)/2 {
+			c.growRecv()
+		}
+		if c.returned-c.written >= uint64(max(c.rposted/4, 1)) {
 			c.writeCredit(false)
 		}
 		if wc.hasImm && wc.imm == immData {
+			if !c.offered && c.lay.bulk > 0 && n > c.lay.bulkMin {
+				c.offerBulk()
+			}
 			if trunc {
 				return n, c.opErr("recv", ErrTruncated)
 			}
@@ -153,7 +159,7 @@ func (c *Conn) nextRecv(inMessage bool) (completion, error) {
 // and tells the peer the area is free again.
 func (c *Conn) recvBulk(p []byte, wc completion, got int) (int, error) {
 	size := int(wc.imm &^ immBulk)
-	if got > 0 || size > c.lay.bulk {
+	if got > 0 || !c.offered || size > c.lay.bulk {
 		err := fmt.Errorf("bulk message of %d bytes (area %d, %d chunks before it): %w", size, c.lay.bulk, got, ErrProtocol)
 		c.fail(err)
 		return 0, c.opErr("recv", err)
@@ -185,4 +191,57 @@ func (c *Conn) repost(slot int) error {
 	c.recvOut++
 	c.returned++
 	return nil
+}
+
+// growRecv registers and posts more receive buffers, doubling the
+// credits up to RecvDepth, and gives them to the peer as credits: the
+// messages arrive faster than Recv takes them (more than half the credits
+// were waiting in the completion queue). A failure to register leaves the
+// connection with what it has.
+func (c *Conn) growRecv() {
+	from := c.rposted
+	k := min(from-1, c.lay.nrecv-from)
+	if _, err := c.t.register(c.lay.recvAt(from), k*c.lay.chunk, true); err != nil {
+		c.rposted = c.lay.nrecv // do not try again
+		return
+	}
+	for i := from; i < from+k; i++ {
+		if err := c.t.postRecv(uint64(i), c.lay.recvAt(i), c.lay.chunk); err != nil {
+			c.fail(err)
+			return
+		}
+		c.recvOut++
+		c.rposted++
+		c.returned++ // a new buffer is a credit, as a returned one is
+	}
+	c.writeCredit(false)
+}
+
+// offerBulk registers our bulk area and offers it to the peer (an RDMA
+// write of the offer into its control page): a message longer than
+// the layout's bulkMin arrived as SENDs, so the next ones may come in one RDMA WRITE. A
+// failure to register leaves the connection without one.
+func (c *Conn) offerBulk() {
+	c.offered = true // once, whatever comes of it
+	rkey, err := c.t.register(c.lay.bulkIn, c.lay.bulk, true)
+	if err != nil {
+		return
+	}
+	c.sq.Lock()
+	defer c.sq.Unlock()
+	storeOffer(c.mem, ctrlOfferTx, c.t.mem().addr+uint64(c.lay.bulkIn), rkey, c.lay.bulk)
+	err = c.t.postSend(sendWR{
+		id:     kindOffer,
+		op:     opWrite,
+		off:    ctrlOfferTx,
+		n:      offerLen,
+		inline: true,
+		raddr:  c.peerCtrl + ctrlOffer,
+		rkey:   c.peerCtrlRKey,
+	})
+	if err == nil {
+		c.sq.out++
+	} else if !c.closing.Load() {
+		c.fail(fmt.Errorf("bulk offer: %w (%w)", err, unix.ECONNRESET))
+	}
 }

@@ -142,7 +142,8 @@ func TestRendezvousPeerDeathEndsTCPAndGivesECONNRESET(t *testing.T) {
 // rawHello is a hello a test peer sends, for the QP of e.
 func rawHello(e *fakeEnd, port uint16) []byte {
 	a := e.self()
-	h := hello{mode: ModeTCP, port: port, qpn: a.qpn, gid: a.gid, mtu: a.mtu, recvDepth: 8, chunk: 64, ctrlAddr: e.m.addr, ctrlKey: e.m.rkey}
+	rkey, _ := e.register(0, ctrlPage, true)
+	h := hello{mode: ModeTCP, port: port, qpn: a.qpn, gid: a.gid, mtu: a.mtu, recvDepth: 8, chunk: 64, ctrlAddr: e.m.addr, ctrlKey: rkey}
 	return h.marshal()
 }
 

@@ -96,6 +96,9 @@ func (c *Conn) sendSlot(dl time.Time) (int, error) {
 		if len(c.sq.free) == 0 {
 			c.reapLocked()
 		}
+		if len(c.sq.free) == 0 && c.sq.nsend < c.lay.nsend {
+			c.growSendLocked()
+		}
 		if k := len(c.sq.free); k > 0 {
 			slot := c.sq.free[k-1]
 			c.sq.free = c.sq.free[:k-1]
@@ -132,22 +135,59 @@ func (c *Conn) sendSlot(dl time.Time) (int, error) {
 // credits returns how many chunks the peer can take now, and whether its
 // bulk area is free.
 func (c *Conn) credits() (int, bool) {
-	v, bv, ok := loadCredit(c.mem, c.lay.ctrl)
+	v, bv, ok := loadCredit(c.mem, ctrlCredit)
 	if !ok {
 		return c.peerDepth - int(c.sent), c.bulkSent == 0
 	}
 	return c.peerDepth - int(c.sent-v), bv == c.bulkSent
 }
 
+// growSendLocked registers more send buffers, doubling them up to
+// SendDepth: the sends keep every one busy. A failure to register leaves
+// the connection with what it has. c.sq is held.
+func (c *Conn) growSendLocked() {
+	k := min(c.sq.nsend, c.lay.nsend-c.sq.nsend)
+	if _, err := c.t.register(c.lay.sendAt(c.sq.nsend), k*c.lay.chunk, false); err != nil {
+		c.sq.nsend = c.lay.nsend // do not try again
+		return
+	}
+	for i := c.sq.nsend + k - 1; i >= c.sq.nsend; i-- {
+		c.sq.free = append(c.sq.free, i)
+	}
+	c.sq.nsend += k
+}
+
+// peerOffer reads the peer's bulk offer, once it has come.
+func (c *Conn) peerOffer() {
+	if c.peerBulk > 0 || !c.peerMayBulk {
+		return
+	}
+	addr, rkey, size, ok := loadOffer(c.mem, ctrlOffer)
+	if ok && size > 0 {
+		c.peerBulk, c.peerBulkAddr, c.peerBulkRKey = size, addr, rkey
+	}
+}
+
 // sendBulk sends p as one RDMA WRITE with immediate into the peer's bulk
-// area, when p is longer than a chunk, fits, the area is free (the peer
-// consumed the last one), our staging area is free and there is a credit
-// (the write with immediate takes a receive buffer). It reports false,
-// with no error, when any of that is not so: Send then uses SENDs.
+// area, when p is longer than a chunk and the layout's bulkMin, the peer offered an
+// area it fits in, the area is free (the peer consumed the last one), our
+// staging area is registered (the first time here) and free, and there is
+// a credit (the write with immediate takes a receive buffer). It reports
+// false, with no error, when any of that is not so: Send then uses SENDs.
 func (c *Conn) sendBulk(p []byte) (bool, error) {
 	n := len(p)
-	if n <= c.sendFrag || n > c.peerBulk || n > c.lay.bulk {
+	if n <= c.sendFrag || n <= c.lay.bulkMin || n > c.lay.bulk || c.bulkOut < 0 {
 		return false, nil
+	}
+	if c.peerOffer(); n > c.peerBulk {
+		return false, nil
+	}
+	if c.bulkOut == 0 {
+		if _, err := c.t.register(c.lay.bulkOut, c.lay.bulk, false); err != nil {
+			c.bulkOut = -1 // SENDs from now on
+			return false, nil
+		}
+		c.bulkOut = 1
 	}
 	cr, free := c.credits()
 	if cr <= 0 || !free {
@@ -173,7 +213,7 @@ func (c *Conn) sendBulk(p []byte) (bool, error) {
 		n:     n,
 		imm:   immBulk | uint32(n),
 		raddr: c.peerBulkAddr,
-		rkey:  c.peerCtrlRKey,
+		rkey:  c.peerBulkRKey,
 	})
 	if err == nil {
 		c.sq.out++

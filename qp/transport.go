@@ -24,13 +24,18 @@ import "time"
 // transport is what the protocol needs of a connection's queue pair.
 //
 // Work requests name local memory by offset into mem().buf, so no address
-// or lkey leaves the implementation. Every send work request is signaled:
+// or lkey leaves the implementation (the rkeys of register do: the peer
+// needs them). Every send work request is signaled:
 // each one completes on sendCQ, with its id.
 type transport interface {
-	// mem is the connection's registered memory (the receive and send
-	// buffers, the credit words, the bulk areas: layout says where). The
-	// peer RDMA-writes into it at mem().addr+offset with mem().rkey.
+	// mem is the connection's memory (the control page, the receive and
+	// send buffers, the bulk areas: layout says where), reserved whole;
+	// only what register made usable may be named in a work request.
 	mem() region
+	// register makes n bytes of mem at off usable by work requests, and
+	// with remote by the peer's RDMA writes, with the key it returns. The
+	// connection registers its memory as it grows into it (layout).
+	register(off, n int, remote bool) (rkey uint32, err error)
 	// postSend posts one send work request.
 	postSend(w sendWR) error
 	// postRecv posts a receive buffer of n bytes at off; its completion
@@ -97,11 +102,10 @@ type link interface {
 	close() error
 }
 
-// region is a connection's registered memory.
+// region is a connection's memory.
 type region struct {
 	buf  []byte // mmap'd (never the Go heap) in the real transport
 	addr uint64 // the address of buf[0] in the peer's work requests
-	rkey uint32 // the key the peer writes with
 }
 
 // wrOp is a send work request's operation.

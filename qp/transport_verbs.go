@@ -4,6 +4,8 @@ import (
 	"errors"
 	"fmt"
 	"net/netip"
+	"sync"
+	"sync/atomic"
 	"time"
 
 	"golang.org/x/sys/unix"
@@ -15,7 +17,7 @@ import (
 )
 
 // verbsTransport is the transport over cgo/verbs: the verbs objects of one
-// connection, freed in the order QP, CQs, MR, region, PD (the link, the
+// connection, freed in the order QP, CQs, MRs, region, PD (the link, the
 // rdma_cm id and channel, or the TCP connection and the rendezvous' id and
 // channel, comes after, in Conn.close). Its context is librdmacm's, of the
 // connection's rdma_cm id (verbs.ContextOf), never closed here.
@@ -24,12 +26,14 @@ type verbsTransport struct {
 	pd       *verbs.PD
 	scq, rcq *verbsCQ
 	reg      *verbs.Region
-	mr       *verbs.MR
 	qp       *verbs.QP
 
 	m    region
 	base uintptr
-	lkey uint32
+	// segs are the registered parts of reg, in the order registered; a
+	// new slice each time (work requests read it without a lock).
+	segMu sync.Mutex
+	segs  atomic.Pointer[[]verbsSeg]
 
 	// The rendezvous' QP (openVerbsQP): its endpoint and port, for connect.
 	rep rdma.Endpoint
@@ -47,15 +51,11 @@ func newVerbsTransport(ctx *verbs.Context, lay layout) (*verbsTransport, error) 
 	if t.pd, err = ctx.AllocPD(); err != nil {
 		return fail(err)
 	}
-	if t.reg, err = verbs.NewRegion(lay.size); err != nil {
-		return fail(err)
-	}
-	if t.mr, err = t.pd.RegMR(t.reg, verbs.AccessLocalWrite|verbs.AccessRemoteWrite); err != nil {
+	if t.reg, err = verbs.ReserveRegion(lay.size); err != nil {
 		return fail(err)
 	}
 	t.base = t.reg.Addr(0)
-	t.lkey = t.mr.LKey()
-	t.m = region{buf: t.reg.Bytes(), addr: uint64(t.base), rkey: t.mr.RKey()}
+	t.m = region{buf: t.reg.Bytes(), addr: uint64(t.base)}
 	// One CQE per send buffer, credit write, goodbye and bulk write; one
 	// per receive buffer.
 	var cq *verbs.CQ
@@ -173,6 +173,46 @@ func (t *verbsTransport) connect(psn uint32, peer hello) error {
 	return t.qp.RTS(verbs.RTSAttr{SQPSN: psn, Timeout: 14, RetryCount: 7, RNRRetry: 7})
 }
 
+// verbsSeg is a registered part of the memory: [off, end) with its MR.
+type verbsSeg struct {
+	off, end int
+	lkey     uint32
+	mr       *verbs.MR
+}
+
+func (t *verbsTransport) register(off, n int, remote bool) (uint32, error) {
+	access := verbs.AccessLocalWrite
+	if remote {
+		access |= verbs.AccessRemoteWrite
+	}
+	mr, err := t.pd.RegMRRange(t.reg, off, n, access)
+	if err != nil {
+		return 0, err
+	}
+	t.segMu.Lock()
+	defer t.segMu.Unlock()
+	var segs []verbsSeg
+	if p := t.segs.Load(); p != nil {
+		segs = append(segs, *p...)
+	}
+	segs = append(segs, verbsSeg{off: off, end: off + n, lkey: mr.LKey(), mr: mr})
+	t.segs.Store(&segs)
+	return mr.RKey(), nil
+}
+
+// lkey is the key of the registered part that holds [off, off+n); 0 (which
+// the device refuses) when none does.
+func (t *verbsTransport) lkey(off, n int) uint32 {
+	if p := t.segs.Load(); p != nil {
+		for _, s := range *p {
+			if off >= s.off && off+n <= s.end {
+				return s.lkey
+			}
+		}
+	}
+	return 0
+}
+
 func (t *verbsTransport) mem() region    { return t.m }
 func (t *verbsTransport) sendCQ() cq     { return t.scq }
 func (t *verbsTransport) recvCQ() cq     { return t.rcq }
@@ -190,16 +230,16 @@ func (t *verbsTransport) postSend(w sendWR) error {
 	}
 	return t.qp.PostSend(verbs.SendWR{
 		ID: w.id, Op: verbsOps[w.op], Flags: flags,
-		Addr: t.base + uintptr(w.off), Len: uint32(w.n), LKey: t.lkey,
+		Addr: t.base + uintptr(w.off), Len: uint32(w.n), LKey: t.lkey(w.off, w.n),
 		Imm: w.imm, RemoteAddr: w.raddr, RKey: w.rkey,
 	})
 }
 
 func (t *verbsTransport) postRecv(id uint64, off, n int) error {
-	return t.qp.PostRecv(id, t.base+uintptr(off), uint32(n), t.lkey)
+	return t.qp.PostRecv(id, t.base+uintptr(off), uint32(n), t.lkey(off, n))
 }
 
-// close frees what there is, in order: QP, CQs, MR, region, PD. Safe
+// close frees what there is, in order: QP, CQs, MRs, region, PD. Safe
 // twice.
 func (t *verbsTransport) close() error {
 	var errs []error
@@ -217,8 +257,10 @@ func (t *verbsTransport) close() error {
 	if t.rcq != nil {
 		add("recv cq", t.rcq.cq.Close())
 	}
-	if t.mr != nil {
-		add("mr", t.mr.Close())
+	if p := t.segs.Load(); p != nil {
+		for _, s := range *p {
+			add("mr", s.mr.Close())
+		}
 	}
 	if t.reg != nil {
 		add("region", t.reg.Close())

@@ -20,15 +20,15 @@ type hello struct {
 	mtu       uint8      // rendezvous only: enum ibv_mtu
 	recvDepth uint32     // the sender's receive buffers: the other side's credit
 	chunk     uint32     // the size of each
-	ctrlAddr  uint64     // where the other side writes credit returns
+	ctrlAddr  uint64     // the sender's control page: where the other side writes credit returns and its bulk offer
 	ctrlKey   uint32     // and the rkey
-	bulk      uint8      // the bulk area at ctrlAddr+bulkDelta, in 64 KiB units (0: none)
+	bulk      uint8      // the bulk area the sender may offer later, in 64 KiB units (0: never)
 }
 
 const (
 	helloLen     = 56
 	helloMagic   = "RBQ1"
-	helloVersion = 1
+	helloVersion = 2 // 2: the bulk area is offered when first needed (layout), not at ctrlAddr+1024
 )
 
 func (h *hello) marshal() []byte {

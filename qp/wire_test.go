@@ -36,11 +36,11 @@ func TestHelloRoundTrip(t *testing.T) {
 
 func TestOptionsDefaults(t *testing.T) {
 	o := (*Options)(nil).withDefaults()
-	if o.Mode != ModeCM || o.Chunk != 64<<10 || o.RecvDepth != 32 || o.SendDepth != 16 || o.Spin != 50*time.Microsecond {
+	if o.Mode != ModeCM || o.Chunk != 8<<10 || o.RecvDepth != 32 || o.RecvStart != 4 || o.SendDepth != 16 || o.SendStart != 2 || o.Spin != 50*time.Microsecond {
 		t.Fatalf("defaults: %+v", o)
 	}
-	o = (&Options{Chunk: 100, RecvDepth: 1, Spin: -1}).withDefaults()
-	if o.Chunk != 128 || o.RecvDepth != 4 || o.Spin >= 0 {
+	o = (&Options{Chunk: 100, RecvDepth: 1, SendDepth: 1, Spin: -1}).withDefaults()
+	if o.Chunk != 128 || o.RecvDepth != 4 || o.RecvStart != 4 || o.SendStart != 1 || o.Spin >= 0 {
 		t.Fatalf("adjusted: %+v", o)
 	}
 	for _, s := range []string{"cm", "tcp"} {

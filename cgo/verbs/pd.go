@@ -4,6 +4,8 @@ import (
 	"errors"
 	"fmt"
 	"sync"
+
+	"golang.org/x/sys/unix"
 )
 
 // PD is a protection domain (ibv_alloc_pd). It keeps its Context alive;
@@ -108,6 +110,33 @@ func (pd *PD) RegMR(r *Region, access Access) (*MR, error) {
 	mh, lkey, rkey, err := impl.regMR(h, buf, access)
 	if err != nil {
 		return nil, fmt.Errorf("ibv_reg_mr %d bytes: %w", len(buf), err)
+	}
+	mr := &MR{pd: pd, reg: r, h: mh, lkey: lkey, rkey: rkey}
+	pd.adopt(mr)
+	return mr, nil
+}
+
+// RegMRRange registers n bytes of r from off, populating them first (a
+// Region from ReserveRegion is not): a connection registers the parts of
+// its memory it grows into, one MR each.
+//
+// Errors: as RegMR's; EINVAL for a range outside r.
+func (pd *PD) RegMRRange(r *Region, off, n int, access Access) (*MR, error) {
+	h, err := pd.handle("ibv_reg_mr")
+	if err != nil {
+		return nil, err
+	}
+	buf := r.Bytes()
+	if buf == nil {
+		return nil, fmt.Errorf("ibv_reg_mr: region: %w", ErrClosed)
+	}
+	if off < 0 || n <= 0 || off+n > len(buf) {
+		return nil, fmt.Errorf("ibv_reg_mr: %d bytes at %d of a %d-byte region: %w", n, off, len(buf), unix.EINVAL)
+	}
+	populate(buf[off : off+n])
+	mh, lkey, rkey, err := impl.regMR(h, buf[off:off+n], access)
+	if err != nil {
+		return nil, fmt.Errorf("ibv_reg_mr %d bytes at %d: %w", n, off, err)
 	}
 	mr := &MR{pd: pd, reg: r, h: mh, lkey: lkey, rkey: rkey}
 	pd.adopt(mr)

@@ -32,6 +32,26 @@ func NewRegion(size int) (*Region, error) {
 	return &Region{buf: b}, nil
 }
 
+// ReserveRegion maps size bytes (rounded up to the page size) without
+// populating them: the pages cost nothing until they are written or
+// registered (PD.RegMRRange), so a connection can reserve the most memory
+// it may grow into and pay only for what it registers.
+//
+// Errors: as NewRegion's.
+func ReserveRegion(size int) (*Region, error) {
+	if size <= 0 {
+		return nil, fmt.Errorf("mmap %d bytes: %w", size, unix.EINVAL)
+	}
+	pg := unix.Getpagesize()
+	size = (size + pg - 1) / pg * pg
+	b, err := unix.Mmap(-1, 0, size, unix.PROT_READ|unix.PROT_WRITE, reserveFlags)
+	if err != nil {
+		return nil, fmt.Errorf("mmap %d bytes: %w", size, err)
+	}
+	noHugePages(b)
+	return &Region{buf: b}, nil
+}
+
 // Bytes returns the mapped memory (nil once closed). Do not use it after
 // Close.
 func (r *Region) Bytes() []byte {
@@ -65,4 +85,15 @@ func (r *Region) Close() error {
 		return fmt.Errorf("munmap: %w", err)
 	}
 	return nil
+}
+
+// touch writes a zero into every page of b that is not one already, so
+// that each is faulted in (b is fresh anonymous memory: zeros).
+func touch(b []byte) {
+	pg := unix.Getpagesize()
+	for i := 0; i < len(b); i += pg {
+		if b[i] == 0 {
+			b[i] = 0
+		}
+	}
 }
