@@ -3,7 +3,10 @@
 package registry
 
 import (
+	"net/netip"
+
 	"fmt"
+	"golang.org/x/sys/unix"
 	"slices"
 	"testing"
 	"time"
@@ -136,5 +139,59 @@ func BenchmarkOFDLockUnlock(b *testing.B) {
 			b.Fatal(err)
 		}
 		ofdlock.Unlock(fd, off, n)
+	}
+}
+
+// crowd fills r with n live claims of this user on ports 10000..59999 of
+// 10.0.0.1, 10.0.0.2, ... (50,000 per address), made by the claim protocol
+// through one open file description, which holds all their slot locks: a
+// process may not have 100,000 descriptors (RLIMIT_NOFILE), and the
+// registry cannot tell one description holding n slot locks from n of
+// them. The claims end when the benchmark's cleanup closes it.
+func crowd(b *testing.B, r *Registry, n int) {
+	b.Helper()
+	fd, err := r.openFD()
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.Cleanup(func() { unix.Close(fd) })
+	var img [RecordSize]byte
+	var pos int
+	for i := 0; i < n; i++ {
+		addr := netip.AddrFrom4([4]byte{10, 0, byte(i/50000 + 1), 1})
+		req, _ := ClaimRequest{Addr: addr, Port: uint16(10000 + i%50000)}.normalize()
+		if _, err := r.claim(&fd, req, &img, &pos); err != nil {
+			b.Fatalf("claim %d of the crowd: %v", i, err)
+		}
+	}
+}
+
+// BenchmarkClaimLive: a Claim and its Release of 10.0.0.1:5000 while 1,000,
+// 10,000 and 100,000 live claims of the user hold other ports, in a
+// registry of 2^17 records (the scale curve of docs/bench.md). claim-ns is
+// the Claim alone.
+func BenchmarkClaimLive(b *testing.B) {
+	for _, live := range []int{1000, 10000, 100000} {
+		b.Run(fmt.Sprintf("live=%d", live), func(b *testing.B) {
+			r, err := Open(Options{Dir: b.TempDir(), Netns: testNetns, Records: 1 << 17})
+			if err != nil {
+				b.Fatal(err)
+			}
+			b.Cleanup(func() { r.Close() })
+			crowd(b, r, live)
+			req := ClaimRequest{Addr: netip.MustParseAddr("10.0.1.1"), Port: 5000, SocketID: 1}
+			var claim time.Duration
+			b.ResetTimer()
+			for i := 0; i < b.N; i++ {
+				t0 := time.Now()
+				c, err := r.Claim(req)
+				claim += time.Since(t0)
+				if err != nil {
+					b.Fatal(err)
+				}
+				c.Release()
+			}
+			b.ReportMetric(float64(claim.Nanoseconds())/float64(b.N), "claim-ns")
+		})
 	}
 }

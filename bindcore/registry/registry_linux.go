@@ -33,14 +33,16 @@ var settleTimeout = time.Second
 // namespace, shared with every other process that opens the same file.
 // Its methods are safe for concurrent use.
 type Registry struct {
-	path  string
-	netns uint64
-	count int
-	uid   uint32
-	pid   uint32
-	start uint64
-	dev   uint64
-	ino   uint64
+	path   string
+	netns  uint64
+	count  int
+	groups int // index groups
+	ixOff  int // offset of the index
+	uid    uint32
+	pid    uint32
+	start  uint64
+	dev    uint64
+	ino    uint64
 
 	// rw is held shared by every operation that touches the mapping and
 	// exclusively by Close, which unmaps it.
@@ -288,6 +290,7 @@ func (r *Registry) setup(n int, st *unix.Stat_t) error {
 		}
 		r.res.mem = m
 		r.count = int(h.Records)
+		r.groups, r.ixOff = int(h.Groups), indexOff(r.count)
 		if h.Netns != r.netns {
 			return fmt.Errorf("%w: the file is the registry of network namespace %d, not %d", ErrCorrupt, h.Netns, r.netns)
 		}
@@ -331,6 +334,7 @@ func (r *Registry) initialize(n int, size int64) error {
 		HeaderSize: HeaderSize,
 		RecordSize: RecordSize,
 		Records:    uint32(n),
+		Groups:     IndexGroups(n),
 		Netns:      r.netns,
 		CreatorUID: r.uid,
 		Created:    time.Now().UnixNano(),
@@ -344,11 +348,9 @@ func (r *Registry) initialize(n int, size int64) error {
 	}
 	r.res.mem = m
 	r.count = n
-	var free [RecordSize]byte
-	(&Record{}).encodeTo(&free)
-	for i := 0; i < n; i++ {
-		r.res.mem.write(i, &free)
-	}
+	r.groups, r.ixOff = int(h.Groups), indexOff(n)
+	// The records and the index are zeros, which are free records and
+	// empty groups: the file stays sparse until claims write it.
 	r.res.mem.writeHeader(h.Encode()) // the magic last
 	return nil
 }
@@ -585,7 +587,7 @@ func (r *Registry) readScan(slot int, b *[RecordSize]byte, cu *cacheUse) (Record
 		return Record{Slot: slot}, true, fmt.Errorf("slot %d: %w: a write is in progress, or its writer died in it", slot, ErrCorrupt)
 	}
 	w0 := binary.LittleEndian.Uint64(b[:8])
-	crcOK := crc32c(b[rState:]) == uint32(w0>>32)
+	crcOK := recordSum(b[:]) == uint32(w0>>32)
 	if crcOK && b[rState] == byte(StateFree) && b[rFlags]&flagPending == 0 && allZero(b[rTicket:rTicket+8]) {
 		// A free slot (a process that churns claims rewrites one all the
 		// time): a scan needs its sequence only.
@@ -670,7 +672,7 @@ func (r *Registry) reclaim(slot int, want *Record) error {
 		}
 	}()
 	m := r.res.mem
-	s := m.begin(slot)
+	s, _ := m.begin(slot)
 	b := new([RecordSize]byte)
 	m.copyOwn(slot, b)
 	cur, derr := DecodeRecord(b[:])
