@@ -3,10 +3,8 @@
 package registry
 
 import (
-	"net/netip"
-
 	"fmt"
-	"golang.org/x/sys/unix"
+	"net/netip"
 	"slices"
 	"testing"
 	"time"
@@ -143,24 +141,12 @@ func BenchmarkOFDLockUnlock(b *testing.B) {
 }
 
 // crowd fills r with n live claims of this user on ports 10000..59999 of
-// 10.0.0.1, 10.0.0.2, ... (50,000 per address), made by the claim protocol
-// through one open file description, which holds all their slot locks: a
-// process may not have 100,000 descriptors (RLIMIT_NOFILE), and the
-// registry cannot tell one description holding n slot locks from n of
-// them. The claims end when the benchmark's cleanup closes it.
+// 10.0.1.1, 10.0.2.1, ... (50,000 per address).
 func crowd(b *testing.B, r *Registry, n int) {
 	b.Helper()
-	fd, err := r.openFD()
-	if err != nil {
-		b.Fatal(err)
-	}
-	b.Cleanup(func() { unix.Close(fd) })
-	var img [RecordSize]byte
-	var pos int
 	for i := 0; i < n; i++ {
 		addr := netip.AddrFrom4([4]byte{10, 0, byte(i/50000 + 1), 1})
-		req, _ := ClaimRequest{Addr: addr, Port: uint16(10000 + i%50000)}.normalize()
-		if _, err := r.claim(&fd, req, &img, &pos); err != nil {
+		if _, err := r.Claim(ClaimRequest{Addr: addr, Port: uint16(10000 + i%50000)}); err != nil {
 			b.Fatalf("claim %d of the crowd: %v", i, err)
 		}
 	}

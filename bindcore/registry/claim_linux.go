@@ -8,14 +8,13 @@ import (
 	"sync"
 	"time"
 
-	"golang.org/x/sys/unix"
-
 	"github.com/rdmabind/rdmabind/internal/ofdlock"
 )
 
 // Claim is a live claim of an address and port: a used record of the
-// registry and the write lock on it, held through an open file description
-// of its own. It stays live until Release (or Close of its Registry, or the
+// registry and the write lock on it, held through the Registry's lock
+// description (one open file description for all the claims of a
+// Registry). It stays live until Release (or Close of its Registry, or the
 // death of its process). Its methods are safe for concurrent use.
 type Claim struct {
 	r  *Registry
@@ -25,7 +24,6 @@ type Claim struct {
 
 type claimState struct {
 	mu       sync.Mutex
-	fd       int
 	rec      Record
 	pos      int        // its index entry's position
 	entry    IndexEntry // its index entry
@@ -64,32 +62,26 @@ func (r *Registry) Claim(req ClaimRequest) (c *Claim, err error) {
 	if r.closed.Load() {
 		return nil, r.closedErr("claim")
 	}
-	fd, err := r.takeFD()
-	if err != nil {
-		return nil, err
-	}
-	done := false
-	defer func() {
-		if !done {
-			if v := recover(); v != nil {
-				unix.Close(fd) // it may hold a slot lock
-				panic(v)
-			}
-			if fd >= 0 {
-				r.putFD(fd)
-			}
-		}
-	}()
 	c = &Claim{r: r}
 	c.cs = &c.st
-	rec, err := r.claim(&fd, req, &c.st.buf, &c.st.pos)
+	c.st.rec.Slot = -1
+	defer func() {
+		if v := recover(); v != nil { // a fault on the mapping: give the slot up
+			if slot := c.st.rec.Slot; slot >= 0 {
+				off, n := slotRange(slot)
+				if ofdlock.Unlock(r.res.lockFD, off, n) == nil {
+					r.res.claims[slot].Store(nil)
+				}
+			}
+			panic(v)
+		}
+	}()
+	rec, err := r.claim(c.cs, req)
 	if err != nil {
 		return nil, err
 	}
-	c.st.fd, c.st.rec = fd, rec
+	c.st.rec = rec
 	c.st.entry = newEntry(rec.Slot, rec.Port, rec.Generation)
-	r.res.claims[rec.Slot].Store(c.cs)
-	done = true
 	return c, nil
 }
 
@@ -142,10 +134,10 @@ type firstScan struct {
 	stale   int    // a slot of the port whose claim is over, for the claim to take (-1: none)
 }
 
-// claim runs the claim protocol through *fd, which holds no lock on entry.
-// On success *fd holds the new record's write lock, img the record's image
-// and *pos its index entry's position. On error *fd holds no lock, or it
-// was closed and set to -1.
+// claim runs the claim protocol for cs, through the lock description. On
+// success the description holds the new record's write lock, res.claims
+// names cs at its slot, and cs.buf holds the record's image and cs.pos its
+// index entry's position. On error the claim holds no slot.
 //
 //  1. Look up the port in the index and read the records of its entries:
 //     fail at once on a committed live claim the request conflicts with;
@@ -162,8 +154,9 @@ type firstScan struct {
 //     makes this claim back out; one with a later ticket is ignored (it
 //     backs out itself); one without a ticket yet is waited for.
 //  6. Commit: clear the pending flag.
-func (r *Registry) claim(fd *int, req ClaimRequest, img *[RecordSize]byte, pos *int) (Record, error) {
+func (r *Registry) claim(cs *claimState, req ClaimRequest) (Record, error) {
 	m := r.res.mem
+	img, pos := &cs.buf, &cs.pos
 	sc := scanPool.Get().(*scanState)
 	defer scanPool.Put(sc)
 	hook := claimHook
@@ -174,7 +167,7 @@ func (r *Registry) claim(fd *int, req ClaimRequest, img *[RecordSize]byte, pos *
 	if err != nil {
 		return Record{}, err
 	}
-	slot, s, torn, err := r.takeSlot(*fd, req, &pre)
+	slot, s, torn, err := r.takeSlot(cs, req, &pre)
 	if err != nil {
 		return Record{}, err
 	}
@@ -198,7 +191,7 @@ func (r *Registry) claim(fd *int, req ClaimRequest, img *[RecordSize]byte, pos *
 		}
 		if err != nil {
 			m.finish(slot, r.ownImage(slot, img), s)
-			r.unlockSlot(fd, slot)
+			r.unlockSlot(slot)
 			return Record{}, err
 		}
 	}
@@ -243,7 +236,7 @@ func (r *Registry) claim(fd *int, req ClaimRequest, img *[RecordSize]byte, pos *
 	// with an earlier ticket published before that scan, which saw it.
 	recheckOnly := rec.Ticket == pre.tickets+1
 	if err := r.postScan(req, &rec, e, sc, recheckOnly); err != nil {
-		r.backOut(fd, slot, img, *pos, e)
+		r.backOut(slot, img, *pos, e)
 		return Record{}, err
 	}
 	if hook != nil {
@@ -355,27 +348,38 @@ func (r *Registry) preScan(req ClaimRequest, sc *scanState) (firstScan, error) {
 	return p, nil
 }
 
-// takeSlot is step 2 of claim: it takes the write lock of a slot through fd
-// and begins the slot's write at once, returning the odd sequence, and
-// whether the record was torn before (its last writer died inside it). It
-// tries the stale slot the scan found, then the slots from the free-slot
-// hint up to the mark that look free, then the slots above the mark (free:
-// every used record is below it), then every other slot below the mark
-// (the lock of a used one is free exactly when its claim is over).
-func (r *Registry) takeSlot(fd int, req ClaimRequest, p *firstScan) (int, uint32, bool, error) {
+// takeSlot is step 2 of claim: it takes the write lock of a slot through
+// the lock description for cs and begins the slot's write at once,
+// returning the odd sequence, and whether the record was torn before (its
+// last writer died inside it). It tries the stale slot the scan found, then
+// a slot whose lock this Registry kept at a release (no fcntl), then the
+// slots from the free-slot hint up to the mark that look free, then the
+// slots above the mark (free: every used record is below it), then every
+// other slot below the mark (the lock of a used one is free exactly when
+// its claim is over).
+//
+// The lock description does not conflict with itself: res.claims[slot],
+// set (compare-and-swap from nil) before the fcntl, keeps two claims of
+// this Registry off one slot.
+func (r *Registry) takeSlot(cs *claimState, req ClaimRequest, p *firstScan) (int, uint32, bool, error) {
 	m := r.res.mem
 	take := func(i int) (bool, error) {
+		if !r.res.claims[i].CompareAndSwap(nil, cs) {
+			return false, nil // a claim of this Registry, or a kept slot
+		}
 		off, n := slotRange(i)
-		err := ofdlock.Set(fd, ofdlock.Write, off, n)
+		err := ofdlock.Set(r.res.lockFD, ofdlock.Write, off, n)
 		if err == nil {
 			return true, nil
 		}
+		r.res.claims[i].Store(nil)
 		if isBusy(err) { // a live claim, a releaser between its write and its unlock, a waiter
 			return false, nil
 		}
 		return false, fmt.Errorf("registry: %s: slot %d: F_OFD_SETLK: %w", r.path, i, err)
 	}
 	got := func(i int) (int, uint32, bool, error) {
+		cs.rec.Slot = i
 		s, torn := m.begin(i) // others see a write in progress from now on
 		return i, s, torn, nil
 	}
@@ -386,6 +390,9 @@ func (r *Registry) takeSlot(fd int, req ClaimRequest, p *firstScan) (int, uint32
 			}
 			return got(p.stale)
 		}
+	}
+	if i, ok := r.takeKept(cs); ok {
+		return got(i)
 	}
 	hw := r.scanLimit()
 	hint := m.freeHint()
@@ -567,23 +574,56 @@ func (r *Registry) probe(i int, rec Record) (live, changed bool, err error) {
 // backOut withdraws a pending record, whose image is img and whose index
 // entry e is at pos: it writes it free, removes the entry and drops its
 // lock.
-func (r *Registry) backOut(fd *int, slot int, img *[RecordSize]byte, pos int, e IndexEntry) {
+func (r *Registry) backOut(slot int, img *[RecordSize]byte, pos int, e IndexEntry) {
 	freeImage(img)
 	r.storeImage(slot, img)
 	r.dropEntry(pos, e)
-	r.unlockSlot(fd, slot)
+	r.unlockSlot(slot)
 }
 
-// unlockSlot drops *fd's lock on slot and makes the slot the free-slot
-// hint if it is lower. If the unlock fails, *fd is closed (which drops the
-// lock) and set to -1.
-func (r *Registry) unlockSlot(fd *int, slot int) {
+// kept marks, in res.claims, a free slot whose lock the lock description
+// still holds (see releaseLocked).
+var kept = &claimState{released: true}
+
+// unlockSlot drops the lock description's lock on slot (whose record is
+// free), gives the slot up in res.claims and makes it the free-slot hint if
+// it is lower. An unlock that fails (the kernel may have to split a lock
+// to drop part of it) leaves the slot locked and free until the Registry
+// closes: it stays marked kept, out of the way of this Registry's claims.
+func (r *Registry) unlockSlot(slot int) {
 	off, n := slotRange(slot)
-	if err := ofdlock.Unlock(*fd, off, n); err != nil {
-		unix.Close(*fd)
-		*fd = -1
+	if err := ofdlock.Unlock(r.res.lockFD, off, n); err != nil {
+		r.res.claims[slot].Store(kept)
+		return
 	}
+	r.res.claims[slot].Store(nil)
 	r.res.mem.lowerFreeHint(uint32(slot))
+}
+
+// keep puts a free slot, whose lock the lock description holds, among the
+// kept ones for the next claim of this Registry, if there is room.
+func (r *Registry) keep(slot int) bool {
+	r.res.claims[slot].Store(kept)
+	for i := range r.res.kept {
+		p := &r.res.kept[i]
+		if p.Load() == 0 && p.CompareAndSwap(0, int32(slot+1)) {
+			return true
+		}
+	}
+	return false
+}
+
+// takeKept takes a kept slot for cs, if there is one.
+func (r *Registry) takeKept(cs *claimState) (int, bool) {
+	for i := range r.res.kept {
+		p := &r.res.kept[i]
+		if v := p.Load(); v != 0 && p.CompareAndSwap(v, 0) {
+			slot := int(v - 1)
+			r.res.claims[slot].Store(cs)
+			return slot, true
+		}
+	}
+	return 0, false
 }
 
 // lowerSlack is how many free slots below the high-water mark a claim
@@ -662,30 +702,26 @@ func (c *Claim) Release() (err error) {
 	if cs.released {
 		return nil
 	}
-	r.res.claims[cs.rec.Slot].Store(nil)
-	r.releaseLocked(cs)
+	r.releaseLocked(cs, true)
 	return nil
 }
 
 // Close is Release.
 func (c *Claim) Close() error { return c.Release() }
 
-// releaseLocked frees cs's record and drops its lock; the caller holds
-// cs.mu and r.rw (shared or exclusive).
-func (r *Registry) releaseLocked(cs *claimState) {
+// releaseLocked frees cs's record and removes its index entry; the caller
+// holds cs.mu and r.rw (shared or exclusive). With keep, and room among
+// the kept slots, the lock description keeps the slot's lock, so that the
+// next claim of this Registry takes the slot without an fcntl; otherwise
+// it drops the lock.
+func (r *Registry) releaseLocked(cs *claimState, keep bool) {
 	cs.released = true
-	defer func() {
-		if v := recover(); v != nil {
-			unix.Close(cs.fd) // drops the lock
-			panic(v)
-		}
-	}()
+	slot := cs.rec.Slot
 	freeImage(&cs.buf)
-	r.storeImage(cs.rec.Slot, &cs.buf)
+	r.storeImage(slot, &cs.buf)
 	r.dropEntry(cs.pos, cs.entry)
-	fd := cs.fd
-	r.unlockSlot(&fd, cs.rec.Slot)
-	if fd >= 0 {
-		r.putFD(fd)
+	if keep && r.keep(slot) {
+		return
 	}
+	r.unlockSlot(slot)
 }

@@ -225,8 +225,7 @@ func TestCorruptRecord(t *testing.T) {
 		t.Errorf("List returned the corrupt record: %v", recs)
 	}
 	// Its holder goes (here: its fd closes without a Release write).
-	unix.Close(c.cs.fd)
-	c.cs.released = true
+	dropLock(t, r, c)
 	c2, err := r.Claim(ClaimRequest{Addr: a4, Port: 1234, Share: Exclusive})
 	if err != nil {
 		t.Fatalf("after the holder went: %v", err)
@@ -237,6 +236,19 @@ func TestCorruptRecord(t *testing.T) {
 	if recs, err := r.List(); err != nil || len(recs) != 1 {
 		t.Fatalf("List: %v %v", recs, err)
 	}
+}
+
+// dropLock drops c's slot lock as the death of its holder would, without a
+// Release.
+func dropLock(t *testing.T, r *Registry, c *Claim) {
+	t.Helper()
+	slot := c.Record().Slot
+	off, n := slotRange(slot)
+	if err := unix.FcntlFlock(uintptr(r.res.lockFD), unix.F_OFD_SETLK, &unix.Flock_t{Type: unix.F_UNLCK, Start: off, Len: n}); err != nil {
+		t.Fatal(err)
+	}
+	c.cs.released = true
+	r.res.claims[slot].Store(nil)
 }
 
 // TestTornRecord: a writer that died inside a record (odd sequence) leaves
@@ -255,8 +267,7 @@ func TestTornRecord(t *testing.T) {
 	// for a claim of its port.
 	_, err = r.Claim(ClaimRequest{Addr: a4, Port: 77})
 	mustErr(t, err, ErrCorrupt)
-	unix.Close(c.cs.fd) // the writer dies
-	c.cs.released = true
+	dropLock(t, r, c) // the writer dies
 	if _, err := r.Claim(ClaimRequest{Addr: a4, Port: 77, Share: Exclusive}); err != nil {
 		t.Fatal(err)
 	}

@@ -5,8 +5,6 @@ package registry
 import (
 	"net/netip"
 	"testing"
-
-	"golang.org/x/sys/unix"
 )
 
 // portsOfHome returns n ports other than not whose entries start from the
@@ -134,11 +132,7 @@ func TestIndexDeadEntries(t *testing.T) {
 	// entry left): its entry is dead once another claim reclaims or takes
 	// the slot, and a sweep removes it.
 	pos, e := c2.cs.pos, c2.cs.entry
-	off, n := slotRange(c2.Record().Slot)
-	if err := unix.FcntlFlock(uintptr(c2.cs.fd), unix.F_OFD_SETLK, &unix.Flock_t{Type: unix.F_UNLCK, Start: off, Len: n}); err != nil {
-		t.Fatal(err)
-	}
-	c2.cs.released = true
+	dropLock(t, r, c2)
 	if n, err := r.sweepIndex(); err != nil || n != 1 || r.entryAt(pos) == e {
 		t.Errorf("sweep removed %d entries (%v), want the stale claim's", n, err)
 	}

@@ -91,14 +91,27 @@ type resources struct {
 	fd  int // the registry's own open file description: registry lock at Open, probes
 	mem mem
 
+	// lockFD is the lock description: the open file description through
+	// which every claim of the Registry holds its slot lock. One for all
+	// the claims keeps the kernel's list of the file's locks short (the
+	// locks of adjacent slots merge into one), and every fcntl on the file
+	// walks that list. -1 until setup.
+	lockFD int
+
+	// kept holds, as slot+1 (0: empty), free slots whose lock the lock
+	// description kept at a release, for the next claim.
+	kept [poolMax]atomic.Int32
+
 	// pool holds open file descriptions that hold no lock, as fd+1 (0:
 	// empty). Lock-free: a claim takes one and a release gives it back;
 	// Close (which excludes both, through Registry.rw) empties it.
 	pool [poolMax]atomic.Int32
 
-	// claims are the live claims made through this Registry, by slot. A
-	// claim stores itself once it holds its slot and clears itself on
-	// Release; Close (which excludes both) releases the rest.
+	// claims are the slots the lock description holds or is about to take,
+	// with their claims: a claim stores itself (compare-and-swap from nil)
+	// before it asks for the slot's lock, a kept slot holds the marker
+	// kept, and a release that drops the lock clears it. Close (which
+	// excludes claims and releases) releases the claims left.
 	claims []atomic.Pointer[claimState]
 
 	waitMu sync.Mutex
@@ -115,11 +128,11 @@ func (res *resources) free() {
 				continue
 			}
 			cs.mu.Lock()
-			if !cs.released {
-				cs.released = true
-				unix.Close(cs.fd)
-			}
+			cs.released = true
 			cs.mu.Unlock()
+		}
+		if res.lockFD >= 0 {
+			unix.Close(res.lockFD) // drops every claim's lock
 		}
 		res.waitMu.Lock()
 		ws := res.waits
@@ -191,11 +204,15 @@ func Open(opts Options) (*Registry, error) {
 		uid:   uint32(os.Geteuid()),
 		pid:   uint32(os.Getpid()),
 		start: start,
-		res:   &resources{fd: fd, waits: map[*waiter]struct{}{}},
+		res:   &resources{fd: fd, lockFD: -1, waits: map[*waiter]struct{}{}},
 	}
 	if err := r.setup(n, &st); err != nil {
 		r.res.free()
 		return nil, fmt.Errorf("registry: open %s: %w", path, err)
+	}
+	if r.res.lockFD, err = r.openFD(); err != nil {
+		r.res.free()
+		return nil, err
 	}
 	runtime.AddCleanup(r, func(res *resources) { res.free() }, r.res)
 	return r, nil
@@ -457,9 +474,12 @@ func (r *Registry) Close() error {
 		if cs == nil {
 			continue
 		}
+		if cs == kept {
+			continue
+		}
 		cs.mu.Lock()
 		if !cs.released {
-			r.releaseLocked(cs)
+			r.releaseLocked(cs, false)
 		}
 		cs.mu.Unlock()
 	}
