@@ -405,7 +405,7 @@ func (r *Registry) takeSlot(cs *claimState, req ClaimRequest, p *firstScan) (int
 			return 0, 0, false, err
 		}
 		if ok {
-			m.casFreeHint(hint, uint32(i))
+			m.casFreeHint(hint, uint32(i+1))
 			return got(i)
 		}
 	}
@@ -428,7 +428,6 @@ func (r *Registry) takeSlot(cs *claimState, req ClaimRequest, p *firstScan) (int
 			if err != nil {
 				return 0, 0, false, err
 			}
-			m.casFreeHint(m.freeHint(), uint32(i))
 			return got(i)
 		}
 	}

@@ -3,8 +3,10 @@
 package registry
 
 import (
+	"context"
 	"net/netip"
 	"testing"
+	"time"
 )
 
 // portsOfHome returns n ports other than not whose entries start from the
@@ -141,4 +143,58 @@ func TestIndexDeadEntries(t *testing.T) {
 		t.Error("Release left its entry")
 	}
 
+}
+
+// TestKeptSlot: a Release keeps its slot's lock (the record free, the slot
+// held), the Registry's next Claim takes that slot, another Registry (as
+// another process would) takes another one, a Wait on the released claim
+// returns at its reread, and Close drops the kept lock.
+func TestKeptSlot(t *testing.T) {
+	dir := t.TempDir()
+	r := openTest(t, dir)
+	other := openTest(t, dir)
+	c, err := r.Claim(ClaimRequest{Addr: a4, Port: 9000})
+	if err != nil {
+		t.Fatal(err)
+	}
+	rec := c.Record()
+	done := make(chan error, 1)
+	go func() { done <- other.Wait(context.Background(), rec) }()
+	time.Sleep(20 * time.Millisecond) // Wait is blocked on the slot's lock
+	t0 := time.Now()
+	c.Release()
+	select {
+	case err := <-done:
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Logf("Wait saw the release of a kept slot in %v (reread every %v)", time.Since(t0), waitPoll)
+	case <-time.After(2 * time.Second):
+		t.Fatal("Wait did not see the release of a kept slot")
+	}
+	if held, err := r.held(rec.Slot); err != nil || !held {
+		t.Fatalf("kept slot %d: held %v (%v), want its lock kept", rec.Slot, held, err)
+	}
+	if cur, _, err := r.read(rec.Slot); err != nil || cur.State != StateFree {
+		t.Fatalf("kept slot's record: %v %v, want free", cur, err)
+	}
+	c2, err := other.Claim(ClaimRequest{Addr: a4, Port: 9001})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c2.Record().Slot == rec.Slot {
+		t.Fatalf("another Registry took the kept slot %d", rec.Slot)
+	}
+	c3, err := r.Claim(ClaimRequest{Addr: a4, Port: 9002})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c3.Record().Slot != rec.Slot {
+		t.Errorf("the next claim took slot %d, want the kept %d", c3.Record().Slot, rec.Slot)
+	}
+	c3.Release()
+	r.Close()
+	if held, err := other.held(rec.Slot); err != nil || held {
+		t.Errorf("after Close: slot %d held %v (%v), want its lock dropped", rec.Slot, held, err)
+	}
 }
