@@ -654,6 +654,11 @@ func initPatchTabs() {
 // off must be one of patchable.
 func crcPatch(b *[RecordSize]byte, off int, v byte) {
 	patchTabs.once.Do(initPatchTabs)
+	patchByte(b, off, v)
+}
+
+// patchByte is crcPatch once the tables are made.
+func patchByte(b *[RecordSize]byte, off int, v byte) {
 	d := b[off] ^ v
 	if d == 0 {
 		return
@@ -666,7 +671,8 @@ func crcPatch(b *[RecordSize]byte, off int, v byte) {
 
 // crcPatch64 is crcPatch for the 8 little-endian bytes at off.
 func crcPatch64(b *[RecordSize]byte, off int, v uint64) {
+	patchTabs.once.Do(initPatchTabs)
 	for i := 0; i < 8; i++ {
-		crcPatch(b, off+i, byte(v>>(8*i)))
+		patchByte(b, off+i, byte(v>>(8*i)))
 	}
 }
