@@ -184,7 +184,7 @@ func (r *Registry) claim(cs *claimState, req ClaimRequest) (Record, error) {
 	e := newEntry(slot, req.Port, gen)
 	if *pos = r.insertEntry(e); *pos < 0 {
 		// Only dead entries can fill an index twice the table's size.
-		if _, err = r.sweepIndex(); err == nil {
+		if _, err = r.sweepIndex(slot); err == nil {
 			if *pos = r.insertEntry(e); *pos < 0 {
 				err = fmt.Errorf("registry: claim %s: %w: the index of %s is full", netip.AddrPortFrom(req.Addr, req.Port), ErrFull, r.path)
 			}

@@ -88,8 +88,10 @@ func (r *Registry) dropEntry(pos int, e IndexEntry) {
 
 // sweepIndex removes every dead entry of the index (whose slot is free,
 // holds another claim, or a claim that is over), for an insertion that
-// found no empty word. It returns how many it removed.
-func (r *Registry) sweepIndex() (int, error) {
+// found no empty word. own is the slot of the claim that sweeps (its lock
+// held, its record being written, its entry not in yet: an entry naming it
+// is an older claim's), or -1. It returns how many it removed.
+func (r *Registry) sweepIndex(own int) (int, error) {
 	var b [RecordSize]byte
 	n := 0
 	for g := 0; g < r.groups; g++ {
@@ -97,6 +99,11 @@ func (r *Registry) sweepIndex() (int, error) {
 			pos := g*8 + k
 			e := r.entryAt(pos)
 			if e == 0 {
+				continue
+			}
+			if e.Slot() == own {
+				r.dropEntry(pos, e)
+				n++
 				continue
 			}
 			dead, err := r.deadEntry(e, &b)
@@ -114,7 +121,8 @@ func (r *Registry) sweepIndex() (int, error) {
 
 // deadEntry reports whether e no longer names a claim that may be live: its
 // slot is beyond the table, or holds a record e does not match, or one
-// whose lock is free (with an unreadable record, its writer died).
+// whose lock is free (with an unreadable record, its writer died). It never
+// waits: an unreadable record whose lock is held keeps its entry.
 func (r *Registry) deadEntry(e IndexEntry, b *[RecordSize]byte) (bool, error) {
 	i := e.Slot()
 	if i < 0 || i >= r.count {
@@ -122,13 +130,11 @@ func (r *Registry) deadEntry(e IndexEntry, b *[RecordSize]byte) (bool, error) {
 	}
 	rec, _, err := r.readInto(i, b)
 	if err != nil {
-		var stale bool
-		if rec, stale, err = r.settle(i, err); err != nil {
-			return false, err
-		}
-		if stale {
-			return true, nil
-		}
+		// Unreadable: dead if nobody holds its lock; otherwise a writer
+		// is inside (another claim, maybe sweeping too: not waited for)
+		// and the entry stays.
+		held, err := r.held(i)
+		return !held, err
 	}
 	if !e.matches(rec) {
 		return true, nil

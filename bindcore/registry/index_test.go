@@ -5,8 +5,11 @@ package registry
 import (
 	"context"
 	"net/netip"
+	"sync/atomic"
 	"testing"
 	"time"
+
+	"golang.org/x/sys/unix"
 )
 
 // portsOfHome returns n ports other than not whose entries start from the
@@ -135,7 +138,7 @@ func TestIndexDeadEntries(t *testing.T) {
 	// the slot, and a sweep removes it.
 	pos, e := c2.cs.pos, c2.cs.entry
 	dropLock(t, r, c2)
-	if n, err := r.sweepIndex(); err != nil || n != 1 || r.entryAt(pos) == e {
+	if n, err := r.sweepIndex(-1); err != nil || n != 1 || r.entryAt(pos) == e {
 		t.Errorf("sweep removed %d entries (%v), want the stale claim's", n, err)
 	}
 	c.Release()
@@ -196,5 +199,54 @@ func TestKeptSlot(t *testing.T) {
 	r.Close()
 	if held, err := other.held(rec.Slot); err != nil || held {
 		t.Errorf("after Close: slot %d held %v (%v), want its lock dropped", rec.Slot, held, err)
+	}
+}
+
+// TestIndexFull: an index with no empty word is swept of dead entries
+// before a claim gives up; with none dead the claim fails with ErrFull and
+// leaves its slot as it found it (free, unlocked).
+func TestIndexFull(t *testing.T) {
+	r, err := Open(Options{Dir: t.TempDir(), Netns: testNetns, Records: 2})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer r.Close()
+	if r.groups != 1 {
+		t.Fatalf("%d index groups, want 1", r.groups)
+	}
+	c, err := r.Claim(ClaimRequest{Addr: a4, Port: 1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	// Copies of the live claim's entry fill the other words: none is dead.
+	for k := 1; k < IndexEntries; k++ {
+		if r.insertEntry(c.cs.entry) < 0 {
+			t.Fatal("no room for a copy")
+		}
+	}
+	_, err = r.Claim(ClaimRequest{Addr: a4, Port: 2})
+	mustFull(t, err)
+	mustErr(t, err, unix.ENOBUFS)
+	if held, err := r.held(1); err != nil || held {
+		t.Errorf("slot 1 held %v (%v) after the failed claim", held, err)
+	}
+	if rec, _, err := r.read(1); err != nil || rec.State != StateFree {
+		t.Errorf("slot 1 after the failed claim: %v %v", rec, err)
+	}
+	// Make the copies dead (a generation slot 1 never had): a claim sweeps
+	// them out and gets in.
+	for k := 1; k <= IndexEntries; k++ {
+		if e := r.entryAt(k); e == c.cs.entry && k != c.cs.pos {
+			atomic.StoreUint64(r.ixWord(0, k), uint64(newEntry(1, 3, 99)))
+		}
+	}
+	c2, err := r.Claim(ClaimRequest{Addr: a4, Port: 2})
+	if err != nil {
+		t.Fatalf("a claim with dead entries filling the index: %v", err)
+	}
+	for k := 1; k <= IndexEntries; k++ {
+		if e := r.entryAt(k); e != 0 && e != c.cs.entry && e != c2.cs.entry {
+			t.Errorf("word %d: %#x left after the sweep", k, uint64(e))
+		}
 	}
 }
