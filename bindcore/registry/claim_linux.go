@@ -174,9 +174,10 @@ func (r *Registry) claim(cs *claimState, req ClaimRequest) (Record, error) {
 	if hook != nil {
 		hook(r, stepLocked)
 	}
-	// Ours to read since the lock. A writer that died inside the record
-	// may have published a generation one more than the one stored: skip
-	// it, so that its index entry never names this claim.
+	// Ours to read since the lock. A claimant that died inside the record
+	// (torn) may have put the next generation into an index entry without
+	// storing it in the record: skip it, so that no dead entry has the
+	// value of this claim's.
 	gen := m.load64(recOff(slot)+rGen) + 1
 	if torn {
 		gen++
