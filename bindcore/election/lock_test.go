@@ -20,7 +20,7 @@ import (
 // IPv6 in ranges of their own, an IPv4-mapped address the IPv4 one, zones
 // dropped.
 func TestListenLockOffsets(t *testing.T) {
-	maxFile := int64(registry.HeaderSize + registry.RecordSize*registry.MaxRecords)
+	maxFile := registry.Header{Records: registry.MaxRecords, Groups: registry.IndexGroups(registry.MaxRecords)}.FileSize()
 	aps := []string{"10.77.0.1:5000", "10.77.0.1:5001", "10.77.0.2:5000", "0.0.0.0:5000", "255.255.255.255:65535",
 		"[fd77::1]:5000", "[fd77::1]:5001", "[::]:5000", "[fe80::1%eth0]:5000"}
 	seen := map[int64]string{}

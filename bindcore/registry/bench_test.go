@@ -4,6 +4,7 @@ package registry
 
 import (
 	"fmt"
+	"net/netip"
 	"slices"
 	"testing"
 	"time"
@@ -136,5 +137,53 @@ func BenchmarkOFDLockUnlock(b *testing.B) {
 			b.Fatal(err)
 		}
 		ofdlock.Unlock(fd, off, n)
+	}
+}
+
+// crowd fills r with n live claims of this user on ports 10000..59999 of
+// 10.0.1.1, 10.0.2.1, ... (50,000 per address).
+func crowd(b *testing.B, r *Registry, n int) {
+	b.Helper()
+	for i := 0; i < n; i++ {
+		addr := netip.AddrFrom4([4]byte{10, 0, byte(i/50000 + 1), 1})
+		if _, err := r.Claim(ClaimRequest{Addr: addr, Port: uint16(10000 + i%50000)}); err != nil {
+			b.Fatalf("claim %d of the crowd: %v", i, err)
+		}
+	}
+}
+
+// BenchmarkClaimLive: a Claim and its Release of 10.0.1.1:5000 while 1,000,
+// 10,000 and 100,000 live claims of the user hold other ports, in a
+// registry of 2^17 records (the scale curve of docs/bench.md). claim-ns is
+// the Claim alone. keep=true is the default (the Release keeps the slot's
+// lock, the next Claim makes no fcntl); keep=false makes every Claim take
+// its slot lock (F_OFD_SETLK) and every Release drop it.
+func BenchmarkClaimLive(b *testing.B) {
+	for _, keep := range []bool{true, false} {
+		for _, live := range []int{1000, 10000, 100000} {
+			b.Run(fmt.Sprintf("keep=%v/live=%d", keep, live), func(b *testing.B) {
+				defer func(old bool) { keepSlots = old }(keepSlots)
+				keepSlots = keep
+				r, err := Open(Options{Dir: b.TempDir(), Netns: testNetns, Records: 1 << 17})
+				if err != nil {
+					b.Fatal(err)
+				}
+				b.Cleanup(func() { r.Close() })
+				crowd(b, r, live)
+				req := ClaimRequest{Addr: netip.MustParseAddr("10.0.1.1"), Port: 5000, SocketID: 1}
+				var claim time.Duration
+				b.ResetTimer()
+				for i := 0; i < b.N; i++ {
+					t0 := time.Now()
+					c, err := r.Claim(req)
+					claim += time.Since(t0)
+					if err != nil {
+						b.Fatal(err)
+					}
+					c.Release()
+				}
+				b.ReportMetric(float64(claim.Nanoseconds())/float64(b.N), "claim-ns")
+			})
+		}
 	}
 }

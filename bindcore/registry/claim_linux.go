@@ -8,14 +8,13 @@ import (
 	"sync"
 	"time"
 
-	"golang.org/x/sys/unix"
-
 	"github.com/rdmabind/rdmabind/internal/ofdlock"
 )
 
 // Claim is a live claim of an address and port: a used record of the
-// registry and the write lock on it, held through an open file description
-// of its own. It stays live until Release (or Close of its Registry, or the
+// registry and the write lock on it, held through the Registry's lock
+// description (one open file description for all the claims of a
+// Registry). It stays live until Release (or Close of its Registry, or the
 // death of its process). Its methods are safe for concurrent use.
 type Claim struct {
 	r  *Registry
@@ -25,8 +24,9 @@ type Claim struct {
 
 type claimState struct {
 	mu       sync.Mutex
-	fd       int
 	rec      Record
+	pos      int        // its index entry's position
+	entry    IndexEntry // its index entry
 	released bool
 	buf      [RecordSize]byte // the image of the record as last written, guarded by mu
 }
@@ -62,31 +62,26 @@ func (r *Registry) Claim(req ClaimRequest) (c *Claim, err error) {
 	if r.closed.Load() {
 		return nil, r.closedErr("claim")
 	}
-	fd, err := r.takeFD()
-	if err != nil {
-		return nil, err
-	}
-	done := false
-	defer func() {
-		if !done {
-			if v := recover(); v != nil {
-				unix.Close(fd) // it may hold a slot lock
-				panic(v)
-			}
-			if fd >= 0 {
-				r.putFD(fd)
-			}
-		}
-	}()
 	c = &Claim{r: r}
 	c.cs = &c.st
-	rec, err := r.claim(&fd, req, &c.st.buf)
+	c.st.rec.Slot = -1
+	defer func() {
+		if v := recover(); v != nil { // a fault on the mapping: give the slot up
+			if slot := c.st.rec.Slot; slot >= 0 {
+				off, n := slotRange(slot)
+				if ofdlock.Unlock(r.res.lockFD, off, n) == nil {
+					r.res.claims[slot].Store(nil)
+				}
+			}
+			panic(v)
+		}
+	}()
+	rec, err := r.claim(c.cs, req)
 	if err != nil {
 		return nil, err
 	}
-	c.st.fd, c.st.rec = fd, rec
-	r.res.claims[rec.Slot].Store(c.cs)
-	done = true
+	c.st.rec = rec
+	c.st.entry = newEntry(rec.Slot, rec.Port, rec.Generation)
 	return c, nil
 }
 
@@ -117,14 +112,18 @@ var pendingTimeout = time.Second
 
 // scanState is one claim's scratch: a record buffer (crc32 makes every
 // buffer it sees escape, so a local one would be an allocation per record
-// scanned) and what the first scan saw of each slot, so that the second
-// one rereads only the slots that changed since.
+// read) and what the first scan saw of each record of the claim's port, so
+// that the second one rereads only those that changed since.
 type scanState struct {
-	buf [RecordSize]byte
-	// seen[i] is the even sequence at which slot i was free, or held a
-	// record the claim does not conflict with, or a stale one; an odd value
-	// means the slot must be read again.
-	seen []uint32
+	buf  [RecordSize]byte
+	seen []seenEntry
+}
+
+// seenEntry is what the first scan saw of one entry of the claim's port.
+type seenEntry struct {
+	at   int32  // its place in the lookup: d*8+k, group d after the home, word k
+	slot int32  // its slot
+	seq  uint32 // the even sequence at which the record was irrelevant (no conflict, or stale); odd: read it again
 }
 
 var scanPool = sync.Pool{New: func() any { return new(scanState) }}
@@ -132,33 +131,32 @@ var scanPool = sync.Pool{New: func() any { return new(scanState) }}
 // firstScan is what the first scan found.
 type firstScan struct {
 	tickets uint64 // the ticket counter before the scan
-	hw      int    // the scan's limit (the high-water mark it read)
-	last    int    // the highest slot that is not free, or -1
-	stale   int    // a slot whose claim is over and that the claim should take (-1: none)
-	cand    [8]int // free slots, lowest first
-	nc      int
+	stale   int    // a slot of the port whose claim is over, for the claim to take (-1: none)
 }
 
-// claim runs the claim protocol through *fd, which holds no lock on entry.
-// On success *fd holds the new record's write lock, and img the record's
-// image. On error *fd holds no lock, or it was closed and set to -1.
+// claim runs the claim protocol for cs, through the lock description. On
+// success the description holds the new record's write lock, res.claims
+// names cs at its slot, and cs.buf holds the record's image and cs.pos its
+// index entry's position. On error the claim holds no slot.
 //
-//  1. Scan the records below the high-water mark: fail at once on a
-//     committed live claim the request conflicts with; note free slots and
-//     slots of claims that are over.
+//  1. Look up the port in the index and read the records of its entries:
+//     fail at once on a committed live claim the request conflicts with;
+//     note a slot of the port whose claim is over.
 //  2. Take a slot's write lock (F_OFD_SETLK) and open its write (odd
-//     sequence) at once; raise the high-water mark above it.
+//     sequence) at once; put the claim's entry into the index; raise the
+//     high-water mark above the slot.
 //  3. Publish the record: used, pending, ticket 0.
 //  4. Take a ticket (fetch-add on the header's counter) and store it.
-//  5. Check every other record below the mark (or only those the first
-//     scan left to this check, when no other ticket was handed out since
-//     it began). A conflicting live claim that is committed, or pending
-//     with an earlier ticket that then commits, makes this claim back out;
-//     one with a later ticket is ignored (it backs out itself); one
-//     without a ticket yet is waited for.
+//  5. Look the port up again and check the records of its entries (or only
+//     those the first scan left to this check, when no other ticket was
+//     handed out since it began). A conflicting live claim that is
+//     committed, or pending with an earlier ticket that then commits,
+//     makes this claim back out; one with a later ticket is ignored (it
+//     backs out itself); one without a ticket yet is waited for.
 //  6. Commit: clear the pending flag.
-func (r *Registry) claim(fd *int, req ClaimRequest, img *[RecordSize]byte) (Record, error) {
+func (r *Registry) claim(cs *claimState, req ClaimRequest) (Record, error) {
 	m := r.res.mem
+	img, pos := &cs.buf, &cs.pos
 	sc := scanPool.Get().(*scanState)
 	defer scanPool.Put(sc)
 	hook := claimHook
@@ -169,12 +167,34 @@ func (r *Registry) claim(fd *int, req ClaimRequest, img *[RecordSize]byte) (Reco
 	if err != nil {
 		return Record{}, err
 	}
-	slot, s, err := r.takeSlot(*fd, req, &pre)
+	slot, s, torn, err := r.takeSlot(cs, req, &pre)
 	if err != nil {
 		return Record{}, err
 	}
 	if hook != nil {
 		hook(r, stepLocked)
+	}
+	// Ours to read since the lock. A claimant that died inside the record
+	// (torn) may have put the next generation into an index entry without
+	// storing it in the record: skip it, so that no dead entry has the
+	// value of this claim's.
+	gen := m.load64(recOff(slot)+rGen) + 1
+	if torn {
+		gen++
+	}
+	e := newEntry(slot, req.Port, gen)
+	if *pos = r.insertEntry(e); *pos < 0 {
+		// Only dead entries can fill an index twice the table's size.
+		if _, err = r.sweepIndex(slot); err == nil {
+			if *pos = r.insertEntry(e); *pos < 0 {
+				err = fmt.Errorf("registry: claim %s: %w: the index of %s is full", netip.AddrPortFrom(req.Addr, req.Port), ErrFull, r.path)
+			}
+		}
+		if err != nil {
+			m.finish(slot, r.ownImage(slot, img), s)
+			r.unlockSlot(slot)
+			return Record{}, err
+		}
 	}
 	// Before the record is published: a scan that must see it reads the
 	// mark after this.
@@ -187,7 +207,7 @@ func (r *Registry) claim(fd *int, req ClaimRequest, img *[RecordSize]byte) (Reco
 		Role:       req.Role,
 		Share:      req.Share,
 		DualStack:  req.DualStack,
-		Generation: m.load64(recOff(slot)+rGen) + 1, // ours to write since the lock
+		Generation: gen,
 		SocketID:   req.SocketID,
 		UID:        r.uid,
 		PID:        r.pid,
@@ -216,8 +236,8 @@ func (r *Registry) claim(fd *int, req ClaimRequest, img *[RecordSize]byte) (Reco
 	// No ticket handed out between the first scan and ours: every claim
 	// with an earlier ticket published before that scan, which saw it.
 	recheckOnly := rec.Ticket == pre.tickets+1
-	if err := r.postScan(req, &rec, sc, recheckOnly); err != nil {
-		r.backOut(fd, slot, img)
+	if err := r.postScan(req, &rec, e, sc, recheckOnly); err != nil {
+		r.backOut(slot, img, *pos, e)
 		return Record{}, err
 	}
 	if hook != nil {
@@ -229,8 +249,16 @@ func (r *Registry) claim(fd *int, req ClaimRequest, img *[RecordSize]byte) (Reco
 	if hook != nil {
 		hook(r, stepCommitted)
 	}
-	r.tidyHighWater(max(pre.last, slot) + 1)
+	r.tidyHighWater(slot + 1)
 	return rec, nil
+}
+
+// ownImage copies the record of a slot the caller holds the lock of into
+// img (with an even sequence) and returns img, to end an open write
+// without changing the record.
+func (r *Registry) ownImage(slot int, img *[RecordSize]byte) *[RecordSize]byte {
+	r.res.mem.copyOwn(slot, img)
+	return img
 }
 
 // conflicts reports whether the claim req must not coexist with the live
@@ -240,164 +268,227 @@ func (r *Registry) conflicts(req ClaimRequest, rec Record) bool {
 		req.Fresh && rec.State == StateUsed && rec.Port == req.Port && Overlap(rec.Addr, rec.DualStack, req.Addr, true)
 }
 
-// preScan is step 1 of claim.
+// preScan is step 1 of claim: the lookup of the request's port in the
+// index, and the reading of its entries' records. It removes the dead
+// entries it meets and lowers the home group's reach when no entry needs
+// it any more.
 func (r *Registry) preScan(req ClaimRequest, sc *scanState) (firstScan, error) {
-	// The counter first, then the mark and the records: a claim whose
-	// ticket is at most this one published before the scan reads it.
-	p := firstScan{tickets: r.res.mem.tickets(), last: -1, stale: -1}
-	p.hw = r.scanLimit()
-	if cap(sc.seen) < p.hw {
-		sc.seen = make([]uint32, p.hw, max(p.hw, 64))
-	}
-	sc.seen = sc.seen[:p.hw]
+	// The counter first, then the index and the records: a claim whose
+	// ticket is at most this one published (and put its entry in the
+	// index) before the scan reads them.
+	p := firstScan{tickets: r.res.mem.tickets(), stale: -1}
+	sc.seen = sc.seen[:0]
+	h := portHome(req.Port, r.groups)
+	w, reach := r.reachOf(h)
+	far := 0 // the farthest group holding an entry of a port whose home is h
 	// The decoded-record cache is this process's; a claim that finds it in
 	// use by another goroutine decodes for itself.
 	var cu cacheUse
 	defer cu.done(r)
-	for i := 0; i < p.hw; i++ {
-		rec, _, err := r.readScan(i, &sc.buf, &cu)
-		if err != nil {
-			var stale bool
-			if rec, stale, err = r.settle(i, err); err != nil {
-				return p, err
+	for d := 0; d <= reach; d++ {
+		g := (h + d) & (r.groups - 1)
+		for k := 1; k <= IndexEntries; k++ {
+			pos := g*8 + k
+			e := r.entryAt(pos)
+			if e == 0 {
+				continue
 			}
-			if stale { // an unreadable record nobody holds: take it first
-				sc.seen[i] = 1
-				p.last = i
-				if p.stale < 0 {
-					p.stale = i
+			if e.Port() != req.Port {
+				if d > far && portHome(e.Port(), r.groups) == h {
+					far = d
 				}
 				continue
 			}
-		}
-		if rec.State == StateFree {
-			sc.seen[i] = rec.Seq
-			if p.nc < len(p.cand) {
-				p.cand[p.nc], p.nc = i, p.nc+1
+			far = d
+			i := e.Slot()
+			if i < 0 || i >= r.count { // damaged: names no record
+				r.dropEntry(pos, e)
+				continue
 			}
-			continue
-		}
-		p.last = i
-		sc.seen[i] = rec.Seq
-		if !r.conflicts(req, rec) {
-			continue
-		}
-		live, changed, err := r.probe(i, rec)
-		if err != nil {
-			return p, err
-		}
-		switch {
-		case changed: // the check after publishing looks again
-			sc.seen[i] = 1
-		case !live: // its claim is over: take its slot first, which cleans it
-			if p.stale < 0 {
-				p.stale = i
+			rec, _, err := r.readScan(i, &sc.buf, &cu)
+			if err != nil {
+				var stale bool
+				if rec, stale, err = r.settle(i, err); err != nil {
+					return p, err
+				}
+				if stale { // an unreadable record nobody holds: take it first
+					r.dropEntry(pos, e)
+					if p.stale < 0 {
+						p.stale = i
+					}
+					continue
+				}
 			}
-		case rec.Pending: // a claim in progress: the check after publishing decides
-			sc.seen[i] = 1
-		default:
-			return p, r.conflictError(req, rec, "")
+			if !e.matches(rec) { // the entry's claim is over
+				r.dropEntry(pos, e)
+				continue
+			}
+			se := seenEntry{at: int32(d*8 + k), slot: int32(i), seq: rec.Seq}
+			if r.conflicts(req, rec) {
+				live, changed, err := r.probe(i, rec)
+				if err != nil {
+					return p, err
+				}
+				switch {
+				case changed: // the check after publishing looks again
+					se.seq = 1
+				case !live: // its claim is over: take its slot first, which cleans it
+					if p.stale < 0 {
+						p.stale = i
+					}
+				case rec.Pending: // a claim in progress: the check after publishing decides
+					se.seq = 1
+				default:
+					return p, r.conflictError(req, rec, "")
+				}
+			}
+			sc.seen = append(sc.seen, se)
 		}
 	}
+	r.lowerReach(h, w, far)
 	return p, nil
 }
 
-// takeSlot is step 2 of claim: it takes the write lock of a slot through fd
-// and begins the slot's write at once, returning the odd sequence. It tries
-// the stale slot the scan found, then its free ones, then the slots above
-// the mark (free: every used record is below it), then every other slot
-// below the mark (the lock of a used one is free exactly when its claim is
-// over).
-func (r *Registry) takeSlot(fd int, req ClaimRequest, p *firstScan) (int, uint32, error) {
+// takeSlot is step 2 of claim: it takes the write lock of a slot through
+// the lock description for cs and begins the slot's write at once,
+// returning the odd sequence, and whether the record was torn before (its
+// last writer died inside it). It tries the stale slot the scan found, then
+// a slot whose lock this Registry kept at a release (no fcntl), then the
+// slots from the free-slot hint up to the mark that look free, then the
+// slots above the mark (free: every used record is below it), then every
+// other slot below the mark (the lock of a used one is free exactly when
+// its claim is over).
+//
+// The lock description does not conflict with itself: res.claims[slot],
+// set (compare-and-swap from nil) before the fcntl, keeps two claims of
+// this Registry off one slot.
+func (r *Registry) takeSlot(cs *claimState, req ClaimRequest, p *firstScan) (int, uint32, bool, error) {
+	m := r.res.mem
 	take := func(i int) (bool, error) {
+		if !r.res.claims[i].CompareAndSwap(nil, cs) {
+			return false, nil // a claim of this Registry, or a kept slot
+		}
 		off, n := slotRange(i)
-		err := ofdlock.Set(fd, ofdlock.Write, off, n)
+		err := ofdlock.Set(r.res.lockFD, ofdlock.Write, off, n)
 		if err == nil {
 			return true, nil
 		}
+		r.res.claims[i].Store(nil)
 		if isBusy(err) { // a live claim, a releaser between its write and its unlock, a waiter
 			return false, nil
 		}
 		return false, fmt.Errorf("registry: %s: slot %d: F_OFD_SETLK: %w", r.path, i, err)
 	}
-	got := func(i int) (int, uint32, error) {
-		return i, r.res.mem.begin(i), nil // others see a write in progress from now on
-	}
-	tried := func(i int) bool {
-		if i == p.stale {
-			return true
-		}
-		for _, c := range p.cand[:p.nc] {
-			if c == i {
-				return true
-			}
-		}
-		return false
+	got := func(i int) (int, uint32, bool, error) {
+		cs.rec.Slot = i
+		s, torn := m.begin(i) // others see a write in progress from now on
+		return i, s, torn, nil
 	}
 	if p.stale >= 0 {
 		if ok, err := take(p.stale); err != nil || ok {
 			if err != nil {
-				return 0, 0, err
+				return 0, 0, false, err
 			}
 			return got(p.stale)
 		}
 	}
-	for _, i := range p.cand[:p.nc] {
+	if i, ok := r.takeKept(cs); ok {
+		return got(i)
+	}
+	hw := r.scanLimit()
+	hint := m.freeHint()
+	for i := int(hint); i < hw; i++ {
+		if !m.looksFree(i) {
+			continue
+		}
+		ok, err := take(i)
+		if err != nil {
+			return 0, 0, false, err
+		}
+		if ok {
+			m.casFreeHint(hint, uint32(i+1))
+			return got(i)
+		}
+	}
+	// Every slot from the hint to the mark was used (or locked) when the
+	// loop looked: the next claim need not look there.
+	m.casFreeHint(hint, uint32(hw))
+	for i := hw; i < r.count; i++ {
 		if ok, err := take(i); err != nil || ok {
 			if err != nil {
-				return 0, 0, err
+				return 0, 0, false, err
 			}
 			return got(i)
 		}
 	}
-	for i := p.hw; i < r.count; i++ {
-		if ok, err := take(i); err != nil || ok {
-			if err != nil {
-				return 0, 0, err
-			}
-			return got(i)
-		}
-	}
-	for i := 0; i < p.hw && i < r.count; i++ { // full: sweep for claims that are over
-		if tried(i) {
+	for i := 0; i < hw && i < r.count; i++ { // full: sweep for claims that are over
+		if i == p.stale {
 			continue
 		}
 		if ok, err := take(i); err != nil || ok {
 			if err != nil {
-				return 0, 0, err
+				return 0, 0, false, err
 			}
 			return got(i)
 		}
 	}
-	return 0, 0, fmt.Errorf("registry: claim %s: %w: all %d records of %s hold live claims (expected a free or stale record; Options.Records sets the size when the file is created)",
+	return 0, 0, false, fmt.Errorf("registry: claim %s: %w: all %d records of %s hold live claims (expected a free or stale record; Options.Records sets the size when the file is created)",
 		netip.AddrPortFrom(req.Addr, req.Port), ErrFull, r.count, r.path)
 }
 
-// postScan is step 5 of claim: the check of every record below the mark
-// (read after the ticket was taken) against own, which is published with
-// its ticket. With recheckOnly (own's ticket directly follows the counter
-// the first scan started from) it checks only the slots the first scan
-// left to it: every other claim whose ticket is earlier than own's took it
-// before the first scan began, so it had published before, and the first
-// scan found it (and failed, or marked its slot); the claims it did not
-// see have later tickets, and defer to own.
-func (r *Registry) postScan(req ClaimRequest, own *Record, sc *scanState, recheckOnly bool) error {
-	m := r.res.mem
-	hw := r.scanLimit()
+// postScan is step 5 of claim: the lookup of the port again (after the
+// ticket was taken), and the check of its entries' records against own,
+// which is published with its ticket and whose entry is ownEntry. With
+// recheckOnly (own's ticket directly follows the counter the first scan
+// started from) it checks only the records the first scan left to it:
+// every other claim whose ticket is earlier than own's took it before the
+// first scan began, so it had published (and put its entry in the index)
+// before, and the first scan found it (and failed, or marked it); the
+// claims it did not see have later tickets, and defer to own.
+func (r *Registry) postScan(req ClaimRequest, own *Record, ownEntry IndexEntry, sc *scanState, recheckOnly bool) error {
 	if recheckOnly {
-		hw = len(sc.seen)
-	}
-	for i := 0; i < hw; i++ {
-		if i == own.Slot {
-			continue
-		}
-		if i < len(sc.seen) {
-			if v := sc.seen[i]; v&1 == 0 && (recheckOnly || m.seq(i) == v) {
-				continue // irrelevant to the first scan, and unchanged since (or later)
+		for _, se := range sc.seen {
+			if se.seq&1 == 0 || int(se.slot) == own.Slot {
+				continue
+			}
+			if err := r.check(req, own, int(se.slot), &sc.buf); err != nil {
+				return err
 			}
 		}
-		if err := r.check(req, own, i, &sc.buf); err != nil {
-			return err
+		return nil
+	}
+	m := r.res.mem
+	h := portHome(req.Port, r.groups)
+	_, reach := r.reachOf(h)
+	cur := 0
+	for d := 0; d <= reach; d++ {
+		g := (h + d) & (r.groups - 1)
+		for k := 1; k <= IndexEntries; k++ {
+			pos := g*8 + k
+			e := r.entryAt(pos)
+			if e == 0 || e.Port() != req.Port || e == ownEntry {
+				continue
+			}
+			i := e.Slot()
+			if i < 0 || i >= r.count {
+				continue
+			}
+			if i == own.Slot { // an older claim of own's slot: dead
+				r.dropEntry(pos, e)
+				continue
+			}
+			at := int32(d*8 + k)
+			for cur < len(sc.seen) && sc.seen[cur].at < at {
+				cur++
+			}
+			if cur < len(sc.seen) {
+				if se := sc.seen[cur]; se.at == at && int(se.slot) == i && se.seq&1 == 0 && m.seq(i) == se.seq {
+					continue // irrelevant to the first scan, and unchanged since
+				}
+			}
+			if err := r.check(req, own, i, &sc.buf); err != nil {
+				return err
+			}
 		}
 	}
 	return nil
@@ -480,17 +571,63 @@ func (r *Registry) probe(i int, rec Record) (live, changed bool, err error) {
 	return held, false, nil
 }
 
-// backOut withdraws a pending record, whose image is img: it writes it free
-// and drops its lock. If the unlock fails, *fd is closed (which drops it)
-// and set to -1.
-func (r *Registry) backOut(fd *int, slot int, img *[RecordSize]byte) {
+// backOut withdraws a pending record, whose image is img and whose index
+// entry e is at pos: it writes it free, removes the entry and drops its
+// lock.
+func (r *Registry) backOut(slot int, img *[RecordSize]byte, pos int, e IndexEntry) {
 	freeImage(img)
 	r.storeImage(slot, img)
+	r.dropEntry(pos, e)
+	r.unlockSlot(slot)
+}
+
+// keepSlots lets Release keep slots; tests and benchmarks turn it off (before
+// any claim) to measure and exercise the path with an fcntl.
+var keepSlots = true
+
+// kept marks, in res.claims, a free slot whose lock the lock description
+// still holds (see releaseLocked).
+var kept = &claimState{released: true}
+
+// unlockSlot drops the lock description's lock on slot (whose record is
+// free), gives the slot up in res.claims and makes it the free-slot hint if
+// it is lower. An unlock that fails (the kernel may have to split a lock
+// to drop part of it) leaves the slot locked and free until the Registry
+// closes: it stays marked kept, out of the way of this Registry's claims.
+func (r *Registry) unlockSlot(slot int) {
 	off, n := slotRange(slot)
-	if err := ofdlock.Unlock(*fd, off, n); err != nil {
-		unix.Close(*fd)
-		*fd = -1
+	if err := ofdlock.Unlock(r.res.lockFD, off, n); err != nil {
+		r.res.claims[slot].Store(kept)
+		return
 	}
+	r.res.claims[slot].Store(nil)
+	r.res.mem.lowerFreeHint(uint32(slot))
+}
+
+// keep puts a free slot, whose lock the lock description holds, among the
+// kept ones for the next claim of this Registry, if there is room.
+func (r *Registry) keep(slot int) bool {
+	r.res.claims[slot].Store(kept)
+	for i := range r.res.kept {
+		p := &r.res.kept[i]
+		if p.Load() == 0 && p.CompareAndSwap(0, int32(slot+1)) {
+			return true
+		}
+	}
+	return false
+}
+
+// takeKept takes a kept slot for cs, if there is one.
+func (r *Registry) takeKept(cs *claimState) (int, bool) {
+	for i := range r.res.kept {
+		p := &r.res.kept[i]
+		if v := p.Load(); v != 0 && p.CompareAndSwap(v, 0) {
+			slot := int(v - 1)
+			r.res.claims[slot].Store(cs)
+			return slot, true
+		}
+	}
+	return 0, false
 }
 
 // lowerSlack is how many free slots below the high-water mark a claim
@@ -498,10 +635,12 @@ func (r *Registry) backOut(fd *int, slot int, img *[RecordSize]byte) {
 const lowerSlack = 16
 
 // tidyHighWater repairs a damaged high-water mark, or lowers one that is
-// well above want (one past the highest slot a claim saw used).
+// well above want (one past a used slot) when the top slot below it looks
+// free (a used one would make the lowering fail).
 func (r *Registry) tidyHighWater(want int) {
-	hw, ok := r.res.mem.highWater()
-	if ok && int(hw) <= r.count && (int(hw)-want < lowerSlack || int(hw)-want < int(hw)/4) {
+	m := r.res.mem
+	hw, ok := m.highWater()
+	if ok && int(hw) <= r.count && (int(hw)-want < lowerSlack || int(hw)-want < int(hw)/4 || !m.looksFree(int(hw)-1)) {
 		return
 	}
 	r.lowerHighWater(want) // best effort: a failure leaves a valid mark
@@ -567,30 +706,26 @@ func (c *Claim) Release() (err error) {
 	if cs.released {
 		return nil
 	}
-	r.res.claims[cs.rec.Slot].Store(nil)
-	r.releaseLocked(cs)
+	r.releaseLocked(cs, true)
 	return nil
 }
 
 // Close is Release.
 func (c *Claim) Close() error { return c.Release() }
 
-// releaseLocked frees cs's record and drops its lock; the caller holds
-// cs.mu and r.rw (shared or exclusive).
-func (r *Registry) releaseLocked(cs *claimState) {
+// releaseLocked frees cs's record and removes its index entry; the caller
+// holds cs.mu and r.rw (shared or exclusive). With keep, and room among
+// the kept slots, the lock description keeps the slot's lock, so that the
+// next claim of this Registry takes the slot without an fcntl; otherwise
+// it drops the lock.
+func (r *Registry) releaseLocked(cs *claimState, keep bool) {
 	cs.released = true
-	defer func() {
-		if v := recover(); v != nil {
-			unix.Close(cs.fd) // drops the lock
-			panic(v)
-		}
-	}()
+	slot := cs.rec.Slot
 	freeImage(&cs.buf)
-	r.storeImage(cs.rec.Slot, &cs.buf)
-	off, n := slotRange(cs.rec.Slot)
-	if err := ofdlock.Unlock(cs.fd, off, n); err != nil {
-		unix.Close(cs.fd)
+	r.storeImage(slot, &cs.buf)
+	r.dropEntry(cs.pos, cs.entry)
+	if keep && keepSlots && r.keep(slot) {
 		return
 	}
-	r.putFD(cs.fd)
+	r.unlockSlot(slot)
 }

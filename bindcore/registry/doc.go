@@ -33,11 +33,14 @@
 //
 // # Liveness
 //
-// A claim is live exactly while its lock is held. Each claim opens the file
-// anew (its own open file description) and holds an OFD write lock
-// (F_OFD_SETLK) on its record's byte range; the kernel drops that lock when
-// the claim is released, when its fd is closed, or when its process dies,
-// SIGKILL included. A record marked used whose lock can be taken is
+// A claim is live exactly while its lock is held: an OFD write lock
+// (F_OFD_SETLK) on its record's byte range, held through its Registry's lock
+// description (one open file description of the file for all the claims of
+// a Registry, so that the kernel's list of the file's locks, which every
+// fcntl walks, stays short); the kernel drops that lock when the claim is
+// released, when the Registry closes, or when its process dies, SIGKILL
+// included. A Registry keeps the locks of a few released slots (free
+// records) for its next claims, which then make no system call. A record marked used whose lock can be taken is
 // therefore stale: whoever meets it while checking for a conflict,
 // listing, allocating or waiting reclaims it. Nothing needs to run after a
 // crash, and no pid is ever trusted for liveness (pids are reused); the
@@ -54,10 +57,13 @@
 //
 // # Concurrent claims
 //
-// A claim takes no registry-wide lock: its one system call is its own
-// record's lock. It publishes its record as pending, takes a ticket (an
-// atomic fetch-and-add on a counter in the file's header), checks every
-// other record, and commits. Of two conflicting claims made at once, the
+// A claim takes no registry-wide lock: its one system call, at most, is its
+// own record's lock. It looks its port up in the file's port index (an
+// open-addressing hash table of the claims by port, after the records),
+// publishes its record as pending and its index entry, takes a ticket (an
+// atomic fetch-and-add on a counter in the file's header), checks the other
+// records of its port, and commits. Its cost does not grow with the number
+// of live claims of other ports. Of two conflicting claims made at once, the
 // one with the later ticket backs out; the protocol and why it is exact
 // (no two conflicting claims live at once, exactly one winner of a round of
 // conflicting claims, nothing lost to a SIGKILL at any step) are in

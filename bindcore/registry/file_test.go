@@ -52,7 +52,8 @@ func TestOpenRefusesBadFiles(t *testing.T) {
 	}{
 		{"wrong magic", func(t *testing.T, p string) { patch(t, p, 0, []byte("NOTAREG!")) }, ErrCorrupt, "not an rdmabind registry"},
 		{"wrong version", func(t *testing.T, p string) { patch(t, p, hVersion, u32(Version+1)) }, ErrVersion, "version 3"},
-		{"version 1", func(t *testing.T, p string) { patch(t, p, hVersion, u32(1)) }, ErrVersion, "file format version 1, this rdmabind reads version 2"},
+		{"version 1", func(t *testing.T, p string) { patch(t, p, hVersion, u32(1)) }, ErrVersion, "file format version 1, this rdmabind reads version 3"},
+		{"version 2", func(t *testing.T, p string) { patch(t, p, hVersion, u32(2)) }, ErrVersion, "file format version 2, this rdmabind reads version 3 (the file of an older rdmabind"},
 		{"header checksum", func(t *testing.T, p string) { patch(t, p, hCount, u32(17)) }, ErrCorrupt, "checksum"},
 		{"truncated", func(t *testing.T, p string) { os.Truncate(p, HeaderSize+3*RecordSize+5) }, ErrCorrupt, "truncated"},
 		{"truncated header", func(t *testing.T, p string) { os.Truncate(p, 100) }, ErrCorrupt, "truncated"},
@@ -195,8 +196,9 @@ func TestOpenUninitialized(t *testing.T) {
 }
 
 // TestCorruptRecord: a corrupt record whose lock is free is reclaimed; one
-// whose claim is live makes the conflict check fail with ErrCorrupt (its
-// port is unknown) and List report it.
+// whose claim is live makes the conflict check of a claim of its port (the
+// index names it) fail with ErrCorrupt (its address is unknown) and List
+// report it. A claim of another port does not read it.
 func TestCorruptRecord(t *testing.T) {
 	dir, path := newFile(t)
 	r := openTest(t, dir)
@@ -207,7 +209,12 @@ func TestCorruptRecord(t *testing.T) {
 	slot := c.Record().Slot
 	off := int64(HeaderSize + slot*RecordSize)
 	patch(t, path, off+rPort, []byte{0x99}) // checksum no longer matches
-	_, err = r.Claim(ClaimRequest{Addr: a4, Port: 1235})
+	c3, err := r.Claim(ClaimRequest{Addr: a4, Port: 1235})
+	if err != nil {
+		t.Fatalf("a claim of another port: %v", err)
+	}
+	c3.Release()
+	_, err = r.Claim(ClaimRequest{Addr: a4, Port: 1234})
 	mustErr(t, err, ErrCorrupt)
 	if !strings.Contains(err.Error(), "checksum") || !strings.Contains(err.Error(), "live") {
 		t.Errorf("message: %v", err)
@@ -218,8 +225,7 @@ func TestCorruptRecord(t *testing.T) {
 		t.Errorf("List returned the corrupt record: %v", recs)
 	}
 	// Its holder goes (here: its fd closes without a Release write).
-	unix.Close(c.cs.fd)
-	c.cs.released = true
+	dropLock(t, r, c)
 	c2, err := r.Claim(ClaimRequest{Addr: a4, Port: 1234, Share: Exclusive})
 	if err != nil {
 		t.Fatalf("after the holder went: %v", err)
@@ -230,6 +236,19 @@ func TestCorruptRecord(t *testing.T) {
 	if recs, err := r.List(); err != nil || len(recs) != 1 {
 		t.Fatalf("List: %v %v", recs, err)
 	}
+}
+
+// dropLock drops c's slot lock as the death of its holder would, without a
+// Release.
+func dropLock(t *testing.T, r *Registry, c *Claim) {
+	t.Helper()
+	slot := c.Record().Slot
+	off, n := slotRange(slot)
+	if err := unix.FcntlFlock(uintptr(r.res.lockFD), unix.F_OFD_SETLK, &unix.Flock_t{Type: unix.F_UNLCK, Start: off, Len: n}); err != nil {
+		t.Fatal(err)
+	}
+	c.cs.released = true
+	r.res.claims[slot].Store(nil)
 }
 
 // TestTornRecord: a writer that died inside a record (odd sequence) leaves
@@ -244,11 +263,11 @@ func TestTornRecord(t *testing.T) {
 	slot := c.Record().Slot
 	seq := c.Record().Seq
 	patch(t, path, int64(HeaderSize+slot*RecordSize), binary.LittleEndian.AppendUint32(nil, seq+1))
-	// A live writer "inside" for longer than the settle timeout: an error.
-	_, err = r.Claim(ClaimRequest{Addr: a4, Port: 78})
+	// A live writer "inside" for longer than the settle timeout: an error
+	// for a claim of its port.
+	_, err = r.Claim(ClaimRequest{Addr: a4, Port: 77})
 	mustErr(t, err, ErrCorrupt)
-	unix.Close(c.cs.fd) // the writer dies
-	c.cs.released = true
+	dropLock(t, r, c) // the writer dies
 	if _, err := r.Claim(ClaimRequest{Addr: a4, Port: 77, Share: Exclusive}); err != nil {
 		t.Fatal(err)
 	}

@@ -9,21 +9,31 @@ import (
 	"sync"
 )
 
-// The file format, version 2. docs/registry.md has the byte layout; the
+// The file format, version 3. docs/registry.md has the byte layout; the
 // decoders here are its reference. All integers are little-endian.
 const (
 	// Version is the format version this package reads and writes. Version
 	// 2 added the claim tickets and the pending flag, for the claim protocol
-	// without a registry-wide lock; a reader accepts only its own version.
-	Version = 2
+	// without a registry-wide lock; version 3 the port index after the
+	// records, the free-slot hint, and record checksums that make an
+	// all-zero record a valid free one (so a new file is sparse). A reader
+	// accepts only its own version.
+	Version = 3
 	// HeaderSize is the size of the header at the start of the file.
 	HeaderSize = 128
 	// RecordSize is the size of one record.
 	RecordSize = 128
 	// DefaultRecords is the record count of a file Open creates.
 	DefaultRecords = 4096
-	// MaxRecords bounds the record count a header may declare (8 MiB file).
-	MaxRecords = 1 << 16
+	// MaxRecords bounds the record count a header may declare (a file of
+	// 40 MiB, sparse: pages are allocated as records and index groups are
+	// first written).
+	MaxRecords = 1 << 18
+	// IndexGroupSize is the size of one group of the port index.
+	IndexGroupSize = 64
+	// IndexEntries is the number of entries of an index group (word 0 is
+	// the group's reach).
+	IndexEntries = IndexGroupSize/8 - 1
 )
 
 // Magic is the first 8 bytes of a registry file.
@@ -40,17 +50,19 @@ const (
 	hCreator    = 32
 	hFlags      = 36
 	hCreated    = 40
+	hGroups     = 48 // index groups: IndexGroups(count)
 	hCRC        = 60 // CRC32C of bytes [0, 60)
 	hHighWater  = 64 // mutable area [64, 128): not covered by the CRC
 	hHighCheck  = 68 // ^HighWater: the pair is one 64-bit word, checked on every use
 	hTickets    = 72 // the last claim ticket handed out (atomic fetch-add)
-	hMutableEnd = 80 // [80, 128) zero
+	hFreeHint   = 80 // a slot at or below which a free record may be (a hint)
+	hMutableEnd = 84 // [84, 128) zero
 )
 
 // Record offsets.
 const (
 	rSeq       = 0
-	rCRC       = 4 // CRC32C of bytes [8, 128)
+	rCRC       = 4 // CRC32C of bytes [8, 128) xor zeroSum (see recordSum)
 	rState     = 8
 	rFamily    = 9
 	rRole      = 10
@@ -160,13 +172,30 @@ type Header struct {
 	CreatorUID uint32 // uid that created the file
 	Flags      uint32 // 0
 	Created    int64  // creation time, Unix nanoseconds
+	Groups     uint32 // index groups: IndexGroups(Records)
 	HighWater  uint32 // mutable: every used record is below it
 	Tickets    uint64 // mutable: the last claim ticket handed out
+	FreeHint   uint32 // mutable: a hint where a free record may be, at most Records
 }
 
-// FileSize returns the size of a file with h's record count.
+// FileSize returns the size of a file with h's record count: the header,
+// the records, the index.
 func (h Header) FileSize() int64 {
-	return int64(HeaderSize) + int64(h.Records)*RecordSize
+	return int64(HeaderSize) + int64(h.Records)*RecordSize + int64(h.Groups)*IndexGroupSize
+}
+
+// indexOff returns the offset of the index in a file of n records.
+func indexOff(n int) int { return HeaderSize + n*RecordSize }
+
+// IndexGroups returns the number of index groups of a file of n records:
+// the smallest power of two whose entries are at least twice n, so that
+// the index is at most half full of live claims' entries.
+func IndexGroups(n int) uint32 {
+	g := uint32(1)
+	for int(g)*IndexEntries < 2*n {
+		g <<= 1
+	}
+	return g
 }
 
 // Record is one decoded record: a claim of an address and port, or a free
@@ -231,7 +260,11 @@ func DecodeHeader(b []byte) (Header, error) {
 	}
 	h.Version = le.Uint32(b[hVersion:])
 	if h.Version != Version {
-		return h, fmt.Errorf("%w: file format version %d, this rdmabind reads version %d", ErrVersion, h.Version, Version)
+		hint := ""
+		if h.Version < Version {
+			hint = " (the file of an older rdmabind: once no process of it runs in this network namespace, remove the file)"
+		}
+		return h, fmt.Errorf("%w: file format version %d, this rdmabind reads version %d%s", ErrVersion, h.Version, Version, hint)
 	}
 	if got, want := le.Uint32(b[hCRC:]), crc32.Checksum(b[:hCRC], castagnoli); got != want {
 		return h, corruptf("header: checksum %#08x, computed %#08x", got, want)
@@ -243,8 +276,10 @@ func DecodeHeader(b []byte) (Header, error) {
 	h.CreatorUID = le.Uint32(b[hCreator:])
 	h.Flags = le.Uint32(b[hFlags:])
 	h.Created = int64(le.Uint64(b[hCreated:]))
+	h.Groups = le.Uint32(b[hGroups:])
 	h.HighWater = le.Uint32(b[hHighWater:])
 	h.Tickets = le.Uint64(b[hTickets:])
+	h.FreeHint = le.Uint32(b[hFreeHint:])
 	switch {
 	case le.Uint32(b[hHighCheck:]) != ^h.HighWater:
 		return h, corruptf("header: high-water mark %d does not match its check %#08x", h.HighWater, le.Uint32(b[hHighCheck:]))
@@ -256,9 +291,13 @@ func DecodeHeader(b []byte) (Header, error) {
 		return h, corruptf("header: record count %d, want 1..%d", h.Records, MaxRecords)
 	case h.HighWater > h.Records:
 		return h, corruptf("header: high-water mark %d above the record count %d", h.HighWater, h.Records)
+	case h.Groups != IndexGroups(int(h.Records)):
+		return h, corruptf("header: %d index groups, a file of %d records has %d", h.Groups, h.Records, IndexGroups(int(h.Records)))
+	case h.FreeHint > h.Records:
+		return h, corruptf("header: free-slot hint %d above the record count %d", h.FreeHint, h.Records)
 	case h.Flags != 0:
 		return h, corruptf("header: flags %#x, version %d has none", h.Flags, Version)
-	case !allZero(b[hCreated+8 : hCRC]), !allZero(b[hMutableEnd:]):
+	case !allZero(b[hGroups+4 : hCRC]), !allZero(b[hMutableEnd:]):
 		return h, corruptf("header: reserved bytes are not zero")
 	}
 	return h, nil
@@ -277,10 +316,12 @@ func (h Header) Encode() []byte {
 	le.PutUint32(b[hCreator:], h.CreatorUID)
 	le.PutUint32(b[hFlags:], h.Flags)
 	le.PutUint64(b[hCreated:], uint64(h.Created))
+	le.PutUint32(b[hGroups:], h.Groups)
 	le.PutUint32(b[hCRC:], crc32.Checksum(b[:hCRC], castagnoli))
 	le.PutUint32(b[hHighWater:], h.HighWater)
 	le.PutUint32(b[hHighCheck:], ^h.HighWater)
 	le.PutUint64(b[hTickets:], h.Tickets)
+	le.PutUint32(b[hFreeHint:], h.FreeHint)
 	return b
 }
 
@@ -304,7 +345,7 @@ func DecodeRecord(b []byte) (Record, error) {
 	if r.Seq&1 != 0 {
 		return r, corruptf("record: sequence %d is odd: a write is in progress or its writer died", r.Seq)
 	}
-	if got, want := le.Uint32(b[rCRC:]), crc32.Checksum(b[rState:], castagnoli); got != want {
+	if got, want := le.Uint32(b[rCRC:]), recordSum(b); got != want {
 		return r, corruptf("record: checksum %#08x, computed %#08x", got, want)
 	}
 	r.State = State(b[rState])
@@ -414,38 +455,48 @@ func (r *Record) encodeTo(b *[RecordSize]byte) {
 	le.PutUint64(b[rNetns:], r.Netns)
 	le.PutUint64(b[rClaimed:], uint64(r.Claimed))
 	le.PutUint64(b[rTicket:], r.Ticket)
-	le.PutUint32(b[rCRC:], crc32.Checksum(b[rState:], castagnoli))
+	le.PutUint32(b[rCRC:], recordSum(b[:]))
 }
 
-// Decode decodes a whole registry file image: a header, then exactly the
-// header's count of records. Errors wrap ErrCorrupt or ErrVersion and name
-// the first bad record. It never panics; an image it accepts encodes back to
-// the same bytes with Encode.
-func Decode(b []byte) (Header, []Record, error) {
+// Decode decodes a whole registry file image: a header, exactly the
+// header's count of records, then its index groups. Errors wrap ErrCorrupt
+// or ErrVersion and name the first bad record or group. It never panics;
+// an image it accepts encodes back to the same bytes with Encode.
+func Decode(b []byte) (Header, []Record, []IndexGroup, error) {
 	h, err := DecodeHeader(b)
 	if err != nil {
-		return h, nil, err
+		return h, nil, nil, err
 	}
 	if int64(len(b)) != h.FileSize() {
-		return h, nil, corruptf("size %d, a file of %d records has %d", len(b), h.Records, h.FileSize())
+		return h, nil, nil, corruptf("size %d, a file of %d records has %d", len(b), h.Records, h.FileSize())
 	}
 	recs := make([]Record, h.Records)
 	for i := range recs {
 		off := HeaderSize + i*RecordSize
 		r, err := DecodeRecord(b[off : off+RecordSize])
 		if err != nil {
-			return h, nil, fmt.Errorf("slot %d: %w", i, err)
+			return h, nil, nil, fmt.Errorf("slot %d: %w", i, err)
 		}
 		r.Slot = i
 		recs[i] = r
 	}
-	return h, recs, nil
+	idx := make([]IndexGroup, h.Groups)
+	for g := range idx {
+		off := indexOff(int(h.Records)) + g*IndexGroupSize
+		grp, err := decodeGroup(b[off:off+IndexGroupSize], h)
+		if err != nil {
+			return h, nil, nil, fmt.Errorf("index group %d: %w", g, err)
+		}
+		idx[g] = grp
+	}
+	return h, recs, idx, nil
 }
 
-// Encode returns the file image of h and recs (h.Records is not changed;
-// give it len(recs) for a consistent image).
-func Encode(h Header, recs []Record) []byte {
-	b := make([]byte, 0, HeaderSize+len(recs)*RecordSize)
+// Encode returns the file image of h, recs and idx (h is not changed; give
+// it len(recs) records and IndexGroups(len(recs)) groups for a consistent
+// image). Missing index groups are encoded empty.
+func Encode(h Header, recs []Record, idx []IndexGroup) []byte {
+	b := make([]byte, 0, HeaderSize+len(recs)*RecordSize+int(h.Groups)*IndexGroupSize)
 	b = append(b, h.Encode()...)
 	var rb [RecordSize]byte
 	for i := range recs {
@@ -453,7 +504,83 @@ func Encode(h Header, recs []Record) []byte {
 		recs[i].encodeTo(&rb)
 		b = append(b, rb[:]...)
 	}
+	le := binary.LittleEndian
+	for g := 0; g < int(h.Groups); g++ {
+		var grp IndexGroup
+		if g < len(idx) {
+			grp = idx[g]
+		}
+		b = le.AppendUint64(b, uint64(grp.Version)<<32|uint64(grp.Reach))
+		for _, e := range grp.Entries {
+			b = le.AppendUint64(b, uint64(e))
+		}
+	}
 	return b
+}
+
+// IndexGroup is one decoded group of the port index: IndexEntries entries
+// and the reach of the claims whose port hashes to the group.
+type IndexGroup struct {
+	// Reach is how many groups past this one the entries of ports that
+	// hash to it may lie: a lookup reads groups g..g+Reach (mod the group
+	// count).
+	Reach uint32
+	// Version counts the changes of the reach word (every insertion of an
+	// entry of the group's ports changes it), for lowering the reach safely.
+	Version uint32
+	Entries [IndexEntries]IndexEntry
+}
+
+// IndexEntry is one word of the port index: 0 (empty), or the slot, port
+// and generation (its low 28 bits) of a claim. An entry may outlive its
+// claim (its claimant died, or its record was reclaimed): it is dead when
+// the slot no longer holds that claim, and whoever meets it removes it.
+type IndexEntry uint64
+
+// newEntry makes the entry of a claim of port in slot, of generation gen.
+func newEntry(slot int, port uint16, gen uint64) IndexEntry {
+	return IndexEntry(uint64(slot+1) | uint64(port)<<20 | (gen&genMask)<<36)
+}
+
+const genMask = 1<<28 - 1
+
+// Slot returns the entry's slot (-1 for an empty entry).
+func (e IndexEntry) Slot() int { return int(e&(1<<20-1)) - 1 }
+
+// Port returns the entry's port.
+func (e IndexEntry) Port() uint16 { return uint16(e >> 20) }
+
+// Gen returns the low 28 bits of the entry's generation.
+func (e IndexEntry) Gen() uint64 { return uint64(e >> 36) }
+
+// matches reports whether the entry names the claim of rec.
+func (e IndexEntry) matches(rec Record) bool {
+	return rec.State == StateUsed && rec.Port == e.Port() && rec.Generation&genMask == e.Gen()
+}
+
+// portHome returns the group a port's entries start from, of groups (a
+// power of two): a multiplicative hash, so that neighbouring ports (an
+// ephemeral range) land in different groups.
+func portHome(port uint16, groups int) int {
+	return int((uint32(port) * 0x9E3779B1 >> 8) & uint32(groups-1))
+}
+
+func decodeGroup(b []byte, h Header) (IndexGroup, error) {
+	var g IndexGroup
+	le := binary.LittleEndian
+	w := le.Uint64(b)
+	g.Reach, g.Version = uint32(w), uint32(w>>32)
+	if g.Reach >= h.Groups {
+		return g, corruptf("reach %d, want below the %d groups", g.Reach, h.Groups)
+	}
+	for k := range g.Entries {
+		e := IndexEntry(le.Uint64(b[8+8*k:]))
+		if e != 0 && (e.Slot() < 0 || e.Slot() >= int(h.Records)) {
+			return g, corruptf("entry %d: slot %d, want below %d", k, e.Slot(), h.Records)
+		}
+		g.Entries[k] = e
+	}
+	return g, nil
 }
 
 func allZero(b []byte) bool {
@@ -466,6 +593,16 @@ func allZero(b []byte) bool {
 }
 
 func crc32c(b []byte) uint32 { return crc32.Checksum(b, castagnoli) }
+
+// zeroSum is the CRC32C of 120 zero bytes, the checksummed part of an
+// all-zero record.
+var zeroSum = crc32c(make([]byte, RecordSize-rState))
+
+// recordSum returns the checksum a record's bytes [4, 8) hold: the CRC32C
+// of bytes [8, 128) xor zeroSum, so that an all-zero record, which a new
+// (sparse) file is made of, is a valid free record. The xor keeps the
+// checksum affine in the bytes, which crcPatch relies on.
+func recordSum(b []byte) uint32 { return crc32c(b[rState:RecordSize]) ^ zeroSum }
 
 // The claim protocol rewrites a few bytes of a record at a time: its ticket,
 // its pending flag, its state, its role. CRC32C is affine over GF(2): for
@@ -517,6 +654,11 @@ func initPatchTabs() {
 // off must be one of patchable.
 func crcPatch(b *[RecordSize]byte, off int, v byte) {
 	patchTabs.once.Do(initPatchTabs)
+	patchByte(b, off, v)
+}
+
+// patchByte is crcPatch once the tables are made.
+func patchByte(b *[RecordSize]byte, off int, v byte) {
 	d := b[off] ^ v
 	if d == 0 {
 		return
@@ -529,7 +671,8 @@ func crcPatch(b *[RecordSize]byte, off int, v byte) {
 
 // crcPatch64 is crcPatch for the 8 little-endian bytes at off.
 func crcPatch64(b *[RecordSize]byte, off int, v uint64) {
+	patchTabs.once.Do(initPatchTabs)
 	for i := 0; i < 8; i++ {
-		crcPatch(b, off+i, byte(v>>(8*i)))
+		patchByte(b, off+i, byte(v>>(8*i)))
 	}
 }

@@ -10,7 +10,7 @@ import (
 )
 
 func sampleImage(n int) []byte {
-	h := Header{Version: Version, HeaderSize: HeaderSize, RecordSize: RecordSize, Records: uint32(n),
+	h := Header{Version: Version, HeaderSize: HeaderSize, RecordSize: RecordSize, Records: uint32(n), Groups: IndexGroups(n),
 		Netns: 4026531840, CreatorUID: 1000, Created: 1700000000123456789, HighWater: 2, Tickets: 77}
 	recs := make([]Record, n)
 	recs[0] = Record{Seq: 4, State: StateUsed, Addr: netip.MustParseAddr("192.168.1.7"), Port: 18515,
@@ -24,20 +24,25 @@ func sampleImage(n int) []byte {
 	if n > 2 {
 		recs[2] = Record{Seq: 8, Generation: 9} // released
 	}
-	return Encode(h, recs)
+	idx := make([]IndexGroup, h.Groups)
+	idx[0] = IndexGroup{Reach: 0, Version: 5, Entries: [IndexEntries]IndexEntry{2: newEntry(0, 18515, 3)}}
+	return Encode(h, recs, idx)
 }
 
 func TestFormatRoundTrip(t *testing.T) {
 	img := sampleImage(4)
-	if len(img) != HeaderSize+4*RecordSize {
+	if len(img) != HeaderSize+4*RecordSize+int(IndexGroups(4))*IndexGroupSize {
 		t.Fatalf("image %d bytes", len(img))
 	}
 	if !bytes.Equal(img[:8], []byte("RDMABREG")) {
 		t.Errorf("magic %q", img[:8])
 	}
-	h, recs, err := Decode(img)
+	h, recs, idx, err := Decode(img)
 	if err != nil {
 		t.Fatal(err)
+	}
+	if e := idx[0].Entries[2]; e.Slot() != 0 || e.Port() != 18515 || e.Gen() != 3 || !e.matches(recs[0]) || idx[0].Version != 5 {
+		t.Errorf("index group 0 %+v", idx[0])
 	}
 	if h.Records != 4 || h.HighWater != 2 || h.CreatorUID != 1000 {
 		t.Errorf("header %+v", h)
@@ -48,7 +53,7 @@ func TestFormatRoundTrip(t *testing.T) {
 	if r := recs[1]; !r.Addr.Is6() || !r.DualStack || r.Share != Exclusive || r.Slot != 1 {
 		t.Errorf("record 1 %+v", r)
 	}
-	if !bytes.Equal(Encode(h, recs), img) {
+	if !bytes.Equal(Encode(h, recs, idx), img) {
 		t.Error("re-encoding differs")
 	}
 	// Layout spot checks against docs/registry.md.
@@ -84,6 +89,12 @@ func TestDecodeRejects(t *testing.T) {
 		{"magic", func(b []byte) []byte { b[0] = 'X'; return b }, ErrCorrupt},
 		{"version", func(b []byte) []byte { b[hVersion] = Version + 1; return b }, ErrVersion},
 		{"version 1", func(b []byte) []byte { b[hVersion] = 1; return b }, ErrVersion},
+		{"version 2", func(b []byte) []byte { b[hVersion] = 2; return b }, ErrVersion},
+		{"index groups", func(b []byte) []byte { return reheader(b, func(b []byte) { b[hGroups] *= 2 }) }, ErrCorrupt},
+		{"free hint", func(b []byte) []byte { b[hFreeHint] = 4; return b }, ErrCorrupt},
+		{"header mutable reserved", func(b []byte) []byte { b[hMutableEnd] = 1; return b }, ErrCorrupt},
+		{"reach", func(b []byte) []byte { b[indexOff(3)] = byte(IndexGroups(3)); return b }, ErrCorrupt},
+		{"entry slot", func(b []byte) []byte { b[indexOff(3)+8] = 4; return b }, ErrCorrupt},
 		{"header crc", func(b []byte) []byte { b[hCount] ^= 1; return b }, ErrCorrupt},
 		{"high-water", func(b []byte) []byte { b[hHighWater] ^= 1; return b }, ErrCorrupt},
 		{"header reserved", func(b []byte) []byte { b[100] = 1; return b }, ErrCorrupt},
@@ -98,20 +109,33 @@ func TestDecodeRejects(t *testing.T) {
 		{"used without role", func(b []byte) []byte { return resum(b, 0, func(r []byte) { r[rRole] = 0 }) }, ErrCorrupt},
 		{"finished claim without ticket", func(b []byte) []byte { return resum(b, 0, func(r []byte) { clear(r[rTicket : rTicket+8]) }) }, ErrCorrupt},
 		{"free with ticket", func(b []byte) []byte { return resum(b, 2, func(r []byte) { r[rTicket] = 1 }) }, ErrCorrupt},
+		{"zero record, checksum of v2", func(b []byte) []byte {
+			r := b[HeaderSize+2*RecordSize:][:RecordSize]
+			clear(r)
+			binary.LittleEndian.PutUint32(r[rCRC:], crc32c(r[rState:]))
+			return b
+		}, ErrCorrupt},
 		{"free and pending", func(b []byte) []byte { return resum(b, 2, func(r []byte) { r[rFlags] = flagPending }) }, ErrCorrupt},
 	} {
 		b := c.mutate(bytes.Clone(good))
-		if _, _, err := Decode(b); !errors.Is(err, c.want) {
+		if _, _, _, err := Decode(b); !errors.Is(err, c.want) {
 			t.Errorf("%s: %v, want %v", c.name, err, c.want)
 		}
 	}
+}
+
+// reheader changes the header of image b and fixes its checksum.
+func reheader(b []byte, f func(b []byte)) []byte {
+	f(b)
+	binary.LittleEndian.PutUint32(b[hCRC:], crc32c(b[:hCRC]))
+	return b
 }
 
 // resum changes record slot of image b and fixes its checksum.
 func resum(b []byte, slot int, f func(r []byte)) []byte {
 	r := b[HeaderSize+slot*RecordSize:][:RecordSize]
 	f(r)
-	binary.LittleEndian.PutUint32(r[rCRC:], crc32c(r[rState:]))
+	binary.LittleEndian.PutUint32(r[rCRC:], recordSum(r))
 	return b
 }
 
@@ -139,7 +163,11 @@ func fixImage(b []byte) []byte {
 		le.PutUint32(b[hCRC:], crc32c(b[:hCRC]))
 		le.PutUint32(b[hHighCheck:], ^le.Uint32(b[hHighWater:]))
 	}
-	for off := HeaderSize; off+RecordSize <= len(b); off += RecordSize {
+	end := len(b)
+	if h, err := DecodeHeader(b); err == nil {
+		end = min(end, indexOff(int(h.Records)))
+	}
+	for off := HeaderSize; off+RecordSize <= end; off += RecordSize {
 		fixRecord(b[off:])
 	}
 	return b
@@ -149,14 +177,14 @@ func fixImage(b []byte) []byte {
 func fixRecord(b []byte) []byte {
 	if len(b) >= RecordSize {
 		b[rSeq] &^= 1
-		binary.LittleEndian.PutUint32(b[rCRC:], crc32c(b[rState:RecordSize]))
+		binary.LittleEndian.PutUint32(b[rCRC:], recordSum(b))
 	}
 	return b
 }
 
 func roundTrip(t *testing.T, b []byte) {
-	if h, recs, err := Decode(b); err == nil {
-		if got := Encode(h, recs); !bytes.Equal(got, b) {
+	if h, recs, idx, err := Decode(b); err == nil {
+		if got := Encode(h, recs, idx); !bytes.Equal(got, b) {
 			t.Fatalf("Decode accepted an image that encodes differently:\n in % x\nout % x", b, got)
 		}
 	}
@@ -181,14 +209,14 @@ func TestCRCPatch(t *testing.T) {
 		for j := rState; j < RecordSize; j++ {
 			b[j] = byte(rng.Uint32())
 		}
-		binary.LittleEndian.PutUint32(b[rCRC:], crc32c(b[rState:]))
+		binary.LittleEndian.PutUint32(b[rCRC:], recordSum(b[:]))
 		off := patchable[rng.IntN(len(patchable))]
 		if rng.IntN(2) == 0 && off >= rTicket {
 			crcPatch64(&b, rTicket, rng.Uint64())
 		} else {
 			crcPatch(&b, off, byte(rng.Uint32()))
 		}
-		if got, want := binary.LittleEndian.Uint32(b[rCRC:]), crc32c(b[rState:]); got != want {
+		if got, want := binary.LittleEndian.Uint32(b[rCRC:]), recordSum(b[:]); got != want {
 			t.Fatalf("patched checksum %#08x, computed %#08x", got, want)
 		}
 	}

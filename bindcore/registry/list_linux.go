@@ -67,7 +67,59 @@ func (r *Registry) List() (recs []Record, err error) {
 			break
 		}
 	}
+	last := -1
+	if len(recs) > 0 {
+		last = recs[len(recs)-1].Slot
+	}
+	r.tidyHighWater(last + 1)
 	return recs, errors.Join(errs...)
+}
+
+// portFree reports whether no live claim of port p overlaps addr (as a
+// dual-stack wildcard, if it is one): it looks p up in the index. A claim
+// in progress (pending) counts: it will most likely win. Stale claims of
+// the port are reclaimed.
+func (r *Registry) portFree(p uint16, addr netip.Addr, b *[RecordSize]byte) (bool, error) {
+	h := portHome(p, r.groups)
+	_, reach := r.reachOf(h)
+	var stale []Record
+	for d := 0; d <= reach; d++ {
+		g := (h + d) & (r.groups - 1)
+		for k := 1; k <= IndexEntries; k++ {
+			e := r.entryAt(g*8 + k)
+			if e == 0 || e.Port() != p || e.Slot() < 0 || e.Slot() >= r.count {
+				continue
+			}
+			i := e.Slot()
+			rec, _, err := r.readInto(i, b)
+			if err != nil {
+				var st bool
+				if rec, st, err = r.settle(i, err); err != nil {
+					return false, err
+				}
+				if st {
+					continue
+				}
+			}
+			if !e.matches(rec) || !Overlap(rec.Addr, rec.DualStack, addr, true) {
+				continue
+			}
+			live, changed, err := r.probe(i, rec)
+			if err != nil {
+				return false, err
+			}
+			if live || changed { // changed: most likely a new claim
+				return false, nil
+			}
+			stale = append(stale, rec)
+		}
+	}
+	for _, rec := range stale {
+		if err := r.reclaim(rec.Slot, &rec); err != nil {
+			return false, err
+		}
+	}
+	return true, nil
 }
 
 // FindFreePort returns a port in [lo, hi] that no live claim overlapping
@@ -94,49 +146,18 @@ func (r *Registry) FindFreePort(addr netip.Addr, lo, hi uint16) (port uint16, er
 	if r.closed.Load() {
 		return 0, r.closedErr("find free port")
 	}
-	byPort := map[uint16][]Record{}
-	hw := r.scanLimit()
 	b := new([RecordSize]byte)
-	var cu cacheUse
-	defer cu.done(r)
-	for i := 0; i < hw; i++ {
-		rec, _, err := r.readScan(i, b, &cu)
-		if err != nil {
-			var stale bool
-			if rec, stale, err = r.settle(i, err); err != nil {
-				return 0, err
-			}
-			if stale {
-				continue
-			}
-		}
-		// A claim in progress (pending) counts: it will most likely win.
-		if rec.State == StateUsed && rec.Port >= lo && rec.Port <= hi && Overlap(rec.Addr, rec.DualStack, addr, true) {
-			byPort[rec.Port] = append(byPort[rec.Port], rec)
-		}
-	}
-	cu.done(r)
 	n := int(hi-lo) + 1
 	start := rand.IntN(n)
-next:
 	for k := 0; k < n; k++ {
 		p := lo + uint16((start+k)%n)
-		held := byPort[p]
-		for _, rec := range held {
-			live, changed, err := r.probe(rec.Slot, rec)
-			if err != nil {
-				return 0, err
-			}
-			if live || changed { // changed: most likely a new claim
-				continue next
-			}
+		free, err := r.portFree(p, addr, b)
+		if err != nil {
+			return 0, err
 		}
-		for _, rec := range held { // all stale
-			if err := r.reclaim(rec.Slot, &rec); err != nil {
-				return 0, err
-			}
+		if free {
+			return p, nil
 		}
-		return p, nil
 	}
 	return 0, fmt.Errorf("registry: find free port %s in [%d, %d]: %w: live claims hold every port of the range (registry %s)", addr, lo, hi, ErrFull, r.path)
 }

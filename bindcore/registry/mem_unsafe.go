@@ -126,16 +126,48 @@ func (m mem) snapshot(slot int, dst *[RecordSize]byte) bool {
 // slot's only writer: it holds the slot's write lock (see the locking
 // protocol).
 func (m mem) write(slot int, src *[RecordSize]byte) uint32 {
-	return m.finish(slot, src, m.begin(slot))
+	s, _ := m.begin(slot)
+	return m.finish(slot, src, s)
 }
 
 // begin opens a write of slot: it makes the sequence odd (a writer is
-// inside) and returns it. An odd sequence left by a dead writer stays odd.
-func (m mem) begin(slot int) uint32 {
+// inside) and returns it, and whether it was odd already (a writer died
+// inside the record). An odd sequence left by a dead writer stays odd.
+func (m mem) begin(slot int) (uint32, bool) {
 	seqp := m.u32(recOff(slot) + rSeq)
-	s := atomic.LoadUint32(seqp) | 1
+	old := atomic.LoadUint32(seqp)
+	s := old | 1
 	atomic.StoreUint32(seqp, s)
-	return s
+	return s, old&1 != 0
+}
+
+// looksFree reports whether a slot's record looked free at a glance (an
+// even sequence and state free): a hint for the choice of a slot, which
+// taking its lock then makes sure of.
+func (m mem) looksFree(slot int) bool {
+	off := recOff(slot)
+	return atomic.LoadUint32(m.u32(off+rSeq))&1 == 0 && byte(atomic.LoadUint64(m.u64(off+8))) == byte(StateFree)
+}
+
+// freeHint loads the header's free-slot hint.
+func (m mem) freeHint() uint32 { return atomic.LoadUint32(m.u32(hFreeHint)) }
+
+// casFreeHint replaces the hint old by v, if it still is old.
+func (m mem) casFreeHint(old, v uint32) {
+	if old != v {
+		atomic.CompareAndSwapUint32(m.u32(hFreeHint), old, v)
+	}
+}
+
+// lowerFreeHint makes the hint at most v (a slot just freed).
+func (m mem) lowerFreeHint(v uint32) {
+	p := m.u32(hFreeHint)
+	for {
+		old := atomic.LoadUint32(p)
+		if old <= v || atomic.CompareAndSwapUint32(p, old, v) {
+			return
+		}
+	}
 }
 
 // finish completes the write begin opened (s is what it returned): it

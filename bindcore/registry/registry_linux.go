@@ -33,14 +33,16 @@ var settleTimeout = time.Second
 // namespace, shared with every other process that opens the same file.
 // Its methods are safe for concurrent use.
 type Registry struct {
-	path  string
-	netns uint64
-	count int
-	uid   uint32
-	pid   uint32
-	start uint64
-	dev   uint64
-	ino   uint64
+	path   string
+	netns  uint64
+	count  int
+	groups int // index groups
+	ixOff  int // offset of the index
+	uid    uint32
+	pid    uint32
+	start  uint64
+	dev    uint64
+	ino    uint64
 
 	// rw is held shared by every operation that touches the mapping and
 	// exclusively by Close, which unmaps it.
@@ -89,14 +91,27 @@ type resources struct {
 	fd  int // the registry's own open file description: registry lock at Open, probes
 	mem mem
 
+	// lockFD is the lock description: the open file description through
+	// which every claim of the Registry holds its slot lock. One for all
+	// the claims keeps the kernel's list of the file's locks short (the
+	// locks of adjacent slots merge into one), and every fcntl on the file
+	// walks that list. -1 until setup.
+	lockFD int
+
+	// kept holds, as slot+1 (0: empty), free slots whose lock the lock
+	// description kept at a release, for the next claim.
+	kept [poolMax]atomic.Int32
+
 	// pool holds open file descriptions that hold no lock, as fd+1 (0:
 	// empty). Lock-free: a claim takes one and a release gives it back;
 	// Close (which excludes both, through Registry.rw) empties it.
 	pool [poolMax]atomic.Int32
 
-	// claims are the live claims made through this Registry, by slot. A
-	// claim stores itself once it holds its slot and clears itself on
-	// Release; Close (which excludes both) releases the rest.
+	// claims are the slots the lock description holds or is about to take,
+	// with their claims: a claim stores itself (compare-and-swap from nil)
+	// before it asks for the slot's lock, a kept slot holds the marker
+	// kept, and a release that drops the lock clears it. Close (which
+	// excludes claims and releases) releases the claims left.
 	claims []atomic.Pointer[claimState]
 
 	waitMu sync.Mutex
@@ -113,11 +128,11 @@ func (res *resources) free() {
 				continue
 			}
 			cs.mu.Lock()
-			if !cs.released {
-				cs.released = true
-				unix.Close(cs.fd)
-			}
+			cs.released = true
 			cs.mu.Unlock()
+		}
+		if res.lockFD >= 0 {
+			unix.Close(res.lockFD) // drops every claim's lock
 		}
 		res.waitMu.Lock()
 		ws := res.waits
@@ -189,11 +204,15 @@ func Open(opts Options) (*Registry, error) {
 		uid:   uint32(os.Geteuid()),
 		pid:   uint32(os.Getpid()),
 		start: start,
-		res:   &resources{fd: fd, waits: map[*waiter]struct{}{}},
+		res:   &resources{fd: fd, lockFD: -1, waits: map[*waiter]struct{}{}},
 	}
 	if err := r.setup(n, &st); err != nil {
 		r.res.free()
 		return nil, fmt.Errorf("registry: open %s: %w", path, err)
+	}
+	if r.res.lockFD, err = r.openFD(); err != nil {
+		r.res.free()
+		return nil, err
 	}
 	runtime.AddCleanup(r, func(res *resources) { res.free() }, r.res)
 	return r, nil
@@ -288,6 +307,7 @@ func (r *Registry) setup(n int, st *unix.Stat_t) error {
 		}
 		r.res.mem = m
 		r.count = int(h.Records)
+		r.groups, r.ixOff = int(h.Groups), indexOff(r.count)
 		if h.Netns != r.netns {
 			return fmt.Errorf("%w: the file is the registry of network namespace %d, not %d", ErrCorrupt, h.Netns, r.netns)
 		}
@@ -331,6 +351,7 @@ func (r *Registry) initialize(n int, size int64) error {
 		HeaderSize: HeaderSize,
 		RecordSize: RecordSize,
 		Records:    uint32(n),
+		Groups:     IndexGroups(n),
 		Netns:      r.netns,
 		CreatorUID: r.uid,
 		Created:    time.Now().UnixNano(),
@@ -344,11 +365,9 @@ func (r *Registry) initialize(n int, size int64) error {
 	}
 	r.res.mem = m
 	r.count = n
-	var free [RecordSize]byte
-	(&Record{}).encodeTo(&free)
-	for i := 0; i < n; i++ {
-		r.res.mem.write(i, &free)
-	}
+	r.groups, r.ixOff = int(h.Groups), indexOff(n)
+	// The records and the index are zeros, which are free records and
+	// empty groups: the file stays sparse until claims write it.
 	r.res.mem.writeHeader(h.Encode()) // the magic last
 	return nil
 }
@@ -455,9 +474,12 @@ func (r *Registry) Close() error {
 		if cs == nil {
 			continue
 		}
+		if cs == kept {
+			continue
+		}
 		cs.mu.Lock()
 		if !cs.released {
-			r.releaseLocked(cs)
+			r.releaseLocked(cs, false)
 		}
 		cs.mu.Unlock()
 	}
@@ -585,7 +607,7 @@ func (r *Registry) readScan(slot int, b *[RecordSize]byte, cu *cacheUse) (Record
 		return Record{Slot: slot}, true, fmt.Errorf("slot %d: %w: a write is in progress, or its writer died in it", slot, ErrCorrupt)
 	}
 	w0 := binary.LittleEndian.Uint64(b[:8])
-	crcOK := crc32c(b[rState:]) == uint32(w0>>32)
+	crcOK := recordSum(b[:]) == uint32(w0>>32)
 	if crcOK && b[rState] == byte(StateFree) && b[rFlags]&flagPending == 0 && allZero(b[rTicket:rTicket+8]) {
 		// A free slot (a process that churns claims rewrites one all the
 		// time): a scan needs its sequence only.
@@ -670,7 +692,7 @@ func (r *Registry) reclaim(slot int, want *Record) error {
 		}
 	}()
 	m := r.res.mem
-	s := m.begin(slot)
+	s, _ := m.begin(slot)
 	b := new([RecordSize]byte)
 	m.copyOwn(slot, b)
 	cur, derr := DecodeRecord(b[:])

@@ -29,8 +29,8 @@ func TestClaimReleaseList(t *testing.T) {
 	if err := unix.Stat(r.Path(), &st); err != nil {
 		t.Fatal(err)
 	}
-	if st.Mode&0o7777 != 0o600 || st.Size != HeaderSize+DefaultRecords*RecordSize {
-		t.Errorf("file mode %#o size %d, want 0600 and %d", st.Mode&0o7777, st.Size, HeaderSize+DefaultRecords*RecordSize)
+	if st.Mode&0o7777 != 0o600 || st.Size != HeaderSize+DefaultRecords*RecordSize+int64(IndexGroups(DefaultRecords))*IndexGroupSize {
+		t.Errorf("file mode %#o size %d, want 0600 and %d", st.Mode&0o7777, st.Size, HeaderSize+DefaultRecords*RecordSize+int64(IndexGroups(DefaultRecords))*IndexGroupSize)
 	}
 
 	c1, err := r.Claim(ClaimRequest{Addr: a4, Port: 5000, SocketID: 77})
