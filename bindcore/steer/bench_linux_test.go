@@ -32,11 +32,11 @@ func BenchmarkDesignate(b *testing.B) {
 		var fds [2]int
 		x.Control(func(fd int) error { fds[0] = fd; return nil })
 		y.Control(func(fd int) error { fds[1] = fd; return nil })
-		g.socks.Delete(uint32(0))
-		g.socks.Delete(uint32(1))
+		g.ns.socks.Delete(g.slotKey(0))
+		g.ns.socks.Delete(g.slotKey(1))
 		i := 0
 		for b.Loop() {
-			if err := g.socks.Put(uint32(0), uint64(fds[i&1])); err != nil {
+			if err := g.ns.socks.Put(g.slotKey(0), uint64(fds[i&1])); err != nil {
 				b.Fatal(err)
 			}
 			i++
