@@ -1,7 +1,10 @@
 package steer
 
 import (
+	"net/netip"
 	"testing"
+
+	"golang.org/x/sys/unix"
 
 	"github.com/rdmabind/rdmabind/bindcore/shadow"
 )
@@ -123,5 +126,69 @@ func BenchmarkOpen(b *testing.B) {
 				b.Fatal(removed, err)
 			}
 		}
+	})
+}
+
+// BenchmarkListenNewGroup is the steering part of the first Listen of a
+// port: KeyOf, Open of a new group (its key's entry, index and directory;
+// the netns's program is loaded already, as it is after the first group of
+// the netns), Group.Listen (listen(2) and the attach) and Designate, against
+// "raw": listen(2) and SO_ATTACH_REUSEPORT_EBPF of the loaded program, the
+// two system calls the steering cannot do without. Bind, Release and close
+// are off the clock. Another group stays open throughout, as the netns's
+// objects stay pinned: with "cold", none does, and each Open loads them
+// from their pins.
+func BenchmarkListenNewGroup(b *testing.B) {
+	skipUnlessBPF(b)
+	keep := bindShadow(b, reserve(b, "127.0.0.1:0"))
+	gk := openGroup(b, keep)
+	prog := gk.ns.prog.FD()
+	run := func(b *testing.B, steered bool) {
+		for b.Loop() {
+			b.StopTimer()
+			s, err := shadow.Bind(netip.MustParseAddrPort("127.0.0.1:0"))
+			if err != nil {
+				b.Fatal(err)
+			}
+			b.StartTimer()
+			var g *Group
+			if steered {
+				k, err := KeyOf(s)
+				if err == nil {
+					g, err = Open(k, nil)
+				}
+				if err == nil {
+					err = g.Listen(s, 16)
+				}
+				if err == nil {
+					err = g.Designate(s)
+				}
+				if err != nil {
+					b.Fatal(err)
+				}
+			} else {
+				err = s.Control(func(fd int) error {
+					if err := unix.Listen(fd, 16); err != nil {
+						return err
+					}
+					return unix.SetsockoptInt(fd, unix.SOL_SOCKET, unix.SO_ATTACH_REUSEPORT_EBPF, prog)
+				})
+				if err != nil {
+					b.Fatal(err)
+				}
+			}
+			b.StopTimer()
+			s.Close()
+			if g != nil {
+				g.Release()
+			}
+			b.StartTimer()
+		}
+	}
+	b.Run("steer", func(b *testing.B) { run(b, true) })
+	b.Run("raw", func(b *testing.B) { run(b, false) })
+	b.Run("cold", func(b *testing.B) {
+		gk.Release()
+		run(b, true)
 	})
 }

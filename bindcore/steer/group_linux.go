@@ -42,24 +42,23 @@ var errDamaged = errors.New("not a group of this version")
 // tmpSeq numbers the temporary directories of this process.
 var tmpSeq atomic.Uint64
 
-// lockDir is the subdirectory whose flock serializes slot changes between
-// processes (bpffs pins cannot be opened, so cannot be locked themselves).
-const lockDir = "lock"
+// errStaleNS tells Open that the netns directory its handle holds was
+// removed (by hand: this package never removes it).
+var errStaleNS = errors.New("netns directory removed")
 
 // Group is one process's handle on a steering group: its index in the
-// per-netns maps, a shared flock on the group's directory that marks the
-// process as a member, and the group's slot lock. Methods are safe for
-// concurrent use.
+// per-netns maps, and a shared flock on the group's directory that marks
+// the process as a member. Methods are safe for concurrent use.
 type Group struct {
-	mu     sync.Mutex
-	key    Key
-	pk     progKey
-	ns     *nsObjects
-	idx    uint32 // the group's index: slots 2*idx and 2*idx+1, state word idx
-	dir    string
-	dirfd  int // the group directory, flocked LOCK_SH while open
-	lockfd int // its "lock" subdirectory, flocked LOCK_EX around slot changes
-	closed bool
+	mu      sync.Mutex
+	key     Key
+	pk      progKey
+	ns      *nsObjects
+	idx     uint32 // the group's index: slots 2*idx and 2*idx+1, state word idx
+	name    string // the directory's name in the netns directory
+	dirfd   int    // the group directory, flocked LOCK_SH while open
+	checked uint64 // cookie of the socket checkMember last passed
+	closed  bool
 }
 
 // Open joins the steering group of k, creating its entries in the
@@ -102,11 +101,11 @@ func Open(k Key, opts *Options) (*Group, error) {
 	if err != nil {
 		return nil, opError("open", k, err)
 	}
-	dir := filepath.Join(o.dir, k.Name())
+	name := k.Name()
 	for range maxAttempts {
-		g, err := join(o, dir, pk)
+		g, err := join(o, name, pk)
 		if errors.Is(err, fs.ErrNotExist) {
-			g, err = create(o, dir, pk)
+			g, err = create(o, name, pk)
 		}
 		switch {
 		case err == nil:
@@ -114,32 +113,39 @@ func Open(k Key, opts *Options) (*Group, error) {
 			return g, nil
 		case errors.Is(err, errRetry):
 			continue
+		case errors.Is(err, errStaleNS):
+			forgetNS(o)
+			releaseNS(o)
+			if o, err = acquireNS(root, k.NetNS, root == DefaultRoot); err != nil {
+				return nil, opError("open", k, err)
+			}
+			continue
 		default:
 			releaseNS(o)
 			return nil, opError("open", k, err)
 		}
 	}
 	releaseNS(o)
-	return nil, opError("open", k, fmt.Errorf("%s: still being created and removed after %d attempts: %w", dir, maxAttempts, unix.EAGAIN))
+	return nil, opError("open", k, fmt.Errorf("%s/%s: still being created and removed after %d attempts: %w", o.dir, name, maxAttempts, unix.EAGAIN))
 }
 
-// join opens the group at dir. It returns an error matching fs.ErrNotExist
-// when there is none, errRetry when it was removed while join waited for
-// its lock.
-func join(o *nsObjects, dir string, pk progKey) (*Group, error) {
-	fd, err := openDir(dir)
+// join opens the group directory name. It returns an error matching
+// fs.ErrNotExist when there is none, errRetry when it was removed while
+// join waited for its lock.
+func join(o *nsObjects, name string, pk progKey) (*Group, error) {
+	fd, err := o.openGroupDir(name)
 	if err != nil {
 		return nil, err
 	}
 	if err := flock(fd, unix.LOCK_SH); err != nil {
 		unix.Close(fd)
-		return nil, fmt.Errorf("flock %s: %w", dir, err)
+		return nil, fmt.Errorf("flock %s/%s: %w", o.dir, name, err)
 	}
-	if !sameDir(fd, dir) {
+	if !o.sameDir(fd, name) {
 		unix.Close(fd)
 		return nil, errRetry
 	}
-	g, err := groupAt(o, fd, dir, pk)
+	g, err := groupAt(o, fd, name, pk)
 	if err == nil || !errors.Is(err, errDamaged) {
 		if err != nil {
 			unix.Close(fd)
@@ -154,11 +160,11 @@ func join(o *nsObjects, dir string, pk progKey) (*Group, error) {
 		return nil, err
 	}
 	defer o.unlock()
-	if !sameDir(fd, dir) {
+	if !o.sameDir(fd, name) {
 		unix.Close(fd)
 		return nil, errRetry
 	}
-	g, err = groupAt(o, fd, dir, pk)
+	g, err = groupAt(o, fd, name, pk)
 	if err == nil || !errors.Is(err, errDamaged) {
 		if err != nil {
 			unix.Close(fd)
@@ -166,7 +172,7 @@ func join(o *nsObjects, dir string, pk progKey) (*Group, error) {
 		return g, err
 	}
 	if unix.Flock(fd, unix.LOCK_EX|unix.LOCK_NB) == nil {
-		rerr := removeDir(dir)
+		rerr := o.removeGroupDir(name)
 		if idx, ok, _ := o.lookupIndex(pk); ok && rerr == nil {
 			rerr = o.free(pk, idx)
 		}
@@ -180,33 +186,26 @@ func join(o *nsObjects, dir string, pk progKey) (*Group, error) {
 	return nil, fmt.Errorf("%w (in use by another process): %w", ErrIncompatible, err)
 }
 
-// groupAt returns the Group of the directory fd (flocked LOCK_SH) at dir:
-// its index, and its lock directory.
-func groupAt(o *nsObjects, fd int, dir string, pk progKey) (*Group, error) {
+// groupAt returns the Group of the directory fd (flocked LOCK_SH) named
+// name: the index its key maps to, which must be allocated.
+func groupAt(o *nsObjects, fd int, name string, pk progKey) (*Group, error) {
 	idx, ok, err := o.lookupIndex(pk)
 	switch {
 	case err != nil:
 		return nil, err
 	case !ok:
-		return nil, fmt.Errorf("%s: no index in %s/%s: %w", dir, o.dir, pinGroups, errDamaged)
+		return nil, fmt.Errorf("%s/%s: no index in %s: %w", o.dir, name, pinGroups, errDamaged)
 	case o.word(idx).Load()&stInUse == 0:
-		return nil, fmt.Errorf("%s: index %d not allocated: %w", dir, idx, errDamaged)
+		return nil, fmt.Errorf("%s/%s: index %d not allocated: %w", o.dir, name, idx, errDamaged)
 	}
-	lockfd, err := openDir(filepath.Join(dir, lockDir))
-	if err != nil {
-		if errors.Is(err, fs.ErrNotExist) {
-			return nil, fmt.Errorf("%s: %s missing: %w", dir, lockDir, errDamaged)
-		}
-		return nil, err
-	}
-	return &Group{pk: pk, ns: o, idx: idx, dir: dir, dirfd: fd, lockfd: lockfd}, nil
+	return &Group{pk: pk, ns: o, idx: idx, name: name, dirfd: fd}, nil
 }
 
-// create makes the group at dir under the netns lock: an index mapped
-// from pk first, then the directory (a process that finds it finds the
-// index), its lock directory, and the creator's LOCK_SH. It returns
-// errRetry when another process created dir first.
-func create(o *nsObjects, dir string, pk progKey) (*Group, error) {
+// create makes the group directory name under the netns lock: an index
+// mapped from pk first, then the directory (a process that finds it finds
+// the index), and the creator's LOCK_SH. It returns errRetry when another
+// process created the directory first.
+func create(o *nsObjects, name string, pk progKey) (*Group, error) {
 	if err := o.lock(); err != nil {
 		return nil, err
 	}
@@ -215,65 +214,48 @@ func create(o *nsObjects, dir string, pk progKey) (*Group, error) {
 	if err != nil {
 		return nil, err
 	}
-	if err := unix.Mkdir(dir, 0o700); err != nil {
+	if err := unix.Mkdirat(o.dirfd, name, 0o700); err != nil {
 		if !stale {
 			o.free(pk, idx)
 		}
-		if errors.Is(err, unix.EEXIST) {
+		switch {
+		case errors.Is(err, unix.EEXIST):
 			return nil, errRetry // created meanwhile: join it
+		case errors.Is(err, unix.ENOENT):
+			return nil, errStaleNS
 		}
-		return nil, fsError("mkdir", dir, err)
+		return nil, fsError("mkdir", filepath.Join(o.dir, name), err)
 	}
 	fail := func(err error) (*Group, error) {
-		removeDir(dir)
+		o.removeGroupDir(name)
 		o.free(pk, idx)
 		return nil, err
 	}
 	if stale {
-		// pk was mapped, but its directory is gone: a process died between
-		// mapping it and making the directory, or while removing the group.
-		// Its index is this group's now, with empty slots.
+		// pk was mapped, but its directory was gone: a process died
+		// between mapping it and making the directory, or while removing
+		// the group. Its index is this group's now, with empty slots.
 		if err := o.clearSlots(idx); err != nil {
 			return fail(err)
 		}
 		o.word(idx).Store(stInUse)
 	}
-	fd, err := openDir(dir)
+	fd, err := o.openGroupDir(name)
 	if err != nil {
 		return fail(err)
 	}
 	if err := flock(fd, unix.LOCK_SH); err != nil {
 		unix.Close(fd)
-		return fail(fmt.Errorf("flock %s: %w", dir, err))
+		return fail(fmt.Errorf("flock %s/%s: %w", o.dir, name, err))
 	}
-	if err := unix.Mkdir(filepath.Join(dir, lockDir), 0o700); err != nil {
-		unix.Close(fd)
-		return fail(fsError("mkdir", filepath.Join(dir, lockDir), err))
-	}
-	lockfd, err := openDir(filepath.Join(dir, lockDir))
-	if err != nil {
-		unix.Close(fd)
-		return fail(err)
-	}
-	return &Group{pk: pk, ns: o, idx: idx, dir: dir, dirfd: fd, lockfd: lockfd}, nil
-}
-
-// removeDir removes a group directory and its lock directory.
-func removeDir(dir string) error {
-	if err := unix.Rmdir(filepath.Join(dir, lockDir)); err != nil && !errors.Is(err, unix.ENOENT) {
-		return os.RemoveAll(dir)
-	}
-	if err := unix.Rmdir(dir); err != nil && !errors.Is(err, unix.ENOENT) {
-		return os.RemoveAll(dir)
-	}
-	return nil
+	return &Group{pk: pk, ns: o, idx: idx, name: name, dirfd: fd}, nil
 }
 
 // Key returns the group's key.
 func (g *Group) Key() Key { return g.key }
 
 // Dir returns the group's directory: <root>/<netns>/steer2/<Key.Name>.
-func (g *Group) Dir() string { return g.dir }
+func (g *Group) Dir() string { return filepath.Join(g.ns.dir, g.name) }
 
 // Attach attaches the netns's program to the reuseport group of the
 // listening socket s with SO_ATTACH_REUSEPORT_EBPF, replacing the group's
@@ -291,8 +273,8 @@ func (g *Group) Dir() string { return g.dir }
 // to another address than the group's, or in another netns; ErrClosed; the
 // socket's own Control error (shadow.ErrClosed).
 func (g *Group) Attach(s Socket) error {
-	return g.do("attach", s, func(fd int) error {
-		if err := g.checkMember(fd); err != nil {
+	return g.withCookie("attach", s, func(fd int, cookie uint64) error {
+		if err := g.checkMember(fd, cookie); err != nil {
 			return err
 		}
 		if acc, err := unix.GetsockoptInt(fd, unix.SOL_SOCKET, unix.SO_ACCEPTCONN); err != nil || acc == 0 {
@@ -326,8 +308,8 @@ func (g *Group) attach(fd int) error {
 //
 // Errors: those of Attach; the errno of listen(2).
 func (g *Group) Listen(s Socket, backlog int) error {
-	return g.do("listen", s, func(fd int) error {
-		if err := g.checkMember(fd); err != nil {
+	return g.withCookie("listen", s, func(fd int, cookie uint64) error {
+		if err := g.checkMember(fd, cookie); err != nil {
 			return err
 		}
 		if err := unix.Listen(fd, backlog); err != nil {
@@ -399,7 +381,7 @@ func (g *Group) designate(fd int, cookie uint64) error {
 // std and des are what designate read without the lock: the state word and
 // the slots' cookies, still valid if the word has not changed since.
 func (g *Group) designateLocked(fd int, cookie uint64, seen uint32, std, des uint64) error {
-	if err := g.checkMember(fd); err != nil {
+	if err := g.checkMember(fd, cookie); err != nil {
 		return err
 	}
 	cur, err := g.begin()
@@ -446,14 +428,15 @@ func nextState(cur, a uint32) uint32 {
 	return (cur &^ (stGen - 1)) + stGen | cur&stInUse | a
 }
 
-// begin takes the group's slot lock, shared by every process of the group,
-// and marks the state word busy, so that a lock-free switch (designate's
-// compare-and-swap) cannot happen while slots change. It returns the word
-// as it was. A busy word found with the lock held was left by a process
-// that died during a change; its slots stand as it left them.
+// begin takes the slot lock (the netns lock, shared by every process of
+// the netns) and marks the group's state word busy, so that a lock-free
+// switch (designate's compare-and-swap) cannot happen while slots change.
+// It returns the word as it was. A busy word found with the lock held was
+// left by a process that died during a change; its slots stand as it left
+// them.
 func (g *Group) begin() (uint32, error) {
-	if err := flock(g.lockfd, unix.LOCK_EX); err != nil {
-		return 0, fmt.Errorf("flock %s/%s: %w", g.dir, lockDir, err)
+	if err := g.ns.lock(); err != nil {
+		return 0, err
 	}
 	w := g.ns.word(g.idx)
 	for {
@@ -468,7 +451,7 @@ func (g *Group) begin() (uint32, error) {
 // from cur, and releases the slot lock.
 func (g *Group) end(cur, a uint32) {
 	g.ns.word(g.idx).Store(nextState(cur, a))
-	unix.Flock(g.lockfd, unix.LOCK_UN)
+	g.ns.unlock()
 }
 
 // withCookie runs f with s's fd and socket cookie while the group is open.
@@ -518,7 +501,7 @@ func (g *Group) Standby(s Socket) error {
 		case cookie == std:
 			return nil
 		}
-		if err := g.checkMember(fd); err != nil {
+		if err := g.checkMember(fd, cookie); err != nil {
 			return err
 		}
 		return g.put(numSlots*g.idx+(a^1), fd)
@@ -578,9 +561,23 @@ func (g *Group) do(op string, s Socket, f func(fd int) error) error {
 	return nil
 }
 
-// checkMember checks that fd is a TCP socket bound to the group's address
-// and port, in the group's netns.
-func (g *Group) checkMember(fd int) error {
+// checkMember checks that fd, of socket cookie cookie, is a TCP socket
+// bound to the group's address and port, in the group's netns. The last
+// socket that passed is remembered by its cookie (unique for the kernel's
+// life, and none of these change for a bound socket): Listen then
+// Designate of one socket checks it once.
+func (g *Group) checkMember(fd int, cookie uint64) error {
+	if cookie == g.checked {
+		return nil
+	}
+	if err := g.checkMemberFD(fd); err != nil {
+		return err
+	}
+	g.checked = cookie
+	return nil
+}
+
+func (g *Group) checkMemberFD(fd int) error {
 	if err := checkSocket(fd); err != nil {
 		return err
 	}
@@ -596,26 +593,16 @@ func (g *Group) checkMember(fd int) error {
 	return g.checkNetNS(fd)
 }
 
-// checkNetNS checks that fd is in the group's netns. The netns's cookie
-// (SO_NETNS_COOKIE, one getsockopt) is learnt from the first socket whose
-// namespace was checked by inode (SIOCGSKNS, which needs CAP_NET_ADMIN;
-// without it the socket's namespace is not checked).
+// checkNetNS checks that fd is in the group's netns (one getsockopt for a
+// namespace seen before; see socketNetNSStrict). Without the privilege to
+// ask the socket (CAP_NET_ADMIN) its namespace is not checked.
 func (g *Group) checkNetNS(fd int) error {
-	want := g.ns.nsCookie.Load()
-	if want != 0 {
-		if c, err := unix.GetsockoptUint64(fd, unix.SOL_SOCKET, unix.SO_NETNS_COOKIE); err == nil && c == want {
-			return nil
-		}
-	}
 	ns, err := socketNetNSStrict(fd)
 	if err != nil {
 		return nil
 	}
 	if ns != g.key.NetNS {
 		return fmt.Errorf("socket in netns:[%d], not the group's netns:[%d]: %w", ns, g.key.NetNS, unix.EINVAL)
-	}
-	if c, err := unix.GetsockoptUint64(fd, unix.SOL_SOCKET, unix.SO_NETNS_COOKIE); err == nil {
-		g.ns.nsCookie.Store(c)
 	}
 	return nil
 }
@@ -636,7 +623,7 @@ func (g *Group) closeLocked() error {
 		return nil
 	}
 	g.closed = true
-	err := errors.Join(unix.Close(g.lockfd), unix.Close(g.dirfd), releaseNS(g.ns))
+	err := errors.Join(unix.Close(g.dirfd), releaseNS(g.ns))
 	if err != nil {
 		return opError("close", g.key, err)
 	}
@@ -672,8 +659,8 @@ func (g *Group) Release() (bool, error) {
 	if rerr = g.ns.lock(); rerr == nil {
 		// A failed non-blocking conversion drops the shared lock too:
 		// harmless, the group is being closed.
-		if unix.Flock(g.dirfd, unix.LOCK_EX|unix.LOCK_NB) == nil && sameDir(g.dirfd, g.dir) {
-			if rerr = removeDir(g.dir); rerr == nil {
+		if unix.Flock(g.dirfd, unix.LOCK_EX|unix.LOCK_NB) == nil && g.ns.sameDir(g.dirfd, g.name) {
+			if rerr = g.ns.removeGroupDir(g.name); rerr == nil {
 				removed = true
 				rerr = g.ns.free(g.pk, g.idx)
 			}

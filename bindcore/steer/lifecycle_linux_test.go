@@ -144,9 +144,9 @@ func TestConcurrentOpenRelease(t *testing.T) {
 				}
 				var idx uint32
 				err = g.ns.groups.Lookup(g.pk, &idx)
-				if err != nil || idx != g.idx || g.ns.word(idx).Load()&stInUse == 0 || !sameDir(g.dirfd, g.Dir()) {
+				if err != nil || idx != g.idx || g.ns.word(idx).Load()&stInUse == 0 || !g.ns.sameDir(g.dirfd, g.name) {
 					errs <- fmt.Errorf("worker %d iter %d: open group's entry: index %d (%v), own %d, directory in place %v",
-						w, i, idx, err, g.idx, sameDir(g.dirfd, g.Dir()))
+						w, i, idx, err, g.idx, g.ns.sameDir(g.dirfd, g.name))
 					g.Close()
 					return
 				}
@@ -231,7 +231,7 @@ func TestDamagedAndStale(t *testing.T) {
 	g.Release()
 
 	// Not a group: a directory made by hand.
-	must(t, os.MkdirAll(filepath.Join(dir, lockDir), 0o700))
+	must(t, os.MkdirAll(filepath.Join(dir, "junk"), 0o700))
 	holder, err := os.Open(dir)
 	must(t, err)
 	must(t, unix.Flock(int(holder.Fd()), unix.LOCK_SH))
@@ -253,8 +253,11 @@ func TestDamagedAndStale(t *testing.T) {
 	must(t, g.Listen(a, 16))
 	must(t, g.Designate(a))
 	idx := g.idx
+	o := g.ns
+	o.refs++ // keep the handle for the removal
 	g.Close()
-	must(t, removeDir(dir))
+	must(t, o.removeGroupDir(g.name))
+	releaseNS(o)
 	g, err = Open(k, nil)
 	must(t, err)
 	if g.idx != idx {
@@ -270,7 +273,7 @@ func TestDamagedAndStale(t *testing.T) {
 	g, err = Open(k, nil)
 	must(t, err)
 	defer g.Release()
-	o := g.ns
+	o = g.ns
 	leak := (g.idx + 1) % MaxGroups
 	o.word(leak).Store(stInUse)
 	must(t, o.lock())

@@ -9,7 +9,6 @@ import (
 	"path/filepath"
 	"strconv"
 	"sync"
-	"sync/atomic"
 	"time"
 
 	"github.com/cilium/ebpf"
@@ -26,7 +25,6 @@ type nsObjects struct {
 
 	dir   string // <root>/<netns>/steer2
 	dirfd int    // flocked LOCK_EX around group creation and removal
-	ino   uint64 // dir's inode: a dir replaced since is not this one
 	mu    sync.Mutex
 
 	prog   *ebpf.Program
@@ -35,9 +33,6 @@ type nsObjects struct {
 	state  *ebpf.Map
 	mem    []byte // state, memory-mapped
 
-	// nsCookie is the netns's SO_NETNS_COOKIE once a socket's namespace
-	// was checked by inode (Group.checkNetNS).
-	nsCookie atomic.Uint64
 }
 
 type nsCacheKey struct {
@@ -59,14 +54,11 @@ func acquireNS(root string, ns uint64, mount bool) (*nsObjects, error) {
 	nsCache.mu.Lock()
 	defer nsCache.mu.Unlock()
 	if o := nsCache.m[ck]; o != nil {
-		// The pins are never removed by this package; a directory removed
-		// or replaced by hand since is not the one we hold.
-		var st unix.Stat_t
-		if unix.Stat(o.dir, &st) == nil && st.Ino == o.ino {
-			o.refs++
-			return o, nil
-		}
-		delete(nsCache.m, ck) // its holders close it
+		// This package never removes the directory; should it be removed
+		// by hand, making a group in it fails (ENOENT) and Open calls
+		// forgetNS.
+		o.refs++
+		return o, nil
 	}
 	if mount {
 		if err := ensureBPFFS(bpffsMount); err != nil {
@@ -100,6 +92,16 @@ func acquireNS(root string, ns uint64, mount bool) (*nsObjects, error) {
 		}
 	}
 	return nil, fmt.Errorf("%s: still being created and removed after %d attempts: %w", dir, maxAttempts, unix.EAGAIN)
+}
+
+// forgetNS drops o from the cache, so that the next acquireNS loads the
+// netns objects afresh; o's holders still close it.
+func forgetNS(o *nsObjects) {
+	nsCache.mu.Lock()
+	defer nsCache.mu.Unlock()
+	if nsCache.m[o.ck] == o {
+		delete(nsCache.m, o.ck)
+	}
 }
 
 // releaseNS drops a reference taken by acquireNS.
@@ -155,12 +157,6 @@ func loadNS(dir string) (*nsObjects, error) {
 		return nil, err
 	}
 	o := &nsObjects{dir: dir, dirfd: fd}
-	var st unix.Stat_t
-	if err := unix.Fstat(fd, &st); err != nil {
-		o.close()
-		return nil, fmt.Errorf("fstat %s: %w", dir, err)
-	}
-	o.ino = st.Ino
 	load := func(name string, f func(string) error) error {
 		p := filepath.Join(dir, name)
 		err := f(p)
@@ -286,12 +282,6 @@ func createNS(root, nsdir, dir string) (*nsObjects, error) {
 		return fail(fsError("rename", tmp, err))
 	}
 	unix.Flock(fd, unix.LOCK_UN)
-	var st unix.Stat_t
-	if err := unix.Fstat(fd, &st); err != nil {
-		o.close()
-		return nil, fmt.Errorf("fstat %s: %w", dir, err)
-	}
-	o.ino = st.Ino
 	return o, nil
 }
 
@@ -349,6 +339,38 @@ func (o *nsObjects) lock() error {
 func (o *nsObjects) unlock() {
 	unix.Flock(o.dirfd, unix.LOCK_UN)
 	o.mu.Unlock()
+}
+
+// openGroupDir opens the group directory name.
+func (o *nsObjects) openGroupDir(name string) (int, error) {
+	fd, err := unix.Openat(o.dirfd, name, unix.O_RDONLY|unix.O_DIRECTORY|unix.O_CLOEXEC, 0)
+	if err != nil {
+		return -1, fsError("open", filepath.Join(o.dir, name), err)
+	}
+	return fd, nil
+}
+
+// sameDir reports whether the open directory fd is still the one named
+// name.
+func (o *nsObjects) sameDir(fd int, name string) bool {
+	var a, b unix.Stat_t
+	if unix.Fstat(fd, &a) != nil || unix.Fstatat(o.dirfd, name, &b, unix.AT_SYMLINK_NOFOLLOW) != nil {
+		return false
+	}
+	return a.Dev == b.Dev && a.Ino == b.Ino
+}
+
+// removeGroupDir removes the group directory name (with anything in it:
+// a directory made by hand may hold some).
+func (o *nsObjects) removeGroupDir(name string) error {
+	err := unix.Unlinkat(o.dirfd, name, unix.AT_REMOVEDIR)
+	switch {
+	case err == nil || errors.Is(err, unix.ENOENT):
+		return nil
+	case errors.Is(err, unix.ENOTEMPTY):
+		return os.RemoveAll(filepath.Join(o.dir, name))
+	}
+	return fsError("remove", filepath.Join(o.dir, name), err)
 }
 
 // lookupIndex returns the index of pk, and whether there is one.

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"net/netip"
 	"strconv"
+	"sync"
 
 	"golang.org/x/sys/unix"
 
@@ -78,9 +79,21 @@ func socketNetNS(fd int) (uint64, error) {
 	return ns, err
 }
 
-// socketNetNSStrict asks the socket for its network namespace (SIOCGSKNS,
-// which needs CAP_NET_ADMIN in it).
+// nsInodes maps the netns cookies (SO_NETNS_COOKIE, never reused while the
+// kernel runs) of the namespaces seen to their inode numbers, so that a
+// socket's namespace is one getsockopt once its namespace was seen.
+var nsInodes sync.Map // uint64 -> uint64
+
+// socketNetNSStrict asks the socket for its network namespace: its netns
+// cookie, and for a namespace not seen before, the namespace itself
+// (SIOCGSKNS, which needs CAP_NET_ADMIN in it).
 func socketNetNSStrict(fd int) (uint64, error) {
+	cookie, cerr := unix.GetsockoptUint64(fd, unix.SOL_SOCKET, unix.SO_NETNS_COOKIE)
+	if cerr == nil {
+		if ino, ok := nsInodes.Load(cookie); ok {
+			return ino.(uint64), nil
+		}
+	}
 	nsfd, err := unix.IoctlRetInt(fd, unix.SIOCGSKNS)
 	if err != nil {
 		return 0, fmt.Errorf("SIOCGSKNS: %w", err)
@@ -89,6 +102,9 @@ func socketNetNSStrict(fd int) (uint64, error) {
 	var st unix.Stat_t
 	if err := unix.Fstat(nsfd, &st); err != nil {
 		return 0, fmt.Errorf("fstat netns: %w", err)
+	}
+	if cerr == nil {
+		nsInodes.Store(cookie, st.Ino)
 	}
 	return st.Ino, nil
 }
