@@ -347,6 +347,7 @@ func TestNetNSObjects(t *testing.T) {
 	}
 	g2.Release()
 	g.Release()
+	must(t, CloseIdle()) // as another process would, load the objects from the pins
 	g, err = Open(k, &Options{Root: root})
 	must(t, err)
 	if _, err := os.Stat(filepath.Join(nsdir, nsDirName, pinProg)); err != nil {
@@ -468,4 +469,47 @@ func TestNoBPFPrivilege(t *testing.T) {
 	if r.Open != 0 || r.ProgID == 0 {
 		t.Errorf("Open in a user namespace with the netns objects pinned: %q, want success", r.OpenErr)
 	}
+}
+
+// Open keeps the process's handle on the netns's objects after the last
+// Group of the netns closes, and the next Open uses it, loading nothing;
+// CloseIdle closes it: then no descriptor is left (counted strictly here:
+// testutil.CheckFDs does not count the kept handles).
+func TestCloseIdle(t *testing.T) {
+	skipUnlessBPF(t)
+	k := testKey(t, "127.0.0.1:0")
+	must(t, CloseIdle())
+	before := testutil.FDCount(t)
+	g, err := Open(k, nil)
+	skipIfDegraded(t, err)
+	o := g.ns
+	if _, err := g.Release(); err != nil {
+		t.Fatal(err)
+	}
+	if n := testutil.FDCount(t); n != before+5 {
+		t.Errorf("%d descriptors with the idle handle, want %d (program, three maps, netns directory)", n, before+5)
+	}
+	g, err = Open(k, nil)
+	must(t, err)
+	if g.ns != o {
+		t.Errorf("second Open loaded the netns objects again")
+	}
+	must(t, CloseIdle()) // in use: stays
+	if g.ns.mem == nil {
+		t.Fatal("CloseIdle closed a handle in use")
+	}
+	if _, err := g.Release(); err != nil {
+		t.Fatal(err)
+	}
+	must(t, CloseIdle())
+	if n := testutil.FDCount(t); n != before {
+		t.Errorf("%d descriptors after CloseIdle, %d before the test", n, before)
+	}
+	nsCache.mu.Lock()
+	for ck, o := range nsCache.m {
+		if ck.ns == k.NetNS && ck.root == DefaultRoot {
+			t.Errorf("handle cached after CloseIdle: %+v refs %d", ck, o.refs)
+		}
+	}
+	nsCache.mu.Unlock()
 }
