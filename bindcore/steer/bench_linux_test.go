@@ -10,10 +10,11 @@ import (
 )
 
 // BenchmarkDesignate is the designation switch: Designate alternating
-// between two listeners (each call reads the slots, puts the socket in the
-// standby slot and flips the designated slot: 1 getsockopt and 5 bpf(2)
-// calls). "map-update" is the kernel's part alone: one REUSEPORT_SOCKARRAY
-// update replacing the socket in a slot.
+// between two listeners, so that each call designates the standby (one
+// bpf(2) lookup of the standby slot and a compare-and-swap of the state
+// word; the shadows keep their cookies). "map-update" is the kernel's part
+// of a switch that puts a socket in a slot: one REUSEPORT_SOCKARRAY update
+// replacing the socket in a slot.
 func BenchmarkDesignate(b *testing.B) {
 	skipUnlessBPF(b)
 	addr := reserve(b, "127.0.0.1:0")
@@ -97,9 +98,10 @@ func BenchmarkListen(b *testing.B) {
 	}
 }
 
-// BenchmarkOpen is Open of an existing group (load the three pins, check
-// them, flock) with Close, and of a new one (create the maps, load the
-// program through the verifier, pin, rename) with Release.
+// BenchmarkOpen is Open of an existing group (open its directory, flock,
+// look its key up) with Close, and of a new one (under the netns lock: an
+// index, the key's entry, the directory) with Release (the directory and
+// the entries removed). The netns's objects are loaded already.
 func BenchmarkOpen(b *testing.B) {
 	skipUnlessBPF(b)
 	b.Run("join", func(b *testing.B) {
@@ -135,15 +137,16 @@ func BenchmarkOpen(b *testing.B) {
 // the netns), Group.Listen (listen(2) and the attach) and Designate, against
 // "raw": listen(2) and SO_ATTACH_REUSEPORT_EBPF of the loaded program, the
 // two system calls the steering cannot do without. Bind, Release and close
-// are off the clock. Another group stays open throughout, as the netns's
-// objects stay pinned: with "cold", none does, and each Open loads them
-// from their pins.
+// are off the clock. The process's handle on the netns's objects is kept
+// between groups (as Open keeps it); with "cold" it is closed after each
+// (CloseIdle, off the clock), and each Open loads the objects from their
+// pins, as the first Open of a process does.
 func BenchmarkListenNewGroup(b *testing.B) {
 	skipUnlessBPF(b)
 	keep := bindShadow(b, reserve(b, "127.0.0.1:0"))
 	gk := openGroup(b, keep)
-	prog := gk.ns.prog.FD()
-	run := func(b *testing.B, steered bool) {
+	prog := gk.ns.prog.FD() // a descriptor of the kept handle
+	run := func(b *testing.B, steered, cold bool) {
 		for b.Loop() {
 			b.StopTimer()
 			s, err := shadow.Bind(netip.MustParseAddrPort("127.0.0.1:0"))
@@ -182,13 +185,16 @@ func BenchmarkListenNewGroup(b *testing.B) {
 			if g != nil {
 				g.Release()
 			}
+			if cold {
+				CloseIdle()
+			}
 			b.StartTimer()
 		}
 	}
-	b.Run("steer", func(b *testing.B) { run(b, true) })
-	b.Run("raw", func(b *testing.B) { run(b, false) })
+	b.Run("steer", func(b *testing.B) { run(b, true, false) })
+	b.Run("raw", func(b *testing.B) { run(b, false, false) })
 	b.Run("cold", func(b *testing.B) {
 		gk.Release()
-		run(b, true)
+		run(b, true, true)
 	})
 }
