@@ -330,9 +330,9 @@ func (g *Group) Listen(s Socket, backlog int) error {
 // queued requests migrate to s. Designating the designated socket does
 // nothing.
 //
-// Slot changes of all processes of the group are serialized by a flock on
-// the group's lock directory; of concurrent Designate calls the last wins,
-// so callers arbitrate who designates (the registry's designated record).
+// Slot changes of all processes are serialized by the netns lock (a flock
+// on the netns directory); of concurrent Designate calls the last wins, so
+// callers arbitrate who designates (the registry's designated record).
 //
 // Errors: ErrMPTCP; unix.EPROTOTYPE for a socket that is not TCP;
 // unix.EINVAL when s is bound to another address than the group's, or is
