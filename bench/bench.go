@@ -39,10 +39,10 @@ var variants = []Variant{
 		Needs: "an RDMA device"},
 	{Name: "claim", What: "registry Claim of an address and port (port index lookup, a slot: the one the previous sample's Release kept, so no fcntl; publish, ticket, check, commit)",
 		Floor: "ofd-lock", FloorWhat: "one fcntl(F_OFD_SETLK) write lock on a byte of a tmpfs file: what keeps a claim live (a claim on a slot its Registry kept makes none)"},
-	{Name: "switch", What: "steer Group.Designate, alternating between two listeners of a port (slot reads, standby slot, designated slot)",
+	{Name: "switch", What: "steer Group.Designate, alternating between two listeners of a port (each the standby: its slot read, the state word swapped)",
 		Floor: "map-update", FloorWhat: "one bpf(2) update of a REUSEPORT_SOCKARRAY slot with a listener",
 		Needs: "root (CAP_BPF, CAP_NET_ADMIN) and SK_REUSEPORT programs"},
-	{Name: "listen", What: "Socket.Listen of a bound socket, the first of its port: election lock, steering group, listen(2), attach, designate, rdma_listen",
+	{Name: "listen", What: "Socket.Listen of a bound socket, the first of its port: election lock, steering group (entries in the netns's maps), listen(2), attach, designate, rdma_listen",
 		Floor: "raw-listen", FloorWhat: "rdma_listen of a raw-bound cm_id + listen(2) of its TCP socket",
 		Needs: "an RDMA device; root for the steering (degraded without)"},
 }

@@ -23,6 +23,7 @@ type Socket struct {
 	mu     sync.Mutex
 	fd     int
 	addr   netip.AddrPort
+	cookie uint64 // SO_COOKIE, once asked
 	closed bool
 }
 

@@ -60,13 +60,19 @@ func setup(fd, domain int) error {
 }
 
 // Cookie returns the kernel's socket cookie (SO_COOKIE), unique per socket
-// for the life of the kernel.
+// for the life of the kernel. It asks the kernel once, and remembers.
 func (s *Socket) Cookie() (uint64, error) {
 	var c uint64
 	err := s.control(func(fd int) error {
-		v, err := unix.GetsockoptUint64(fd, unix.SOL_SOCKET, unix.SO_COOKIE)
-		c = v
-		return err
+		if s.cookie == 0 {
+			v, err := unix.GetsockoptUint64(fd, unix.SOL_SOCKET, unix.SO_COOKIE)
+			if err != nil {
+				return fmt.Errorf("shadow cookie %s: %w", s.addr, err)
+			}
+			s.cookie = v
+		}
+		c = s.cookie
+		return nil
 	})
 	return c, err
 }

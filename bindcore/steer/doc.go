@@ -16,17 +16,26 @@
 // handshakes in progress) move to the socket the program selects instead of
 // being reset; net.ipv4.tcp_migrate_req need not be set.
 //
-// The program and its maps belong to the reuseport group, which spans
-// processes: Open pins them on bpffs at
+// One program and three maps serve every group of a network namespace:
+// the first Open in the namespace creates them, loading the program
+// through the verifier, and pins them at
 //
-//	/sys/fs/bpf/rdmabind/<netns inode>/<inet|inet6>-<addr>-<port>/{prog,map,active,lock/}
+//	/sys/fs/bpf/rdmabind/<netns inode>/steer2/{prog,socks,groups,state}
 //
-// (dots in the address written as underscores, as bpffs refuses them;
-// directories mode 0700; bpffs is mounted at /sys/fs/bpf when it is not),
-// loads or creates them, and holds a shared flock on the group's directory
-// for as long as the Group is open. Release removes the pins when no other
-// process holds the group open; Close never does. Slot changes of all
-// processes are serialized by a flock on lock/.
+// (directories mode 0700; bpffs is mounted at /sys/fs/bpf when it is not);
+// they stay pinned when every group is gone. A group is an entry in those
+// maps: its key (the listeners' bound address and port, as the program reads
+// them from the listener a connection request is for) maps to an index,
+// which has two slots of the REUSEPORT_SOCKARRAY and a state word, in an
+// array every process memory-maps, saying which slot is designated. Open
+// loads the netns's objects once per process (and keeps them after the last
+// Group of the namespace closes; CloseIdle closes them), creates the
+// group's entries when no process has, and holds a shared flock on the
+// group's directory, steer2/<inet|inet6>-<addr>-<port>, for as long as the
+// Group is open. Release removes the group's directory and entries when no
+// other process holds the group open; Close never does. Slot changes of all
+// processes are serialized by a flock on steer2/; a switch to the socket in
+// the standby slot is a compare-and-swap of the state word, without it.
 //
 // Typical use, in every process of the group (all of one uid, one netns):
 //
@@ -36,7 +45,7 @@
 //	if steer.Degraded(err) {
 //		// no BPF privilege or support: run without steering (see below)
 //	}
-//	_ = g.Listen(sock, backlog) // listen, attach
+//	_ = g.Listen(sock, backlog) // listen, attach the netns's program
 //	_ = g.Standby(sock)         // or g.Designate(sock) in the designated process
 //
 // A graceful handover designates the successor first (Designate), then
@@ -44,8 +53,9 @@
 // successor. A standby that learns the designated process died (WatchProcess
 // or any Watch, such as the registry's lock wait) calls TakeOver.
 //
-// Without BPF privilege (CAP_BPF and CAP_NET_ADMIN, and access to the pin
-// directory) Open returns an error matching ErrNotPermitted; on a kernel
+// Without access to the pin directory, or, where the netns's program and
+// maps are not made yet, without the privilege to make them (CAP_BPF and
+// CAP_NET_ADMIN), Open returns an error matching ErrNotPermitted; on a kernel
 // without the needed features (5.14+ for select-or-migrate) one matching
 // ErrNotSupported. Degraded tells both apart from real failures: callers
 // then keep exclusivity by listening on the designated socket only, and lose

@@ -6,8 +6,6 @@ import (
 	"io/fs"
 	"os"
 	"path/filepath"
-	"slices"
-	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -38,26 +36,38 @@ const maxAttempts = 64
 // replaced meanwhile, or another process won the race to create it.
 var errRetry = errors.New("retry")
 
-// Group is one process's handle on a steering group: the pinned program and
-// maps, and a shared flock on the group's pin directory that marks the
-// process as a member. Methods are safe for concurrent use.
+// errDamaged marks pinned objects or a group directory Open cannot use.
+var errDamaged = errors.New("not a group of this version")
+
+// tmpSeq numbers the temporary directories of this process.
+var tmpSeq atomic.Uint64
+
+// errStaleNS tells Open that the netns directory its handle holds was
+// removed (by hand: this package never removes it).
+var errStaleNS = errors.New("netns directory removed")
+
+// Group is one process's handle on a steering group: its index in the
+// per-netns maps, and a shared flock on the group's directory that marks
+// the process as a member. Methods are safe for concurrent use.
 type Group struct {
-	mu     sync.Mutex
-	key    Key
-	dir    string
-	dirfd  int // the pin directory, flocked LOCK_SH while open
-	lockfd int // its "lock" subdirectory, flocked LOCK_EX around slot changes
-	prog   *ebpf.Program
-	socks  *ebpf.Map
-	active *ebpf.Map
-	closed bool
+	mu      sync.Mutex
+	key     Key
+	pk      progKey
+	ns      *nsObjects
+	idx     uint32 // the group's index: slots 2*idx and 2*idx+1, state word idx
+	name    string // the directory's name in the netns directory
+	dirfd   int    // the group directory, flocked LOCK_SH while open
+	checked uint64 // cookie of the socket checkMember last passed
+	closed  bool
 }
 
-// Open joins the steering group of k, creating and pinning its program and
-// maps when no process has, and mounting bpffs at /sys/fs/bpf when the
-// default root is used and nothing is mounted there. Close the Group when
-// done; Release instead to remove the pins if no other process holds the
-// group open.
+// Open joins the steering group of k, creating its entries in the
+// network namespace's maps when no process has, and the program and maps
+// of the network namespace when no process has (then loading the program
+// through the verifier, once per netns), mounting bpffs at /sys/fs/bpf when
+// the default root is used and nothing is mounted there. Close the Group
+// when done; Release instead to remove the group's entries if no other
+// process holds the group open.
 //
 // Errors (wrapped with "steer open" and the key):
 //   - ErrNotPermitted (with unix.EPERM or unix.EACCES): no CAP_BPF/
@@ -66,9 +76,12 @@ type Group struct {
 //   - ErrNotSupported: the kernel has no bpffs, SK_REUSEPORT programs,
 //     REUSEPORT_SOCKARRAY maps or the select-or-migrate attach type (5.14);
 //     or Root is not on bpffs;
-//   - ErrIncompatible: a group pinned at the path by something else (another
-//     layout version, or damaged) is held open by other processes;
-//   - unix.EINVAL: k has no netns, address or port;
+//   - ErrIncompatible: a group directory, or the netns's objects, at the
+//     path are not this package's (another layout, or damaged) and other
+//     processes hold them open;
+//   - unix.EINVAL: k has no netns, address or port, or a zone on an address
+//     that is not link-local IPv6 (or none on one that is);
+//   - unix.ENOSPC: MaxGroups groups are open in the netns;
 //   - unix.EAGAIN: Open kept losing races with processes creating and
 //     removing the group;
 //   - anything else from the bpf(2) and file system calls, wrapped.
@@ -76,21 +89,23 @@ func Open(k Key, opts *Options) (*Group, error) {
 	if err := k.check(); err != nil {
 		return nil, opError("open", k, fmt.Errorf("%v: %w", err, unix.EINVAL))
 	}
+	pk, err := progKeyOf(k)
+	if err != nil {
+		return nil, opError("open", k, fmt.Errorf("%v: %w", err, unix.EINVAL))
+	}
 	root := DefaultRoot
 	if opts != nil && opts.Root != "" {
 		root = filepath.Clean(opts.Root)
 	}
-	if root == DefaultRoot {
-		if err := ensureBPFFS(bpffsMount); err != nil {
-			return nil, opError("open", k, err)
-		}
+	o, err := acquireNS(root, k.NetNS, root == DefaultRoot)
+	if err != nil {
+		return nil, opError("open", k, err)
 	}
-	nsdir := filepath.Join(root, strconv.FormatUint(k.NetNS, 10))
-	dir := filepath.Join(nsdir, k.Name())
+	name := k.Name()
 	for range maxAttempts {
-		g, err := join(dir)
+		g, err := join(o, name, pk)
 		if errors.Is(err, fs.ErrNotExist) {
-			g, err = create(root, nsdir, dir)
+			g, err = create(o, name, pk)
 		}
 		switch {
 		case err == nil:
@@ -98,234 +113,151 @@ func Open(k Key, opts *Options) (*Group, error) {
 			return g, nil
 		case errors.Is(err, errRetry):
 			continue
+		case errors.Is(err, errStaleNS):
+			forgetNS(o)
+			releaseNS(o)
+			if o, err = acquireNS(root, k.NetNS, root == DefaultRoot); err != nil {
+				return nil, opError("open", k, err)
+			}
+			continue
 		default:
+			releaseNS(o)
 			return nil, opError("open", k, err)
 		}
 	}
-	return nil, opError("open", k, fmt.Errorf("%s: still being created and removed after %d attempts: %w", dir, maxAttempts, unix.EAGAIN))
+	releaseNS(o)
+	return nil, opError("open", k, fmt.Errorf("%s/%s: still being created and removed after %d attempts: %w", o.dir, name, maxAttempts, unix.EAGAIN))
 }
 
-// join opens the pinned group at dir. It returns an error matching
+// join opens the group directory name. It returns an error matching
 // fs.ErrNotExist when there is none, errRetry when it was removed while
 // join waited for its lock.
-func join(dir string) (*Group, error) {
-	fd, err := openDir(dir)
+func join(o *nsObjects, name string, pk progKey) (*Group, error) {
+	fd, err := o.openGroupDir(name)
 	if err != nil {
 		return nil, err
 	}
 	if err := flock(fd, unix.LOCK_SH); err != nil {
 		unix.Close(fd)
-		return nil, fmt.Errorf("flock %s: %w", dir, err)
+		return nil, fmt.Errorf("flock %s/%s: %w", o.dir, name, err)
 	}
-	if !sameDir(fd, dir) {
+	if !o.sameDir(fd, name) {
 		unix.Close(fd)
 		return nil, errRetry
 	}
-	g, err := loadPins(dir)
-	if err != nil {
-		if !errors.Is(err, errDamaged) {
+	g, err := groupAt(o, fd, name, pk)
+	if err == nil || !errors.Is(err, errDamaged) {
+		if err != nil {
 			unix.Close(fd)
-			return nil, err
 		}
-		// Not ours, or left half-removed by a process that died: replace it
-		// if no other process holds it open.
-		if unix.Flock(fd, unix.LOCK_EX|unix.LOCK_NB) == nil && sameDir(fd, dir) {
-			rerr := os.RemoveAll(dir)
+		return g, err
+	}
+	// Its creator may be halfway (it holds the netns lock), or died
+	// halfway, or something else made the directory: look again under
+	// the netns lock, and replace it if no other process holds it open.
+	if err := o.lock(); err != nil {
+		unix.Close(fd)
+		return nil, err
+	}
+	defer o.unlock()
+	if !o.sameDir(fd, name) {
+		unix.Close(fd)
+		return nil, errRetry
+	}
+	g, err = groupAt(o, fd, name, pk)
+	if err == nil || !errors.Is(err, errDamaged) {
+		if err != nil {
 			unix.Close(fd)
-			if rerr != nil {
-				return nil, fmt.Errorf("remove damaged group: %w", rerr)
-			}
-			return nil, errRetry
+		}
+		return g, err
+	}
+	if unix.Flock(fd, unix.LOCK_EX|unix.LOCK_NB) == nil {
+		rerr := o.removeGroupDir(name)
+		if idx, ok, _ := o.lookupIndex(pk); ok && rerr == nil {
+			rerr = o.free(pk, idx)
 		}
 		unix.Close(fd)
-		return nil, fmt.Errorf("%w (in use by another process): %w", ErrIncompatible, err)
+		if rerr != nil {
+			return nil, fmt.Errorf("remove damaged group: %w", rerr)
+		}
+		return nil, errRetry
 	}
-	g.dir, g.dirfd = dir, fd
-	return g, nil
+	unix.Close(fd)
+	return nil, fmt.Errorf("%w (in use by another process): %w", ErrIncompatible, err)
 }
 
-// lockDir is the subdirectory whose flock serializes slot changes between
-// processes (bpffs pins cannot be opened, so cannot be locked themselves).
-const lockDir = "lock"
+// groupAt returns the Group of the directory fd (flocked LOCK_SH) named
+// name: the index its key maps to, which must be allocated.
+func groupAt(o *nsObjects, fd int, name string, pk progKey) (*Group, error) {
+	idx, ok, err := o.lookupIndex(pk)
+	switch {
+	case err != nil:
+		return nil, err
+	case !ok:
+		return nil, fmt.Errorf("%s/%s: no index in %s: %w", o.dir, name, pinGroups, errDamaged)
+	case o.word(idx).Load()&stInUse == 0:
+		return nil, fmt.Errorf("%s/%s: index %d not allocated: %w", o.dir, name, idx, errDamaged)
+	}
+	return &Group{pk: pk, ns: o, idx: idx, name: name, dirfd: fd}, nil
+}
 
-// tmpSeq numbers the temporary directories of this process.
-var tmpSeq atomic.Uint64
-
-// create builds a new group in a temporary directory next to dir and
-// renames it into place, so that dir never holds a partial group. It
-// returns errRetry when another process created dir first.
-func create(root, nsdir, dir string) (*Group, error) {
-	if err := mkdirs(root, nsdir); err != nil {
+// create makes the group directory name under the netns lock: an index
+// mapped from pk first, then the directory (a process that finds it finds
+// the index), and the creator's LOCK_SH. It returns errRetry when another
+// process created the directory first.
+func create(o *nsObjects, name string, pk progKey) (*Group, error) {
+	if err := o.lock(); err != nil {
 		return nil, err
 	}
-	cleanStale(nsdir)
-	// The pid, then a number no other create of this process uses (the
-	// clock alone is not one: the TCG guest's ticks are coarse enough for
-	// two goroutines to read the same nanosecond).
-	tmp := filepath.Join(nsdir, fmt.Sprintf("tmp-%s-%d-%d%06d", filepath.Base(dir), os.Getpid(), time.Now().UnixNano(), tmpSeq.Add(1)%1000000))
-	if err := unix.Mkdir(tmp, 0o700); err != nil {
-		if errors.Is(err, unix.ENOENT) {
-			return nil, errRetry // nsdir removed by a concurrent Release
-		}
-		return nil, fsError("mkdir", tmp, err)
-	}
-	fd, err := openDir(tmp)
+	defer o.unlock()
+	idx, stale, err := o.alloc(pk)
 	if err != nil {
-		unix.Rmdir(tmp)
-		if errors.Is(err, fs.ErrNotExist) {
-			return nil, errRetry
-		}
 		return nil, err
+	}
+	if err := unix.Mkdirat(o.dirfd, name, 0o700); err != nil {
+		if !stale {
+			o.free(pk, idx)
+		}
+		switch {
+		case errors.Is(err, unix.EEXIST):
+			return nil, errRetry // created meanwhile: join it
+		case errors.Is(err, unix.ENOENT):
+			return nil, errStaleNS
+		}
+		return nil, fsError("mkdir", filepath.Join(o.dir, name), err)
 	}
 	fail := func(err error) (*Group, error) {
-		os.RemoveAll(tmp)
-		unix.Close(fd)
-		if errors.Is(err, fs.ErrNotExist) {
-			return nil, errRetry // tmp removed under us (taken for stale)
-		}
+		o.removeGroupDir(name)
+		o.free(pk, idx)
 		return nil, err
+	}
+	if stale {
+		// pk was mapped, but its directory was gone: a process died
+		// between mapping it and making the directory, or while removing
+		// the group. Its index is this group's now, with empty slots.
+		if err := o.clearSlots(idx); err != nil {
+			return fail(err)
+		}
+		o.word(idx).Store(stInUse)
+	}
+	fd, err := o.openGroupDir(name)
+	if err != nil {
+		return fail(err)
 	}
 	if err := flock(fd, unix.LOCK_SH); err != nil {
-		return fail(fmt.Errorf("flock %s: %w", tmp, err))
+		unix.Close(fd)
+		return fail(fmt.Errorf("flock %s/%s: %w", o.dir, name, err))
 	}
-	if err := unix.Mkdir(filepath.Join(tmp, lockDir), 0o700); err != nil {
-		return fail(fsError("mkdir", filepath.Join(tmp, lockDir), err))
-	}
-	g, err := newObjects()
-	if err != nil {
-		return fail(err)
-	}
-	if g.lockfd, err = openDir(filepath.Join(tmp, lockDir)); err != nil {
-		g.closeObjects()
-		return fail(err)
-	}
-	for name, pin := range map[string]interface{ Pin(string) error }{pinProg: g.prog, pinSocks: g.socks, pinActive: g.active} {
-		if err := pin.Pin(filepath.Join(tmp, name)); err != nil {
-			g.closeObjects()
-			return fail(pinError(tmp, name, err))
-		}
-	}
-	if err := unix.Renameat2(unix.AT_FDCWD, tmp, unix.AT_FDCWD, dir, unix.RENAME_NOREPLACE); err != nil {
-		g.closeObjects()
-		if errors.Is(err, unix.EEXIST) || errors.Is(err, unix.ENOTEMPTY) {
-			return fail(errRetry) // another process created dir first
-		}
-		return fail(fsError("rename", tmp, err))
-	}
-	g.dir, g.dirfd = dir, fd
-	return g, nil
-}
-
-// newObjects creates the maps and loads the program.
-func newObjects() (*Group, error) {
-	g := &Group{lockfd: -1}
-	var err error
-	if g.socks, err = ebpf.NewMap(socksSpec()); err != nil {
-		return nil, bpfError("create REUSEPORT_SOCKARRAY", err)
-	}
-	if g.active, err = ebpf.NewMap(activeSpec()); err != nil {
-		g.closeObjects()
-		return nil, bpfError("create array", err)
-	}
-	if g.prog, err = ebpf.NewProgram(progSpec(g.socks.FD(), g.active.FD())); err != nil {
-		g.closeObjects()
-		return nil, bpfError("load SK_REUSEPORT program", err)
-	}
-	return g, nil
-}
-
-// errDamaged marks a pinned group join cannot use.
-var errDamaged = errors.New("not a group of this version")
-
-// loadPins opens the pinned objects at dir and checks they are the ones
-// create makes: the maps' shapes, the program's type and name, and that the
-// program uses exactly these maps.
-func loadPins(dir string) (*Group, error) {
-	g := &Group{lockfd: -1}
-	var err error
-	bad := func(format string, args ...any) (*Group, error) {
-		g.closeObjects()
-		return nil, fmt.Errorf("%s: %s: %w", dir, fmt.Sprintf(format, args...), errDamaged)
-	}
-	load := func(name string, f func(string) error) error {
-		p := filepath.Join(dir, name)
-		err := f(p)
-		switch {
-		case err == nil:
-			return nil
-		case errors.Is(err, unix.ENOENT):
-			return fmt.Errorf("%s missing: %w", name, errDamaged)
-		case errors.Is(err, unix.EACCES) || errors.Is(err, unix.EPERM):
-			return with(ErrNotPermitted, err, "open pin %s", p)
-		}
-		return fmt.Errorf("open pin %s: %w", p, err)
-	}
-	if err = load(pinSocks, func(p string) (err error) { g.socks, err = ebpf.LoadPinnedMap(p, nil); return }); err != nil {
-		return bad("%v", err)
-	}
-	if err = load(pinActive, func(p string) (err error) { g.active, err = ebpf.LoadPinnedMap(p, nil); return }); err != nil {
-		return bad("%v", err)
-	}
-	if err = load(pinProg, func(p string) (err error) { g.prog, err = ebpf.LoadPinnedProgram(p, nil); return }); err != nil {
-		return bad("%v", err)
-	}
-	for _, c := range []struct {
-		m    *ebpf.Map
-		spec *ebpf.MapSpec
-	}{{g.socks, socksSpec()}, {g.active, activeSpec()}} {
-		if c.m.Type() != c.spec.Type || c.m.KeySize() != c.spec.KeySize || c.m.ValueSize() != c.spec.ValueSize || c.m.MaxEntries() != c.spec.MaxEntries {
-			return bad("map %s is %v key %d value %d entries %d, want %v %d %d %d", c.spec.Name,
-				c.m.Type(), c.m.KeySize(), c.m.ValueSize(), c.m.MaxEntries(),
-				c.spec.Type, c.spec.KeySize, c.spec.ValueSize, c.spec.MaxEntries)
-		}
-	}
-	if g.prog.Type() != ebpf.SkReuseport {
-		return bad("program is %v", g.prog.Type())
-	}
-	if g.lockfd, err = openDir(filepath.Join(dir, lockDir)); err != nil {
-		if errors.Is(err, fs.ErrNotExist) {
-			return bad("%s missing", lockDir)
-		}
-		g.closeObjects()
-		return nil, err
-	}
-	info, err := g.prog.Info()
-	if err != nil {
-		g.closeObjects()
-		return nil, fmt.Errorf("%s: program info: %w", dir, err)
-	}
-	if info.Name != progName {
-		return bad("program %q, want %q", info.Name, progName)
-	}
-	ids, ok := info.MapIDs()
-	if !ok {
-		return g, nil // kernel without map ids in program info (< 4.15)
-	}
-	var want []ebpf.MapID
-	for _, m := range []*ebpf.Map{g.socks, g.active} {
-		mi, err := m.Info()
-		if err != nil {
-			g.closeObjects()
-			return nil, fmt.Errorf("%s: map info: %w", dir, err)
-		}
-		id, _ := mi.ID()
-		want = append(want, id)
-	}
-	slices.Sort(ids)
-	slices.Sort(want)
-	if !slices.Equal(slices.Compact(ids), want) {
-		return bad("program uses maps %v, not the pinned ones %v", ids, want)
-	}
-	return g, nil
+	return &Group{pk: pk, ns: o, idx: idx, name: name, dirfd: fd}, nil
 }
 
 // Key returns the group's key.
 func (g *Group) Key() Key { return g.key }
 
-// Dir returns the group's pin directory.
-func (g *Group) Dir() string { return g.dir }
+// Dir returns the group's directory: <root>/<netns>/steer2/<Key.Name>.
+func (g *Group) Dir() string { return filepath.Join(g.ns.dir, g.name) }
 
-// Attach attaches the group's program to the reuseport group of the
+// Attach attaches the netns's program to the reuseport group of the
 // listening socket s with SO_ATTACH_REUSEPORT_EBPF, replacing the group's
 // program if it had one. The program then stays with the kernel's
 // reuseport group, whichever of its sockets closes, until the last one
@@ -337,11 +269,12 @@ func (g *Group) Dir() string { return g.dir }
 // EADDRINUSE whenever another socket holds the port: Attach refuses it.
 //
 // Errors: ErrMPTCP for an MPTCP socket; unix.EPROTOTYPE for one that is not
-// TCP; unix.EINVAL for one not listening, or without SO_REUSEPORT;
-// ErrClosed; the socket's own Control error (shadow.ErrClosed).
+// TCP; unix.EINVAL for one not listening, or without SO_REUSEPORT, or bound
+// to another address than the group's, or in another netns; ErrClosed; the
+// socket's own Control error (shadow.ErrClosed).
 func (g *Group) Attach(s Socket) error {
-	return g.do("attach", s, func(fd int) error {
-		if err := checkSocket(fd); err != nil {
+	return g.withCookie("attach", s, func(fd int, cookie uint64) error {
+		if err := g.checkMember(fd, cookie); err != nil {
 			return err
 		}
 		if acc, err := unix.GetsockoptInt(fd, unix.SOL_SOCKET, unix.SO_ACCEPTCONN); err != nil || acc == 0 {
@@ -352,7 +285,7 @@ func (g *Group) Attach(s Socket) error {
 }
 
 func (g *Group) attach(fd int) error {
-	if err := unix.SetsockoptInt(fd, unix.SOL_SOCKET, unix.SO_ATTACH_REUSEPORT_EBPF, g.prog.FD()); err != nil {
+	if err := unix.SetsockoptInt(fd, unix.SOL_SOCKET, unix.SO_ATTACH_REUSEPORT_EBPF, g.ns.prog.FD()); err != nil {
 		if errors.Is(err, unix.EINVAL) {
 			return fmt.Errorf("SO_ATTACH_REUSEPORT_EBPF (socket without SO_REUSEPORT?): %w", err)
 		}
@@ -362,10 +295,10 @@ func (g *Group) attach(fd int) error {
 }
 
 // Listen makes s a listener of the group: it checks s is a TCP socket
-// bound to the group's address, listens with the given backlog, and
-// attaches the program to the reuseport group s is now in. A new listener
-// receives nothing until it is designated (or is the standby and the
-// designated slot empties).
+// bound to the group's address in the group's netns, listens with the
+// given backlog, and attaches the netns's program to the reuseport group s
+// is now in. A new listener receives nothing until it is designated (or is
+// the standby and the designated slot empties).
 //
 // When s forms the kernel's reuseport group (no other listener on the
 // port), connection requests between listen(2) and the attach, a few
@@ -373,14 +306,10 @@ func (g *Group) attach(fd int) error {
 // listener attaching covers the case where a group forms without the
 // library's program.
 //
-// Errors: those of Attach; unix.EINVAL when s is bound to another address
-// than the group's; the errno of listen(2).
+// Errors: those of Attach; the errno of listen(2).
 func (g *Group) Listen(s Socket, backlog int) error {
-	return g.do("listen", s, func(fd int) error {
-		if err := checkSocket(fd); err != nil {
-			return err
-		}
-		if err := g.checkAddr(fd); err != nil {
+	return g.withCookie("listen", s, func(fd int, cookie uint64) error {
+		if err := g.checkMember(fd, cookie); err != nil {
 			return err
 		}
 		if err := unix.Listen(fd, backlog); err != nil {
@@ -391,75 +320,162 @@ func (g *Group) Listen(s Socket, backlog int) error {
 }
 
 // Designate makes s the listener that receives the group's connection
-// requests, from the next SYN on. When the designated slot is empty it puts
-// s there. Otherwise it puts s in the standby slot (unless s is the standby
-// already; a standby of another socket loses its place) and then switches
-// the designated slot to it: one map update each, so no request finds both
-// slots empty. The previously designated socket becomes the standby until
-// it closes; close it after Designate returns and its queued requests
-// migrate to s. Designating the designated socket does nothing.
+// requests, from the next SYN on. When s is the standby already, that is
+// one compare-and-swap of the group's state word (no lock, no map update).
+// When the designated slot is empty it puts s there. Otherwise it puts s in
+// the standby slot (a standby of another socket loses its place) and then
+// switches the designated slot to it: one map update and one store, so no
+// request finds both slots empty. The previously designated socket becomes
+// the standby until it closes; close it after Designate returns and its
+// queued requests migrate to s. Designating the designated socket does
+// nothing.
 //
-// Slot changes of all processes of the group are serialized by a flock on
-// the group's lock directory; of concurrent Designate calls the last wins,
-// so callers arbitrate who designates (the registry's designated record).
+// Slot changes of all processes are serialized by the netns lock (a flock
+// on the netns directory); of concurrent Designate calls the last wins, so
+// callers arbitrate who designates (the registry's designated record).
 //
 // Errors: ErrMPTCP; unix.EPROTOTYPE for a socket that is not TCP;
 // unix.EINVAL when s is bound to another address than the group's, or is
-// not listening; unix.EBUSY when s is in another map's slot; ErrClosed; the
-// socket's Control error.
+// not listening; unix.EBUSY when s is in another group's slot; ErrClosed;
+// the socket's Control error.
 func (g *Group) Designate(s Socket) error {
-	return g.withSlots("designate", s, func(fd int, cookie uint64, st Status) error {
-		switch cookie {
-		case st.Designated:
+	return g.withCookie("designate", s, g.designate)
+}
+
+func (g *Group) designate(fd int, cookie uint64) error {
+	o, w, base := g.ns, g.ns.word(g.idx), numSlots*g.idx
+	for range 4 {
+		cur := w.Load()
+		if cur&stBusy != 0 {
+			break // a slot change is under way (or its process died in it)
+		}
+		a := cur & stSlot
+		std, err := o.slotCookie(base + (a ^ 1))
+		if err != nil {
+			return err
+		}
+		if std == cookie {
+			// The switch to the standby: the word cannot have changed
+			// unless a slot did, or another switch happened.
+			if w.CompareAndSwap(cur, nextState(cur, a^1)) {
+				return nil
+			}
+			continue
+		}
+		des, err := o.slotCookie(base + a)
+		if err != nil {
+			return err
+		}
+		if w.Load() != cur {
+			continue
+		}
+		if des == cookie {
 			return nil
-		case st.Standby:
-		default:
-			if st.Designated == 0 {
-				// The designated slot is empty: fill it, keep the standby.
-				return g.put(st.Slot, fd)
-			}
-			if err := g.put(st.Slot^1, fd); err != nil {
-				return err
-			}
 		}
-		if err := g.active.Put(uint32(0), st.Slot^1); err != nil {
-			return fmt.Errorf("switch designated slot to %d: %w", st.Slot^1, err)
-		}
-		return nil
-	})
-}
-
-// withSlots runs f for the member socket s under the group's slot lock,
-// with s's fd, its socket cookie and the slots' status.
-func (g *Group) withSlots(op string, s Socket, f func(fd int, cookie uint64, st Status) error) error {
-	return g.do(op, s, func(fd int) error {
-		if err := g.checkMember(fd); err != nil {
-			return err
-		}
-		cookie, err := unix.GetsockoptUint64(fd, unix.SOL_SOCKET, unix.SO_COOKIE)
-		if err != nil {
-			return fmt.Errorf("SO_COOKIE: %w", err)
-		}
-		unlock, err := g.lockSlots()
-		if err != nil {
-			return err
-		}
-		defer unlock()
-		st, err := g.status()
-		if err != nil {
-			return err
-		}
-		return f(fd, cookie, st)
-	})
-}
-
-// lockSlots takes the group's slot lock, shared by every process of the
-// group; the returned func releases it.
-func (g *Group) lockSlots() (func(), error) {
-	if err := flock(g.lockfd, unix.LOCK_EX); err != nil {
-		return nil, fmt.Errorf("flock %s/%s: %w", g.dir, lockDir, err)
+		return g.designateLocked(fd, cookie, cur, std, des)
 	}
-	return func() { unix.Flock(g.lockfd, unix.LOCK_UN) }, nil
+	return g.designateLocked(fd, cookie, stBusy, 0, 0)
+}
+
+// designateLocked puts s (fd, cookie) in a slot under the slot lock. seen,
+// std and des are what designate read without the lock: the state word and
+// the slots' cookies, still valid if the word has not changed since.
+func (g *Group) designateLocked(fd int, cookie uint64, seen uint32, std, des uint64) error {
+	if err := g.checkMember(fd, cookie); err != nil {
+		return err
+	}
+	cur, err := g.begin()
+	if err != nil {
+		return err
+	}
+	a := cur & stSlot
+	if cur != seen {
+		if std, des, err = g.slots(a); err != nil {
+			g.end(cur, a)
+			return err
+		}
+	}
+	switch {
+	case cookie == des:
+	case cookie == std:
+		a ^= 1
+	case des == 0:
+		// The designated slot is empty: fill it, keep the standby.
+		err = g.put(numSlots*g.idx+a, fd)
+	default:
+		if err = g.put(numSlots*g.idx+(a^1), fd); err == nil {
+			a ^= 1
+		}
+	}
+	g.end(cur, a)
+	return err
+}
+
+// slots returns the cookies of the standby and designated sockets when
+// slot a is the designated one.
+func (g *Group) slots(a uint32) (std, des uint64, err error) {
+	base := numSlots * g.idx
+	if std, err = g.ns.slotCookie(base + (a ^ 1)); err != nil {
+		return 0, 0, err
+	}
+	des, err = g.ns.slotCookie(base + a)
+	return std, des, err
+}
+
+// nextState is state word cur with the designated slot a, one generation
+// on, and not busy.
+func nextState(cur, a uint32) uint32 {
+	return (cur &^ (stGen - 1)) + stGen | cur&stInUse | a
+}
+
+// begin takes the slot lock (the netns lock, shared by every process of
+// the netns) and marks the group's state word busy, so that a lock-free
+// switch (designate's compare-and-swap) cannot happen while slots change.
+// It returns the word as it was. A busy word found with the lock held was
+// left by a process that died during a change; its slots stand as it left
+// them.
+func (g *Group) begin() (uint32, error) {
+	if err := g.ns.lock(); err != nil {
+		return 0, err
+	}
+	w := g.ns.word(g.idx)
+	for {
+		cur := w.Load()
+		if w.CompareAndSwap(cur, cur|stBusy) {
+			return cur &^ stBusy, nil
+		}
+	}
+}
+
+// end stores the state word with designated slot a, one generation on
+// from cur, and releases the slot lock.
+func (g *Group) end(cur, a uint32) {
+	g.ns.word(g.idx).Store(nextState(cur, a))
+	g.ns.unlock()
+}
+
+// withCookie runs f with s's fd and socket cookie while the group is open.
+// A Socket with a Cookie method (*shadow.Socket, which keeps it) spares the
+// getsockopt.
+func (g *Group) withCookie(op string, s Socket, f func(fd int, cookie uint64) error) error {
+	var cookie uint64
+	if cs, ok := s.(interface{ Cookie() (uint64, error) }); ok {
+		c, err := cs.Cookie()
+		if err != nil {
+			return opError(op, g.key, err)
+		}
+		cookie = c
+	}
+	return g.do(op, s, func(fd int) error {
+		if cookie == 0 {
+			c, err := unix.GetsockoptUint64(fd, unix.SOL_SOCKET, unix.SO_COOKIE)
+			if err != nil {
+				return fmt.Errorf("SO_COOKIE: %w", err)
+			}
+			cookie = c
+		}
+		return f(fd, cookie)
+	})
 }
 
 // Standby puts s in the standby slot, replacing the standby there: when the
@@ -469,26 +485,38 @@ func (g *Group) lockSlots() (func(), error) {
 //
 // Errors: those of Designate; unix.EBUSY when s is the designated socket.
 func (g *Group) Standby(s Socket) error {
-	return g.withSlots("standby", s, func(fd int, cookie uint64, st Status) error {
-		switch cookie {
-		case st.Designated:
+	return g.withCookie("standby", s, func(fd int, cookie uint64) error {
+		cur, err := g.begin()
+		if err != nil {
+			return err
+		}
+		a := cur & stSlot
+		defer func() { g.end(cur, a) }()
+		std, des, err := g.slots(a)
+		switch {
+		case err != nil:
+			return err
+		case cookie == des:
 			return fmt.Errorf("socket is the designated listener: %w", unix.EBUSY)
-		case st.Standby:
+		case cookie == std:
 			return nil
 		}
-		return g.put(st.Slot^1, fd)
+		if err := g.checkMember(fd, cookie); err != nil {
+			return err
+		}
+		return g.put(numSlots*g.idx+(a^1), fd)
 	})
 }
 
 func (g *Group) put(slot uint32, fd int) error {
-	err := g.socks.Put(slot, uint64(fd))
+	err := g.ns.socks.Put(slot, uint64(fd))
 	switch {
 	case err == nil:
 		return nil
 	case errors.Is(err, unix.EINVAL):
 		return fmt.Errorf("put in slot %d (socket not listening?): %w", slot, err)
 	case errors.Is(err, unix.EBUSY):
-		return fmt.Errorf("put in slot %d (socket already in a REUSEPORT_SOCKARRAY): %w", slot, err)
+		return fmt.Errorf("put in slot %d (socket already in another slot): %w", slot, err)
 	}
 	return fmt.Errorf("put in slot %d: %w", slot, err)
 }
@@ -503,28 +531,21 @@ func (g *Group) Status() (Status, error) {
 	if g.closed {
 		return Status{}, opError("status", g.key, ErrClosed)
 	}
-	st, err := g.status()
-	if err != nil {
-		return st, opError("status", g.key, err)
-	}
-	return st, nil
-}
-
-func (g *Group) status() (Status, error) {
-	var st Status
-	if err := g.active.Lookup(uint32(0), &st.Slot); err != nil {
-		return st, fmt.Errorf("lookup designated slot: %w", err)
-	}
-	st.Slot &= 1
-	cookies := [numSlots]uint64{}
-	for i := range cookies {
-		err := g.socks.Lookup(uint32(i), &cookies[i])
-		if err != nil && !errors.Is(err, ebpf.ErrKeyNotExist) {
-			return st, fmt.Errorf("lookup slot %d: %w", i, err)
+	w := g.ns.word(g.idx)
+	for {
+		cur := w.Load()
+		a := cur & stSlot
+		std, des, err := g.slots(a)
+		if err != nil {
+			return Status{}, opError("status", g.key, err)
+		}
+		// A change meanwhile: read again, for a consistent picture (a
+		// change left halfway by a dead process leaves the word busy but
+		// unchanging).
+		if w.Load() == cur {
+			return Status{Slot: a, Designated: des, Standby: std}, nil
 		}
 	}
-	st.Designated, st.Standby = cookies[st.Slot], cookies[st.Slot^1]
-	return st, nil
 }
 
 // do runs f with s's fd while the group is open, and wraps f's error with op.
@@ -540,14 +561,26 @@ func (g *Group) do(op string, s Socket, f func(fd int) error) error {
 	return nil
 }
 
-func (g *Group) checkMember(fd int) error {
+// checkMember checks that fd, of socket cookie cookie, is a TCP socket
+// bound to the group's address and port, in the group's netns. The last
+// socket that passed is remembered by its cookie (unique for the kernel's
+// life, and none of these change for a bound socket): Listen then
+// Designate of one socket checks it once.
+func (g *Group) checkMember(fd int, cookie uint64) error {
+	if cookie == g.checked {
+		return nil
+	}
+	if err := g.checkMemberFD(fd); err != nil {
+		return err
+	}
+	g.checked = cookie
+	return nil
+}
+
+func (g *Group) checkMemberFD(fd int) error {
 	if err := checkSocket(fd); err != nil {
 		return err
 	}
-	return g.checkAddr(fd)
-}
-
-func (g *Group) checkAddr(fd int) error {
 	sa, err := unix.Getsockname(fd)
 	if err != nil {
 		return fmt.Errorf("getsockname: %w", err)
@@ -557,16 +590,28 @@ func (g *Group) checkAddr(fd int) error {
 	if ap.Addr().Unmap().WithZone("") != want.Addr().Unmap().WithZone("") || ap.Port() != want.Port() {
 		return fmt.Errorf("socket bound to %s, not the group's %s: %w", ap, want, unix.EINVAL)
 	}
-	if ns, err := socketNetNSStrict(fd); err == nil && ns != g.key.NetNS {
+	return g.checkNetNS(fd)
+}
+
+// checkNetNS checks that fd is in the group's netns (one getsockopt for a
+// namespace seen before; see socketNetNSStrict). Without the privilege to
+// ask the socket (CAP_NET_ADMIN) its namespace is not checked.
+func (g *Group) checkNetNS(fd int) error {
+	ns, err := socketNetNSStrict(fd)
+	if err != nil {
+		return nil
+	}
+	if ns != g.key.NetNS {
 		return fmt.Errorf("socket in netns:[%d], not the group's netns:[%d]: %w", ns, g.key.NetNS, unix.EINVAL)
 	}
 	return nil
 }
 
-// Close releases the process's handle on the group: the program and map
-// descriptors and the directory lock. It does not remove the pins, nor
-// detach the program from the reuseport group, nor take sockets out of the
-// map (closing a socket does). It is safe to call more than once.
+// Close releases the process's handle on the group: its directory lock
+// and, with the last Group of the netns in the process, the program and
+// map descriptors. It does not remove the group's entries, nor detach the
+// program from the reuseport group, nor take sockets out of the map
+// (closing a socket does). It is safe to call more than once.
 func (g *Group) Close() error {
 	g.mu.Lock()
 	defer g.mu.Unlock()
@@ -578,48 +623,31 @@ func (g *Group) closeLocked() error {
 		return nil
 	}
 	g.closed = true
-	err := g.closeObjects()
-	if cerr := unix.Close(g.dirfd); err == nil && cerr != nil {
-		err = cerr
-	}
+	err := errors.Join(unix.Close(g.dirfd), releaseNS(g.ns))
 	if err != nil {
 		return opError("close", g.key, err)
 	}
 	return nil
 }
 
-func (g *Group) closeObjects() error {
-	var errs []error
-	if g.prog != nil {
-		errs = append(errs, g.prog.Close())
-	}
-	if g.socks != nil {
-		errs = append(errs, g.socks.Close())
-	}
-	if g.active != nil {
-		errs = append(errs, g.active.Close())
-	}
-	if g.lockfd >= 0 {
-		errs = append(errs, unix.Close(g.lockfd))
-		g.lockfd = -1
-	}
-	return errors.Join(errs...)
-}
-
 // Release closes the group and, if no other process holds it open, removes
-// its pins and directory (and the netns directory when that empties). Call
-// it when the process leaves the group for good: its listeners of the group
-// are closed. It reports whether it removed the pins. Once the pins are gone
-// the next Open creates a new program and maps; listeners still in the
-// kernel's reuseport group keep the old program until a new one is attached.
-// Release after Close, or twice, does nothing.
+// its directory and its entries in the netns's maps (its key, its slots;
+// its index is free for another group). The netns's program and maps stay
+// pinned for the next group. Call it when the process leaves the group for
+// good: its listeners of the group are closed. It reports whether it
+// removed the group. Listeners still in the kernel's reuseport group keep
+// the program, which finds no entry for them any more and refuses their
+// connection requests (SK_DROP). Release after Close, or twice, does
+// nothing.
 //
 // Processes holding the group open are counted by flock: a process that
-// died holds none. Removal takes the directory's lock exclusively (so no
-// member holds it); a process opening the group meanwhile finds, once its
-// lock is granted, that the directory is gone, and starts over.
+// died holds none. Removal takes the netns lock, then the directory's lock
+// exclusively (so no member holds it); a process opening the group
+// meanwhile finds, once its lock is granted, that the directory is gone,
+// and starts over.
 //
-// Errors: those of removing the files, wrapped; the group is closed anyway.
+// Errors: those of removing the directory and the entries, wrapped; the
+// group is closed anyway.
 func (g *Group) Release() (bool, error) {
 	g.mu.Lock()
 	defer g.mu.Unlock()
@@ -628,17 +656,20 @@ func (g *Group) Release() (bool, error) {
 	}
 	removed := false
 	var rerr error
-	// A failed non-blocking conversion drops the shared lock too: harmless,
-	// the group is being closed.
-	if unix.Flock(g.dirfd, unix.LOCK_EX|unix.LOCK_NB) == nil && sameDir(g.dirfd, g.dir) {
-		if rerr = os.RemoveAll(g.dir); rerr == nil {
-			removed = true
-			unix.Rmdir(filepath.Dir(g.dir)) // the netns directory, if empty
+	if rerr = g.ns.lock(); rerr == nil {
+		// A failed non-blocking conversion drops the shared lock too:
+		// harmless, the group is being closed.
+		if unix.Flock(g.dirfd, unix.LOCK_EX|unix.LOCK_NB) == nil && g.ns.sameDir(g.dirfd, g.name) {
+			if rerr = g.ns.removeGroupDir(g.name); rerr == nil {
+				removed = true
+				rerr = g.ns.free(g.pk, g.idx)
+			}
 		}
+		g.ns.unlock()
 	}
 	cerr := g.closeLocked()
 	if rerr != nil {
-		return false, opError("release", g.key, rerr)
+		return removed, opError("release", g.key, rerr)
 	}
 	return removed, cerr
 }

@@ -217,6 +217,8 @@ type probeResult struct {
 	OpenErr                    string
 	NotPermitted, NotSupported bool
 	Degraded                   bool
+	ProgID                     uint32 // the netns program's id, after a successful Open
+	Index                      uint32 // the group's index
 }
 
 func errnoOf(err error) int {
@@ -251,11 +253,20 @@ func probeHelper() int {
 		ns, ap, _ := strings.Cut(k, " ")
 		key.NetNS, _ = strconv.ParseUint(ns, 10, 64)
 		key.Addr = netip.MustParseAddrPort(ap)
-		g, err := Open(key, nil)
+		var opts *Options
+		if root := os.Getenv("STEER_ROOT"); root != "" {
+			opts = &Options{Root: root}
+		}
+		g, err := Open(key, opts)
 		r.Open = errnoOf(err)
 		if err != nil {
 			r.OpenErr = err.Error()
 		} else {
+			if info, err := g.ns.prog.Info(); err == nil {
+				id, _ := info.ID()
+				r.ProgID = uint32(id)
+			}
+			r.Index = g.idx
 			g.Close()
 		}
 		r.NotPermitted = errors.Is(err, ErrNotPermitted)

@@ -143,7 +143,7 @@ func TestMapEntryRules(t *testing.T) {
 	}
 	st := status(t, g)
 	a.Control(func(fd int) error {
-		if err := g.socks.Put(st.Slot^1, uint64(fd)); !errors.Is(err, unix.EBUSY) {
+		if err := g.ns.socks.Put(g.slotKey(st.Slot^1), uint64(fd)); !errors.Is(err, unix.EBUSY) {
 			t.Errorf("raw put of a socket already in the map: %v, want EBUSY", err)
 		}
 		return nil
@@ -155,7 +155,7 @@ func TestMapEntryRules(t *testing.T) {
 	if err := g.Designate(FD(f.Fd())); !errors.Is(err, unix.ENOTSOCK) {
 		t.Errorf("Designate(/dev/null): %v, want ENOTSOCK", err)
 	}
-	if err := g.socks.Put(uint32(1), uint64(f.Fd())); !errors.Is(err, unix.ENOTSOCK) {
+	if err := g.ns.socks.Put(g.slotKey(1), uint64(f.Fd())); !errors.Is(err, unix.ENOTSOCK) {
 		t.Errorf("raw put of /dev/null: %v, want ENOTSOCK", err)
 	}
 	udp, err := unix.Socket(unix.AF_INET, unix.SOCK_DGRAM|unix.SOCK_CLOEXEC, 0)
@@ -170,7 +170,7 @@ func TestMapEntryRules(t *testing.T) {
 	pf, err := plain.(*net.TCPListener).File()
 	must(t, err)
 	defer pf.Close()
-	if err := g.socks.Put(uint32(1), uint64(pf.Fd())); err == nil {
+	if err := g.ns.socks.Put(g.slotKey(1), uint64(pf.Fd())); err == nil {
 		t.Errorf("raw put of a listener without SO_REUSEPORT succeeded")
 	}
 	if err := g.Designate(FD(pf.Fd())); !errors.Is(err, unix.EINVAL) && !errors.Is(err, ErrMPTCP) {
@@ -227,11 +227,11 @@ func TestSelectionFailureRefuses(t *testing.T) {
 			o := bindShadow(t, other)
 			must(t, o.Listen(16))
 			st := status(t, g)
-			o.Control(func(fd int) error { return g.socks.Put(st.Slot, uint64(fd)) })
+			o.Control(func(fd int) error { return g.ns.socks.Put(g.slotKey(st.Slot), uint64(fd)) })
 			if _, err := net.DialTimeout("tcp", addr.String(), 5*time.Second); !errors.Is(err, unix.ECONNREFUSED) {
 				t.Fatalf("dial with another group's socket designated: %v, want ECONNREFUSED", err)
 			}
-			must(t, g.socks.Delete(st.Slot))
+			must(t, g.ns.socks.Delete(g.slotKey(st.Slot)))
 
 			must(t, g.Designate(b))
 			cs := dialHold(t, addr, 10)
@@ -434,29 +434,39 @@ func TestMigration(t *testing.T) {
 		attach  ebpf.AttachType
 		wantOK  bool
 		wantRST bool
+		auto    bool // the closing listener bound to port 0: its port reads 0 once closed
 	}
 	for _, c := range []setup{
-		{"accept-queue/designated", false, "designate", ebpf.AttachSkReuseportSelectOrMigrate, true, false},
-		{"accept-queue/standby", false, "standby", ebpf.AttachSkReuseportSelectOrMigrate, true, false},
-		{"accept-queue/none", false, "", ebpf.AttachSkReuseportSelectOrMigrate, false, true},
-		{"accept-queue/select-only", false, "designate", ebpf.AttachSkReuseportSelect, false, true},
-		{"syn-recv/designated", true, "designate", ebpf.AttachSkReuseportSelectOrMigrate, true, false},
-		{"syn-recv/none", true, "", ebpf.AttachSkReuseportSelectOrMigrate, false, true},
+		{"accept-queue/auto-port", false, "designate", ebpf.AttachSkReuseportSelectOrMigrate, true, false, true},
+		{"syn-recv/auto-port", true, "designate", ebpf.AttachSkReuseportSelectOrMigrate, true, false, true},
+		{"accept-queue/designated", false, "designate", ebpf.AttachSkReuseportSelectOrMigrate, true, false, false},
+		{"accept-queue/standby", false, "standby", ebpf.AttachSkReuseportSelectOrMigrate, true, false, false},
+		{"accept-queue/none", false, "", ebpf.AttachSkReuseportSelectOrMigrate, false, true, false},
+		{"accept-queue/select-only", false, "designate", ebpf.AttachSkReuseportSelect, false, true, false},
+		{"syn-recv/designated", true, "designate", ebpf.AttachSkReuseportSelectOrMigrate, true, false, false},
+		{"syn-recv/none", true, "", ebpf.AttachSkReuseportSelectOrMigrate, false, true, false},
 	} {
 		for _, ap := range []string{"127.0.0.1:0", "[::1]:0"} {
 			t.Run(c.name+"/"+ap, func(t *testing.T) {
-				addr := reserve(t, ap)
-				a := bindShadow(t, addr)
+				var addr netip.AddrPort
+				var a *shadow.Socket
+				if c.auto {
+					a = bindShadow(t, netip.MustParseAddrPort(ap))
+					addr = a.Addr()
+				} else {
+					addr = reserve(t, ap)
+					a = bindShadow(t, addr)
+				}
 				g := openGroup(t, a)
 				if c.attach != ebpf.AttachSkReuseportSelectOrMigrate {
-					spec := progSpec(g.socks.FD(), g.active.FD())
+					spec := progSpec(g.ns.socks.FD(), g.ns.groups.FD(), g.ns.state.FD())
 					spec.AttachType = c.attach
 					p, err := ebpf.NewProgram(spec)
 					must(t, err)
 					defer p.Close()
-					old := g.prog
-					g.prog = p
-					defer func() { g.prog = old }()
+					old := g.ns.prog
+					g.ns.prog = p
+					defer func() { g.ns.prog = old }()
 				}
 				if c.defer_ {
 					must(t, a.Control(func(fd int) error {
@@ -573,8 +583,8 @@ func TestMPTCPRefused(t *testing.T) {
 		t.Errorf("KeyOf(MPTCP socket): %v, want ErrMPTCP", err)
 	}
 	// What the kernel answers without the check.
-	aerr := unix.SetsockoptInt(fd, unix.SOL_SOCKET, unix.SO_ATTACH_REUSEPORT_EBPF, g.prog.FD())
-	perr := g.socks.Put(uint32(1), uint64(fd))
+	aerr := unix.SetsockoptInt(fd, unix.SOL_SOCKET, unix.SO_ATTACH_REUSEPORT_EBPF, g.ns.prog.FD())
+	perr := g.ns.socks.Put(g.slotKey(1), uint64(fd))
 	if aerr == nil || perr == nil {
 		t.Fatalf("kernel accepted an MPTCP socket: attach %v, map update %v", aerr, perr)
 	}

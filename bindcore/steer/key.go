@@ -9,6 +9,11 @@ import (
 	"strings"
 )
 
+// MaxGroups is how many steering groups one network namespace can hold at
+// once: the size of the per-netns maps (the REUSEPORT_SOCKARRAY has two
+// slots per group). Open fails with unix.ENOSPC beyond it.
+const MaxGroups = 16384
+
 // Key names a steering group: a reuseport group of one network namespace,
 // address and port. (The kernel also separates groups by uid and bound
 // device; the pin directory's mode 0700 keeps other uids out.)

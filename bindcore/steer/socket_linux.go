@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"net/netip"
 	"strconv"
+	"sync"
 
 	"golang.org/x/sys/unix"
 
@@ -14,6 +15,9 @@ import (
 // checkSocket refuses what the kernel cannot steer with a clear error:
 // MPTCP sockets (the kernel would answer EOPNOTSUPP or ENOTSUPP on attach
 // and map update) and anything but a TCP stream socket of AF_INET/AF_INET6.
+// SO_PROTOCOL IPPROTO_TCP alone says a TCP stream socket of AF_INET or
+// AF_INET6 (the only families with TCP), so one getsockopt suffices for a
+// socket that passes; SO_TYPE is read only to say what a refused one is.
 func checkSocket(fd int) error {
 	proto, err := unix.GetsockoptInt(fd, unix.SOL_SOCKET, unix.SO_PROTOCOL)
 	if err != nil {
@@ -22,24 +26,17 @@ func checkSocket(fd int) error {
 		}
 		return fmt.Errorf("SO_PROTOCOL: %w", err)
 	}
-	if proto == unix.IPPROTO_MPTCP {
+	switch proto {
+	case unix.IPPROTO_TCP:
+		return nil
+	case unix.IPPROTO_MPTCP:
 		return fmt.Errorf("fd %d: %w: %w", fd, ErrMPTCP, unix.EOPNOTSUPP)
 	}
 	typ, err := unix.GetsockoptInt(fd, unix.SOL_SOCKET, unix.SO_TYPE)
 	if err != nil {
 		return fmt.Errorf("SO_TYPE: %w", err)
 	}
-	if proto != unix.IPPROTO_TCP || typ != unix.SOCK_STREAM {
-		return fmt.Errorf("fd %d is not a TCP socket (protocol %d, type %d): %w", fd, proto, typ, unix.EPROTOTYPE)
-	}
-	dom, err := unix.GetsockoptInt(fd, unix.SOL_SOCKET, unix.SO_DOMAIN)
-	if err != nil {
-		return fmt.Errorf("SO_DOMAIN: %w", err)
-	}
-	if dom != unix.AF_INET && dom != unix.AF_INET6 {
-		return fmt.Errorf("fd %d: family %d: %w", fd, dom, unix.EAFNOSUPPORT)
-	}
-	return nil
+	return fmt.Errorf("fd %d is not a TCP socket (protocol %d, type %d): %w", fd, proto, typ, unix.EPROTOTYPE)
 }
 
 // KeyOf returns the key of the group s belongs to: its network namespace
@@ -82,9 +79,21 @@ func socketNetNS(fd int) (uint64, error) {
 	return ns, err
 }
 
-// socketNetNSStrict asks the socket for its network namespace (SIOCGSKNS,
-// which needs CAP_NET_ADMIN in it).
+// nsInodes maps the netns cookies (SO_NETNS_COOKIE, never reused while the
+// kernel runs) of the namespaces seen to their inode numbers, so that a
+// socket's namespace is one getsockopt once its namespace was seen.
+var nsInodes sync.Map // uint64 -> uint64
+
+// socketNetNSStrict asks the socket for its network namespace: its netns
+// cookie, and for a namespace not seen before, the namespace itself
+// (SIOCGSKNS, which needs CAP_NET_ADMIN in it).
 func socketNetNSStrict(fd int) (uint64, error) {
+	cookie, cerr := unix.GetsockoptUint64(fd, unix.SOL_SOCKET, unix.SO_NETNS_COOKIE)
+	if cerr == nil {
+		if ino, ok := nsInodes.Load(cookie); ok {
+			return ino.(uint64), nil
+		}
+	}
 	nsfd, err := unix.IoctlRetInt(fd, unix.SIOCGSKNS)
 	if err != nil {
 		return 0, fmt.Errorf("SIOCGSKNS: %w", err)
@@ -93,6 +102,9 @@ func socketNetNSStrict(fd int) (uint64, error) {
 	var st unix.Stat_t
 	if err := unix.Fstat(nsfd, &st); err != nil {
 		return 0, fmt.Errorf("fstat netns: %w", err)
+	}
+	if cerr == nil {
+		nsInodes.Store(cookie, st.Ino)
 	}
 	return st.Ino, nil
 }

@@ -8,6 +8,7 @@ import (
 	"path/filepath"
 	"testing"
 
+	"github.com/cilium/ebpf"
 	"golang.org/x/sys/unix"
 
 	"github.com/rdmabind/rdmabind/bindcore/shadow"
@@ -84,8 +85,10 @@ func TestKeyName(t *testing.T) {
 }
 
 // Open mounts bpffs at /sys/fs/bpf (the test's mount namespace starts
-// without one), pins the program and maps at the documented path with mode
-// 0700, and a second Open joins the same objects.
+// without one), pins the netns's program and maps once at the documented
+// path with mode 0700, makes the group's directory and index, and a second
+// Open joins the same group. The last Release removes the group's directory
+// and entries, and leaves the netns's objects pinned.
 func TestOpenPinsAndJoins(t *testing.T) {
 	skipUnlessBPF(t)
 	testutil.CheckFDs(t)
@@ -105,19 +108,21 @@ func TestOpenPinsAndJoins(t *testing.T) {
 	if st.Type != unix.BPF_FS_MAGIC {
 		t.Fatalf("%s is not bpffs after Open", bpffsMount)
 	}
-	want := filepath.Join(DefaultRoot, fmt.Sprint(k.NetNS), k.Name())
+	nsdir := filepath.Join(DefaultRoot, fmt.Sprint(k.NetNS), nsDirName)
+	want := filepath.Join(nsdir, k.Name())
 	if g1.Dir() != want {
 		t.Fatalf("Dir %s, want %s", g1.Dir(), want)
 	}
-	for _, d := range []string{DefaultRoot, filepath.Dir(want), want} {
+	for _, d := range []string{DefaultRoot, filepath.Dir(nsdir), nsdir, want} {
 		fi, err := os.Stat(d)
 		must(t, err)
 		if fi.Mode().Perm() != 0o700 {
 			t.Errorf("%s: mode %v, want 0700", d, fi.Mode().Perm())
 		}
 	}
-	for _, p := range []string{pinProg, pinSocks, pinActive, lockDir} {
-		fi, err := os.Stat(filepath.Join(want, p))
+	for _, p := range []string{filepath.Join(nsdir, pinProg), filepath.Join(nsdir, pinSocks),
+		filepath.Join(nsdir, pinGroups), filepath.Join(nsdir, pinState)} {
+		fi, err := os.Stat(p)
 		if err != nil {
 			t.Error(err)
 			continue
@@ -126,15 +131,21 @@ func TestOpenPinsAndJoins(t *testing.T) {
 			t.Errorf("%s: mode %v, want no group or other access", p, fi.Mode().Perm())
 		}
 	}
+	if id, err := pinnedMapID(t, nsdir); err != nil || id != mapID(t, g1.ns.socks) {
+		t.Fatalf("pinned map %d (%v), the group's %d", id, err, mapID(t, g1.ns.socks))
+	}
+	pk, err := progKeyOf(k)
+	must(t, err)
+	var idx uint32
+	must(t, g1.ns.groups.Lookup(pk, &idx))
+	if idx != g1.idx {
+		t.Fatalf("groups map has index %d for the key, the group %d", idx, g1.idx)
+	}
 	g2, err := Open(k, nil)
 	must(t, err)
 	defer g2.Close()
-	i1, _ := g1.socks.Info()
-	i2, _ := g2.socks.Info()
-	id1, _ := i1.ID()
-	id2, _ := i2.ID()
-	if id1 != id2 {
-		t.Fatalf("second Open has map %d, first %d", id2, id1)
+	if g2.idx != g1.idx {
+		t.Fatalf("second Open has index %d, first %d", g2.idx, g1.idx)
 	}
 	must(t, g2.Close())
 	must(t, g2.Close())
@@ -142,14 +153,27 @@ func TestOpenPinsAndJoins(t *testing.T) {
 		t.Fatalf("Designate after Close: %v", err)
 	}
 	if _, err := os.Stat(want); err != nil {
-		t.Fatalf("Close removed the pins: %v", err)
+		t.Fatalf("Close removed the group: %v", err)
 	}
 	removed, err := g1.Release()
 	must(t, err)
 	if !removed {
-		t.Fatal("last Release did not remove the pins")
+		t.Fatal("last Release did not remove the group")
 	}
 	if _, err := os.Stat(want); !errors.Is(err, os.ErrNotExist) {
-		t.Fatalf("pins after the last Release: %v", err)
+		t.Fatalf("group directory after the last Release: %v", err)
+	}
+	o, err := loadNS(nsdir)
+	must(t, err)
+	defer o.close()
+	if err := o.groups.Lookup(pk, &idx); !errors.Is(err, ebpf.ErrKeyNotExist) {
+		t.Fatalf("the group's key after the last Release: %v, want ErrKeyNotExist", err)
+	}
+	if w := o.word(g1.idx).Load(); w&stInUse != 0 {
+		t.Fatalf("index %d still allocated after the last Release (state %#x)", g1.idx, w)
 	}
 }
+
+// slotKey is the key of the group's slot 0 or 1 in the netns's
+// REUSEPORT_SOCKARRAY.
+func (g *Group) slotKey(slot uint32) uint32 { return numSlots*g.idx + slot }

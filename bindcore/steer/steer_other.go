@@ -32,6 +32,9 @@ func KeyOf(s Socket) (Key, error) { return Key{}, fmt.Errorf("steer key: %w", er
 // NetNS returns an error matching ErrNotSupported off Linux.
 func NetNS() (uint64, error) { return 0, errPlatform }
 
+// CloseIdle does nothing off Linux.
+func CloseIdle() error { return nil }
+
 // WatchProcess returns an error matching ErrNotSupported off Linux.
 func WatchProcess(pid int) (Watch, error) { return nil, errPlatform }
 
