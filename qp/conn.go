@@ -47,6 +47,7 @@ type Conn struct {
 
 	sendMu   sync.Mutex
 	sent     uint64 // chunks sent (each takes a credit)
+	peerRet  atomic.Uint64 // the peer's returned count, as its SENDs' immediates told (Recv writes it)
 	bulkSent uint64 // bulk messages written
 	sendFrag int    // min(our chunk, peer's chunk)
 	bulkOut  int    // our staging area: 1 registered, -1 failed to, 0 not yet
@@ -66,8 +67,8 @@ type Conn struct {
 	recvMu   sync.Mutex
 	pending  []completion // polled, not consumed yet
 	pendBuf  [32]completion
-	returned uint64 // receive buffers given back (re-posted)
-	written  uint64 // the last value written to the peer
+	returned atomic.Uint64 // receive buffers given back (re-posted; Send reads it)
+	written  atomic.Uint64 // the most the peer has been told (credit word or a SEND's immediate)
 	bulkDone uint64 // bulk messages consumed
 	bulkWrit uint64 // the last bulkDone written to the peer
 	recvOut  int    // receive WRs posted and not completed
@@ -104,7 +105,25 @@ const (
 	// immBulk marks an RDMA WRITE with immediate of a whole message into
 	// the bulk area; the low 31 bits are its length.
 	immBulk = 1 << 31
+	// immCredit marks the last SEND of a message that carries the
+	// sender's returned count (its low 30 bits) as well: the credit a
+	// reply brings back without an RDMA WRITE of the credit word.
+	immCredit  = 1 << 30
+	creditMask = immCredit - 1
 )
+
+// dataEnd reports whether imm ends a message of SENDs.
+func dataEnd(imm uint32) bool { return imm == immData || imm&(immBulk|immCredit) == immCredit }
+
+// advance raises a to v, if v is larger.
+func advance(a *atomic.Uint64, v uint64) {
+	for {
+		old := a.Load()
+		if v <= old || a.CompareAndSwap(old, v) {
+			return
+		}
+	}
+}
 
 // LocalAddr is the bound socket's address and port.
 func (c *Conn) LocalAddr() netip.AddrPort { return c.local }

@@ -114,12 +114,13 @@ func small() *Options {
 	return &Options{Chunk: 64, RecvDepth: 8, RecvStart: 8, SendDepth: 16, SendStart: 16, Bulk: -1, Spin: -1}
 }
 
-// TestCreditExhaustionBlocksSendUntilAQuarterIsReturned: with the peer's 8
-// buffers full, the 9th chunk waits; the receiver consuming one message
-// returns nothing yet (less than a quarter of its 9 buffers), the second
-// one returns two credits by one RDMA WRITE, and the Send goes on. No send
-// ever meets an RNR.
-func TestCreditExhaustionBlocksSendUntilAQuarterIsReturned(t *testing.T) {
+// TestCreditExhaustionBlocksSendUntilHalfIsReturned: with the peer's 8
+// buffers full, the 9th chunk waits; the receiver consuming messages
+// returns nothing while fewer than half its 9 posted buffers (4) are
+// re-posted and untold (it has more messages waiting, so it does not wait
+// itself), the fourth returns four credits by one RDMA WRITE, and the Send
+// goes on. No send ever meets an RNR.
+func TestCreditExhaustionBlocksSendUntilHalfIsReturned(t *testing.T) {
 	a, b, ea, eb, n := fakePair(t, small(), small())
 	var sent [][]byte
 	for i := range 8 {
@@ -138,37 +139,116 @@ func TestCreditExhaustionBlocksSendUntilAQuarterIsReturned(t *testing.T) {
 		t.Fatalf("%d messages delivered, want 8", got)
 	}
 
-	recvCheck(t, b, sent[0])
-	if w := eb.opCount(opWrite); w != 0 {
-		t.Fatalf("the receiver wrote credits %d times after returning 1 buffer; want none before a quarter (2)", w)
+	for i := range 3 {
+		recvCheck(t, b, sent[i])
+		if w := eb.opCount(opWrite); w != 0 {
+			t.Fatalf("the receiver wrote credits %d times after returning %d buffers; want none before half (4)", w, i+1)
+		}
 	}
-	blocked(t, done, 50*time.Millisecond, "Send with 1 buffer re-posted but not returned")
+	blocked(t, done, 50*time.Millisecond, "Send with 3 buffers re-posted but not returned")
 
-	recvCheck(t, b, sent[1])
+	recvCheck(t, b, sent[3])
 	if w := eb.opCount(opWrite); w != 1 {
-		t.Fatalf("credit writes after 2 buffers re-posted: %d, want 1", w)
+		t.Fatalf("credit writes after 4 buffers re-posted: %d, want 1", w)
 	}
-	if err := within(t, done, 5*time.Second, "Send after 2 credits came back"); err != nil {
+	if err := within(t, done, 5*time.Second, "Send after 4 credits came back"); err != nil {
 		t.Fatal(err)
 	}
-	for _, m := range sent[2:] {
+	for _, m := range sent[4:] {
 		recvCheck(t, b, m)
 	}
 	noRNR(t, n)
 }
 
-// TestCreditQuarterRuleLeavesSenderCreditWhileReceiverWaits is the
-// no-deadlock argument of nextRecv: after each Recv, fewer than a quarter
-// of the receiver's buffers are re-posted and not yet returned, so a sender
-// has at least RecvDepth - quarter + 1 credits whenever the receiver waits
-// in Recv; and messages many times the credit (the receiver returning
-// credits in the middle of a message) go through.
-func TestCreditQuarterRuleLeavesSenderCreditWhileReceiverWaits(t *testing.T) {
+// TestReceiverAboutToWaitReturnsEverything: a receiver that has consumed
+// every message and calls Recv again writes its untold credits (fewer than
+// half, which Recv itself keeps back) before it waits, so the sender has
+// all its credit while the receiver waits.
+func TestReceiverAboutToWaitReturnsEverything(t *testing.T) {
+	a, b, _, eb, n := fakePair(t, small(), small())
+	var sent [][]byte
+	for i := range 6 {
+		m := msg(i, 10)
+		mustSend(t, a, m)
+		sent = append(sent, m)
+	}
+	for _, m := range sent {
+		recvCheck(t, b, m) // the 4th writes 4 credits; 2 stay untold
+	}
+	if w := eb.opCount(opWrite); w != 1 {
+		t.Fatalf("credit writes after 6 messages: %d, want 1 (at the 4th)", w)
+	}
+	got := make(chan []byte, 1)
+	go func() {
+		buf := make([]byte, 100)
+		k, err := b.Recv(buf)
+		if err != nil {
+			t.Error(err)
+		}
+		got <- buf[:k]
+	}()
+	for end := time.Now().Add(5 * time.Second); eb.opCount(opWrite) != 2; time.Sleep(time.Millisecond) {
+		if time.Now().After(end) {
+			t.Fatal("the receiver waits in Recv without returning its 2 untold buffers")
+		}
+	}
+	a.sendMu.Lock()
+	cr, _ := a.credits()
+	a.sendMu.Unlock()
+	if cr != a.peerDepth {
+		t.Fatalf("the sender's credit while the receiver waits: %d, want all %d", cr, a.peerDepth)
+	}
+	last := msg(9, 10)
+	mustSend(t, a, last)
+	select {
+	case m := <-got:
+		if !bytes.Equal(m, last) {
+			t.Fatalf("got %q", m)
+		}
+	case <-time.After(5 * time.Second):
+		t.Fatal("Recv did not get the message")
+	}
+	noRNR(t, n)
+}
+
+// TestPingPongWritesNoCreditWord: in a ping-pong each reply's last SEND
+// carries the replier's returned count in its immediate, so neither side
+// ever RDMA-writes a credit word, however long it goes on.
+func TestPingPongWritesNoCreditWord(t *testing.T) {
+	o := &Options{Chunk: 64, Bulk: -1, Spin: -1}
+	a, b, ea, eb, n := fakePair(t, o, o)
+	for i := range 100 {
+		m := msg(i, 40)
+		mustSend(t, a, m)
+		recvCheck(t, b, m)
+		r := msg(1000+i, 30)
+		mustSend(t, b, r)
+		recvCheck(t, a, r)
+	}
+	if wa, wb := ea.opCount(opWrite), eb.opCount(opWrite); wa != 0 || wb != 0 {
+		t.Fatalf("credit words written in a ping-pong: %d by a, %d by b; want none", wa, wb)
+	}
+	a.sendMu.Lock()
+	cr, _ := a.credits()
+	a.sendMu.Unlock()
+	if cr != a.peerDepth {
+		t.Fatalf("a's credit after the ping-pong: %d, want all %d", cr, a.peerDepth)
+	}
+	noRNR(t, n)
+}
+
+// TestCreditHalfRuleLeavesSenderCredit: after each Recv, fewer than half
+// of the receiver's posted buffers are re-posted and not yet returned, so
+// a sender has at least RecvDepth - half + 1 credits whenever the receiver
+// is between two Recvs (and all of them once it waits in one); and
+// messages many times the credit (the receiver returning credits in the
+// middle of a message) go through.
+func TestCreditHalfRuleLeavesSenderCredit(t *testing.T) {
 	for _, spin := range []time.Duration{-1, 50 * time.Microsecond} {
 		o := small()
 		o.Spin = spin
 		a, b, _, _, n := fakePair(t, o, o)
-		quarter := uint64(max(b.lay.nrecv/4, 1))
+		quarter := uint64(max(b.lay.nrecv/2, 1)) // half of the posted buffers
 		for k := 1; k <= 3*8; k++ {
 			m := msg(k, k*64-k%3)
 			done := sendAsync(a, m)
@@ -177,7 +257,7 @@ func TestCreditQuarterRuleLeavesSenderCreditWhileReceiverWaits(t *testing.T) {
 				t.Fatal(err)
 			}
 			b.recvMu.Lock()
-			unreturned := b.returned - b.written
+			unreturned := b.returned.Load() - b.written.Load()
 			b.recvMu.Unlock()
 			if unreturned >= quarter {
 				t.Fatalf("message of %d chunks: %d buffers unreturned after Recv, want < %d", k, unreturned, quarter)
@@ -249,6 +329,11 @@ func bulkPair(t *testing.T) (a, b *Conn, ea, eb *fakeEnd, n *fakeNet) {
 	if offered != b.lay.bulk {
 		t.Fatalf("after a long message: a sees a bulk area of %d bytes, want b's %d", offered, b.lay.bulk)
 	}
+	// b returns the buffers of that message, as a receiver about to wait
+	// does: the tests start with a's full credit.
+	b.recvMu.Lock()
+	b.writeCredit(true)
+	b.recvMu.Unlock()
 	n.mu.Lock()
 	ea.ops, eb.ops = map[wrOp]int{}, map[wrOp]int{}
 	n.mu.Unlock()
@@ -423,34 +508,37 @@ func TestTornCreditWordIgnored(t *testing.T) {
 	for i := range 8 {
 		send(i)
 	}
-	// A whole credit write: 2 back.
-	recvCheck(t, b, sent[0])
-	recvCheck(t, b, sent[1])
-	send(8)
-	send(9)
+	// A whole credit write: 4 back (half of the 9 posted buffers).
+	for i := range 4 {
+		recvCheck(t, b, sent[i])
+	}
+	for i := 8; i < 12; i++ {
+		send(i)
+	}
 	if cr, _ := a.credits(); cr != 0 {
 		t.Fatalf("%d credits, want 0", cr)
 	}
-	last := msg(10, 40)
+	last := msg(20, 40)
 	done := sendAsync(a, last)
 	blocked(t, done, 30*time.Millisecond, "Send without credit")
 
-	// The next one lands torn: 4 returned in the first word, the old
+	// The next one lands torn: 8 returned in the first word, the old
 	// complement in the second.
 	ea.tearNextCredit()
-	recvCheck(t, b, sent[2])
-	recvCheck(t, b, sent[3])
-	v, _, ok := loadCredit(a.mem, ctrlCredit)
-	if ok || v != 4 {
-		t.Fatalf("credit word reads %d, valid %v; want the torn state (4, invalid)", v, ok)
+	for i := 4; i < 8; i++ {
+		recvCheck(t, b, sent[i])
 	}
-	blocked(t, done, 100*time.Millisecond, "Send with a torn credit word (trusting it would give 2 credits)")
+	v, _, ok := loadCredit(a.mem, ctrlCredit)
+	if ok || v != 8 {
+		t.Fatalf("credit word reads %d, valid %v; want the torn state (8, invalid)", v, ok)
+	}
+	blocked(t, done, 100*time.Millisecond, "Send with a torn credit word (trusting it would give 4 credits)")
 
 	n.finishTear(ea)
 	if err := within(t, done, 5*time.Second, "Send after the credit word is whole"); err != nil {
 		t.Fatal(err)
 	}
-	for _, m := range append(sent[4:], last) {
+	for _, m := range append(sent[8:], last) {
 		recvCheck(t, b, m)
 	}
 	noRNR(t, n)

@@ -73,10 +73,13 @@ func (c *Conn) Recv(p []byte) (int, error) {
 		if c.rposted < c.lay.nrecv && len(c.pending) >= (c.rposted-1)/2 {
 			c.growRecv()
 		}
-		if c.returned-c.written >= uint64(max(c.rposted/4, 1)) {
+		if c.returned.Load()-c.written.Load() >= uint64(max(c.rposted/2, 1)) {
 			c.writeCredit(false)
 		}
-		if wc.hasImm && wc.imm == immData {
+		if wc.hasImm && dataEnd(wc.imm) {
+			if wc.imm&immCredit != 0 {
+				c.notePeerReturned(wc.imm & creditMask)
+			}
 			if !c.offered && c.lay.bulk > 0 && n > c.lay.bulkMin {
 				c.offerBulk()
 			}
@@ -91,16 +94,20 @@ func (c *Conn) Recv(p []byte) (int, error) {
 // nextRecv returns the next receive completion: polled already, polled
 // now, or waited for (spinning for Spin, then on the completion channel).
 //
-// Credits go back in batches of a quarter of the buffers (Recv), never one
-// by one: that is enough for a sender never to wait on a receiver that is
-// waiting itself. A sender out of credit has RecvDepth chunks unreturned; a
-// receiver blocked here has consumed every chunk that arrived, so at most
-// a quarter of them is unreturned, and the sender has the rest.
+// Credits go back in three ways: in the immediate of our own messages'
+// last SEND (Send: a reply carries them), by an RDMA WRITE of the credit
+// word once half the posted buffers are re-posted and untold (Recv), and
+// by that write here, before waiting, for every buffer still untold. So a
+// receiver that waits has returned everything: a sender never waits on a
+// receiver that is waiting itself, and a ping-pong writes no credit word.
 func (c *Conn) nextRecv(inMessage bool) (completion, error) {
 	if len(c.pending) > 0 {
 		wc := c.pending[0]
 		c.pending = c.pending[1:]
 		return wc, nil
+	}
+	if c.returned.Load() > c.written.Load() || c.bulkDone != c.bulkWrit {
+		c.writeCredit(true)
 	}
 	rcq := c.t.recvCQ()
 	spinEnd := time.Now().Add(c.opts.Spin)
@@ -189,8 +196,16 @@ func (c *Conn) repost(slot int) error {
 		return c.opErr("recv", err)
 	}
 	c.recvOut++
-	c.returned++
+	c.returned.Add(1)
 	return nil
+}
+
+// notePeerReturned takes the peer's returned count from the low 30 bits
+// of a SEND's immediate: the full count is the one we know raised by the
+// difference (the counts only grow, never by 2^30 between two tellings).
+func (c *Conn) notePeerReturned(low uint32) {
+	k := c.peerRet.Load()
+	advance(&c.peerRet, k+uint64((low-uint32(k))&creditMask))
 }
 
 // growRecv registers and posts more receive buffers, doubling the
@@ -212,7 +227,7 @@ func (c *Conn) growRecv() {
 		}
 		c.recvOut++
 		c.rposted++
-		c.returned++ // a new buffer is a credit, as a returned one is
+		c.returned.Add(1) // a new buffer is a credit, as a returned one is
 	}
 	c.writeCredit(false)
 }

@@ -55,8 +55,12 @@ func (c *Conn) Send(p []byte) error {
 		at := c.lay.sendAt(slot)
 		copy(c.mem[at:at+n], p[off:off+n])
 		wr := sendWR{id: kindData | uint64(slot), op: opSend, off: at, n: n, inline: n <= c.t.maxInline()}
+		var ret uint64
 		if last {
-			wr.op, wr.imm = opSendImm, immData
+			// The last SEND tells the peer how many buffers we have
+			// given back, so a reply needs no credit write.
+			ret = c.returned.Load()
+			wr.op, wr.imm = opSendImm, immCredit|uint32(ret&creditMask)
 		}
 		c.sq.Lock()
 		// Close may have come while we waited (its flush frees send
@@ -78,6 +82,9 @@ func (c *Conn) Send(p []byte) error {
 			return c.opErr("send", err)
 		}
 		c.sent++
+		if last {
+			advance(&c.written, ret)
+		}
 		off += n
 		if len(p) == 0 {
 			break
@@ -136,10 +143,11 @@ func (c *Conn) sendSlot(dl time.Time) (int, error) {
 // bulk area is free.
 func (c *Conn) credits() (int, bool) {
 	v, bv, ok := loadCredit(c.mem, ctrlCredit)
+	p := c.peerRet.Load()
 	if !ok {
-		return c.peerDepth - int(c.sent), c.bulkSent == 0
+		return c.peerDepth - int(c.sent-p), c.bulkSent == 0
 	}
-	return c.peerDepth - int(c.sent-v), bv == c.bulkSent
+	return c.peerDepth - int(c.sent-max(v, p)), bv == c.bulkSent
 }
 
 // growSendLocked registers more send buffers, doubling them up to
@@ -265,8 +273,8 @@ func (c *Conn) waitCredit(dl time.Time) error {
 // for a free write slot (the writes in flight complete within a round
 // trip); without, it gives up when none is free.
 func (c *Conn) writeCredit(wait bool) {
-	v, bv := c.returned, c.bulkDone
-	if v == c.written && bv == c.bulkWrit {
+	v, bv := c.returned.Load(), c.bulkDone
+	if v <= c.written.Load() && bv == c.bulkWrit {
 		return
 	}
 	end := time.Now().Add(time.Second)
@@ -291,7 +299,8 @@ func (c *Conn) writeCredit(wait bool) {
 			})
 			if err == nil {
 				c.sq.out++
-				c.written, c.bulkWrit = v, bv
+				advance(&c.written, v)
+				c.bulkWrit = bv
 			} else {
 				c.sq.credFree = append(c.sq.credFree, slot)
 			}
