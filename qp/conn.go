@@ -46,11 +46,11 @@ type Conn struct {
 	peerBulkRKey uint32 // and its key
 
 	sendMu   sync.Mutex
-	sent     uint64 // chunks sent (each takes a credit)
+	sent     uint64        // chunks sent (each takes a credit)
 	peerRet  atomic.Uint64 // the peer's returned count, as its SENDs' immediates told (Recv writes it)
-	bulkSent uint64 // bulk messages written
-	sendFrag int    // min(our chunk, peer's chunk)
-	bulkOut  int    // our staging area: 1 registered, -1 failed to, 0 not yet
+	bulkSent uint64        // bulk messages written
+	sendFrag int           // min(our chunk, peer's chunk)
+	bulkOut  int           // our staging area: 1 registered, -1 failed to, 0 not yet
 
 	// sq guards the send queue: free buffers, credit write slots, reaping.
 	sq struct {
@@ -69,11 +69,11 @@ type Conn struct {
 	pendBuf  [32]completion
 	returned atomic.Uint64 // receive buffers given back (re-posted; Send reads it)
 	written  atomic.Uint64 // the most the peer has been told (credit word or a SEND's immediate)
-	bulkDone uint64 // bulk messages consumed
-	bulkWrit uint64 // the last bulkDone written to the peer
-	recvOut  int    // receive WRs posted and not completed
-	rposted  int    // receive buffers registered and in use (the first rposted)
-	offered  bool   // our bulk area is registered and offered
+	bulkDone uint64        // bulk messages consumed
+	bulkWrit uint64        // the last bulkDone written to the peer
+	recvOut  int           // receive WRs posted and not completed
+	rposted  int           // receive buffers registered and in use (the first rposted)
+	offered  bool          // our bulk area is registered and offered
 	eof      bool
 
 	closing   atomic.Bool
