@@ -11,6 +11,7 @@ import (
 	"sync"
 	"testing"
 
+	"github.com/rdmabind/rdmabind/internal/ofdlock"
 	"github.com/rdmabind/rdmabind/internal/testutil"
 	"golang.org/x/sys/unix"
 )
@@ -51,9 +52,12 @@ func TestOpenRefusesBadFiles(t *testing.T) {
 		msg   string
 	}{
 		{"wrong magic", func(t *testing.T, p string) { patch(t, p, 0, []byte("NOTAREG!")) }, ErrCorrupt, "not an rdmabind registry"},
-		{"wrong version", func(t *testing.T, p string) { patch(t, p, hVersion, u32(Version+1)) }, ErrVersion, "version 3"},
-		{"version 1", func(t *testing.T, p string) { patch(t, p, hVersion, u32(1)) }, ErrVersion, "file format version 1, this rdmabind reads version 3"},
-		{"version 2", func(t *testing.T, p string) { patch(t, p, hVersion, u32(2)) }, ErrVersion, "file format version 2, this rdmabind reads version 3 (the file of an older rdmabind"},
+		// Another version's file is refused while one of its claims is
+		// live (a lock on a record); TestOpenReplacesIdleOtherVersion has
+		// it without.
+		{"wrong version", func(t *testing.T, p string) { patch(t, p, hVersion, u32(Version+1)); liveClaim(t, p) }, ErrVersion, "version 3"},
+		{"version 1", func(t *testing.T, p string) { patch(t, p, hVersion, u32(1)); liveClaim(t, p) }, ErrVersion, "file format version 1, this rdmabind reads version 3"},
+		{"version 2", func(t *testing.T, p string) { patch(t, p, hVersion, u32(2)); liveClaim(t, p) }, ErrVersion, "file format version 2, this rdmabind reads version 3 (the file of an older rdmabind"},
 		{"header checksum", func(t *testing.T, p string) { patch(t, p, hCount, u32(17)) }, ErrCorrupt, "checksum"},
 		{"truncated", func(t *testing.T, p string) { os.Truncate(p, HeaderSize+3*RecordSize+5) }, ErrCorrupt, "truncated"},
 		{"truncated header", func(t *testing.T, p string) { os.Truncate(p, 100) }, ErrCorrupt, "truncated"},
@@ -86,6 +90,60 @@ func TestOpenRefusesBadFiles(t *testing.T) {
 				t.Fatalf("error %q, want %v saying %q and naming the path", err, c.want, c.msg)
 			}
 		})
+	}
+}
+
+// liveClaim holds a write lock on the first record of the registry at
+// path, as a live claim does, until the test ends.
+func liveClaim(t *testing.T, path string) {
+	t.Helper()
+	f, err := os.OpenFile(path, os.O_RDWR, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { f.Close() })
+	if err := ofdlock.Set(int(f.Fd()), ofdlock.Write, HeaderSize, RecordSize); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// TestOpenReplacesIdleOtherVersion: the registry file an rdmabind of
+// another format version left, with no claim of it live, is removed and a
+// new one created in its place (a new inode: a process of that version
+// still mapping the old one keeps its copy); with a live claim, Open
+// refuses it (TestOpenRefusesBadFiles).
+func TestOpenReplacesIdleOtherVersion(t *testing.T) {
+	testutil.CheckFDs(t)
+	for _, v := range []uint32{2, Version + 1} {
+		dir, path := newFile(t)
+		patch(t, path, hVersion, binary.LittleEndian.AppendUint32(nil, v))
+		old, err := os.Open(path) // what a process of that version would hold
+		if err != nil {
+			t.Fatal(err)
+		}
+		r, err := Open(Options{Dir: dir, Netns: testNetns, Records: 16})
+		if err != nil {
+			old.Close()
+			t.Fatalf("version %d, idle: %v", v, err)
+		}
+		r.Close()
+		var st unix.Stat_t
+		unix.Fstat(int(old.Fd()), &st)
+		head := make([]byte, HeaderSize)
+		old.ReadAt(head, 0)
+		old.Close()
+		if st.Nlink != 0 || binary.LittleEndian.Uint32(head[hVersion:]) != v {
+			t.Fatalf("version %d, idle: the old file has %d links and version %d; want it unlinked, untouched", v, st.Nlink, binary.LittleEndian.Uint32(head[hVersion:]))
+		}
+		f, err := os.Open(path)
+		if err != nil {
+			t.Fatal(err)
+		}
+		f.ReadAt(head, 0)
+		f.Close()
+		if h, err := DecodeHeader(head); err != nil || h.Version != Version {
+			t.Fatalf("version %d, idle: the new file: version %d, %v; want %d", v, h.Version, err, Version)
+		}
 	}
 }
 

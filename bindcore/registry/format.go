@@ -262,7 +262,7 @@ func DecodeHeader(b []byte) (Header, error) {
 	if h.Version != Version {
 		hint := ""
 		if h.Version < Version {
-			hint = " (the file of an older rdmabind: once no process of it runs in this network namespace, remove the file)"
+			hint = " (the file of an older rdmabind)"
 		}
 		return h, fmt.Errorf("%w: file format version %d, this rdmabind reads version %d%s", ErrVersion, h.Version, Version, hint)
 	}

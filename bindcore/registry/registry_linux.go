@@ -194,22 +194,31 @@ func Open(opts Options) (*Registry, error) {
 		return nil, fmt.Errorf("registry: open %s: %w: %d records, want 1..%d", path, ErrInvalid, n, MaxRecords)
 	}
 	start, _ := StartTime(os.Getpid()) // diagnostics only: 0 without /proc
-	fd, st, err := openOrCreate(path)
-	if err != nil {
-		return nil, err
-	}
-	r := &Registry{
-		path:  path,
-		netns: netns,
-		uid:   uint32(os.Geteuid()),
-		pid:   uint32(os.Getpid()),
-		start: start,
-		res:   &resources{fd: fd, lockFD: -1, waits: map[*waiter]struct{}{}},
-	}
-	if err := r.setup(n, &st); err != nil {
+	var r *Registry
+	for try := 0; ; try++ {
+		fd, st, err := openOrCreate(path)
+		if err != nil {
+			return nil, err
+		}
+		r = &Registry{
+			path:  path,
+			netns: netns,
+			uid:   uint32(os.Geteuid()),
+			pid:   uint32(os.Getpid()),
+			start: start,
+			res:   &resources{fd: fd, lockFD: -1, waits: map[*waiter]struct{}{}},
+		}
+		err = r.setup(n, &st)
+		if err == nil {
+			break
+		}
 		r.res.free()
+		if errors.Is(err, errReplaced) && try == 0 {
+			continue // the idle file of another version is gone: create ours
+		}
 		return nil, fmt.Errorf("registry: open %s: %w", path, err)
 	}
+	var err error
 	if r.res.lockFD, err = r.openFD(); err != nil {
 		r.res.free()
 		return nil, err
@@ -295,6 +304,9 @@ func (r *Registry) setup(n int, st *unix.Stat_t) error {
 				h, err = h2, nil
 			}
 		}
+		if errors.Is(err, ErrVersion) {
+			return r.replaceIdle(err)
+		}
 		if err != nil {
 			return err
 		}
@@ -317,6 +329,34 @@ func (r *Registry) setup(n int, st *unix.Stat_t) error {
 		r.repairHighWater()
 	}
 	return nil
+}
+
+// errReplaced: setup removed the file, the idle registry of another
+// format version; Open creates a new one.
+var errReplaced = errors.New("registry of another version replaced")
+
+// replaceIdle removes the registry file of another format version (verr
+// says which) when none of its claims is live: nobody holds a lock on its
+// records (the caller holds the header's). It unlinks the file rather
+// than rewriting it, so that a process of the other version that still
+// has it mapped goes on undisturbed on its own copy. With live claims it
+// returns verr: the processes of the other version must go first.
+func (r *Registry) replaceIdle(verr error) error {
+	held, err := ofdlock.Held(r.res.fd, ofdlock.Write, HeaderSize, 0)
+	if err != nil {
+		return err
+	}
+	if held {
+		return fmt.Errorf("%w; its claims are live: stop the processes of that rdmabind first", verr)
+	}
+	var st unix.Stat_t
+	if err := unix.Lstat(r.path, &st); err != nil || st.Dev != r.dev || st.Ino != r.ino {
+		return verr // replaced under us: let the caller report it
+	}
+	if err := unix.Unlink(r.path); err != nil {
+		return fmt.Errorf("%w; removing it: %w", verr, err)
+	}
+	return errReplaced
 }
 
 // headerWithHighWaterReset decodes a header as if its high-water word were
