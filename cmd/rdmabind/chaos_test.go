@@ -18,6 +18,7 @@ import (
 	"time"
 
 	"github.com/rdmabind/rdmabind/bindcore"
+	"github.com/rdmabind/rdmabind/bindcore/steer"
 	"github.com/rdmabind/rdmabind/cgo/rdmacm"
 	"github.com/rdmabind/rdmabind/internal/testutil"
 	"github.com/rdmabind/rdmabind/qp"
@@ -325,6 +326,11 @@ func TestDeviceChaos(t *testing.T) {
 	}
 	if err := b.Close(); err != nil {
 		t.Errorf("Binder Close: %v", err)
+	}
+	// The steering keeps the namespace's program and maps loaded for the
+	// next group (bindcore/steer, "kept pins"); done steering, close them.
+	if err := steer.CloseIdle(); err != nil {
+		t.Errorf("steer.CloseIdle: %v", err)
 	}
 	// librdmacm keeps a context (its command and async descriptors) of
 	// every device it has seen for the life of the process: at most one
