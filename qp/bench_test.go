@@ -89,7 +89,9 @@ func stopBenchPeer() {
 	}
 }
 
-func benchConn(b *testing.B, mode Mode) *Conn {
+// benchSocket starts the echo helper (once) and binds a socket of its
+// own port to dial it from; the socket closes with b.
+func benchSocket(b *testing.B) (*bindcore.Socket, netip.AddrPort) {
 	srv, bd := benchPeer(b)
 	bench.n++
 	s, err := bd.Socket(bindcore.AFInet)
@@ -100,6 +102,11 @@ func benchConn(b *testing.B, mode Mode) *Conn {
 		b.Fatal(err)
 	}
 	b.Cleanup(func() { s.Close() })
+	return s, srv
+}
+
+func benchConn(b *testing.B, mode Mode) *Conn {
+	s, srv := benchSocket(b)
 	c, err := Dial(context.Background(), s, srv, &Options{Mode: mode, Spin: benchSpin()})
 	if err != nil {
 		b.Fatal(err)
@@ -182,16 +189,7 @@ func BenchmarkSendBandwidth(b *testing.B) {
 func BenchmarkSetup(b *testing.B) {
 	for _, mode := range []Mode{ModeCM, ModeTCP} {
 		b.Run(mode.String(), func(b *testing.B) {
-			srv, bd := benchPeer(b)
-			bench.n++
-			s, err := bd.Socket(bindcore.AFInet)
-			if err != nil {
-				b.Fatal(err)
-			}
-			if err := s.BindAddrPort(netip.MustParseAddrPort(fmt.Sprintf("10.77.0.1:%d", 7500+bench.n))); err != nil {
-				b.Fatal(err)
-			}
-			defer s.Close()
+			s, srv := benchSocket(b)
 			var setup []time.Duration
 			b.ResetTimer()
 			for range b.N {
@@ -221,17 +219,8 @@ func BenchmarkSetup(b *testing.B) {
 func BenchmarkConnMemory(b *testing.B) {
 	for _, conns := range []int{10, 100, 1000} {
 		b.Run(fmt.Sprintf("conns=%d", conns), func(b *testing.B) {
-			srv, bd := benchPeer(b)
 			raiseFileLimit(b, uint64(8*conns+1024))
-			bench.n++
-			s, err := bd.Socket(bindcore.AFInet)
-			if err != nil {
-				b.Fatal(err)
-			}
-			if err := s.BindAddrPort(netip.MustParseAddrPort(fmt.Sprintf("10.77.0.1:%d", 7500+bench.n))); err != nil {
-				b.Fatal(err)
-			}
-			defer s.Close()
+			s, srv := benchSocket(b)
 			for range b.N {
 				runtime.GC()
 				rss0, _ := procMemory(b)

@@ -99,21 +99,7 @@ type MR struct {
 // Errors: ENOMEM, EINVAL, EFAULT (the errno of ibv_reg_mr), ErrClosed for a
 // closed PD or Region.
 func (pd *PD) RegMR(r *Region, access Access) (*MR, error) {
-	h, err := pd.handle("ibv_reg_mr")
-	if err != nil {
-		return nil, err
-	}
-	buf := r.Bytes()
-	if buf == nil {
-		return nil, fmt.Errorf("ibv_reg_mr: region: %w", ErrClosed)
-	}
-	mh, lkey, rkey, err := impl.regMR(h, buf, access)
-	if err != nil {
-		return nil, fmt.Errorf("ibv_reg_mr %d bytes: %w", len(buf), err)
-	}
-	mr := &MR{pd: pd, reg: r, h: mh, lkey: lkey, rkey: rkey}
-	pd.adopt(mr)
-	return mr, nil
+	return pd.regMR(r, 0, -1, access)
 }
 
 // RegMRRange registers n bytes of r from off, populating them first (a
@@ -122,6 +108,15 @@ func (pd *PD) RegMR(r *Region, access Access) (*MR, error) {
 //
 // Errors: as RegMR's; EINVAL for a range outside r.
 func (pd *PD) RegMRRange(r *Region, off, n int, access Access) (*MR, error) {
+	if n <= 0 {
+		return nil, fmt.Errorf("ibv_reg_mr: %d bytes: %w", n, unix.EINVAL)
+	}
+	return pd.regMR(r, off, n, access)
+}
+
+// regMR registers n bytes of r from off (n < 0: all of r, as mapped,
+// which a populated Region needs no help with; else populated first).
+func (pd *PD) regMR(r *Region, off, n int, access Access) (*MR, error) {
 	h, err := pd.handle("ibv_reg_mr")
 	if err != nil {
 		return nil, err
@@ -130,13 +125,16 @@ func (pd *PD) RegMRRange(r *Region, off, n int, access Access) (*MR, error) {
 	if buf == nil {
 		return nil, fmt.Errorf("ibv_reg_mr: region: %w", ErrClosed)
 	}
-	if off < 0 || n <= 0 || off+n > len(buf) {
-		return nil, fmt.Errorf("ibv_reg_mr: %d bytes at %d of a %d-byte region: %w", n, off, len(buf), unix.EINVAL)
+	if n >= 0 {
+		if off < 0 || off+n > len(buf) {
+			return nil, fmt.Errorf("ibv_reg_mr: %d bytes at %d of a %d-byte region: %w", n, off, len(buf), unix.EINVAL)
+		}
+		buf = buf[off : off+n]
+		populate(buf)
 	}
-	populate(buf[off : off+n])
-	mh, lkey, rkey, err := impl.regMR(h, buf[off:off+n], access)
+	mh, lkey, rkey, err := impl.regMR(h, buf, access)
 	if err != nil {
-		return nil, fmt.Errorf("ibv_reg_mr %d bytes at %d: %w", n, off, err)
+		return nil, fmt.Errorf("ibv_reg_mr %d bytes at %d: %w", len(buf), max(off, 0), err)
 	}
 	mr := &MR{pd: pd, reg: r, h: mh, lkey: lkey, rkey: rkey}
 	pd.adopt(mr)

@@ -19,18 +19,7 @@ type Region struct {
 // NewRegion maps size bytes (rounded up to the page size), populated.
 //
 // Errors: the errno of mmap (ENOMEM), EINVAL for size <= 0.
-func NewRegion(size int) (*Region, error) {
-	if size <= 0 {
-		return nil, fmt.Errorf("mmap %d bytes: %w", size, unix.EINVAL)
-	}
-	pg := unix.Getpagesize()
-	size = (size + pg - 1) / pg * pg
-	b, err := unix.Mmap(-1, 0, size, unix.PROT_READ|unix.PROT_WRITE, mmapFlags)
-	if err != nil {
-		return nil, fmt.Errorf("mmap %d bytes: %w", size, err)
-	}
-	return &Region{buf: b}, nil
-}
+func NewRegion(size int) (*Region, error) { return mapRegion(size, mmapFlags) }
 
 // ReserveRegion maps size bytes (rounded up to the page size) without
 // populating them: the pages cost nothing until they are written or
@@ -39,16 +28,23 @@ func NewRegion(size int) (*Region, error) {
 //
 // Errors: as NewRegion's.
 func ReserveRegion(size int) (*Region, error) {
+	r, err := mapRegion(size, reserveFlags)
+	if err == nil {
+		noHugePages(r.buf)
+	}
+	return r, err
+}
+
+func mapRegion(size, flags int) (*Region, error) {
 	if size <= 0 {
 		return nil, fmt.Errorf("mmap %d bytes: %w", size, unix.EINVAL)
 	}
 	pg := unix.Getpagesize()
 	size = (size + pg - 1) / pg * pg
-	b, err := unix.Mmap(-1, 0, size, unix.PROT_READ|unix.PROT_WRITE, reserveFlags)
+	b, err := unix.Mmap(-1, 0, size, unix.PROT_READ|unix.PROT_WRITE, flags)
 	if err != nil {
 		return nil, fmt.Errorf("mmap %d bytes: %w", size, err)
 	}
-	noHugePages(b)
 	return &Region{buf: b}, nil
 }
 
