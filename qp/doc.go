@@ -25,8 +25,10 @@
 // # Messages and flow control
 //
 // A message goes as RDMA SENDs of at most Options.Chunk bytes, the last
-// with immediate data; the receiver returns its buffers by RDMA WRITE into
-// the sender's credit word, so a sender never overruns it. Close sends a
+// with immediate data; the receiver returns its buffers in the immediate of
+// its own messages, or by RDMA WRITE into the sender's credit word, so a
+// sender never overruns it. A connection starts with a few small buffers
+// and registers more as its traffic keeps them busy. Close sends a
 // goodbye first: the peer's Recv returns io.EOF; a peer that dies gives
 // unix.ECONNRESET instead (from rdma_cm's DISCONNECTED, or the end of the
 // rendezvous TCP connection), within milliseconds.
@@ -34,7 +36,7 @@
 // # Resources and lifetimes
 //
 // Memory the NIC reads and writes is mmap'd (cgo/verbs Region), never the
-// Go heap. Waiting for completions parks the goroutine on the Go netpoller
+// Go heap, reserved whole and registered part by part as used. Waiting for completions parks the goroutine on the Go netpoller
 // (the completion channels' fds), after an optional busy-poll
 // (Options.Spin). Each connection has an rdma_cm event channel of its own
 // (an accepted id is migrated to it), so its events reach it alone. Close
