@@ -3,19 +3,31 @@ package bindcore
 import (
 	"net/netip"
 	"sync"
+	"time"
 
 	"github.com/rdmabind/rdmabind/bindcore/wsa"
 	"github.com/rdmabind/rdmabind/rdma"
 )
 
+// missReload is how old the cached topology must be before an address it
+// cannot resolve reloads it even though the host's addresses are the same:
+// a new address reloads it at once, a GID the kernel adds a moment after
+// its address (or a device's link added) within this time.
+const missReload = 250 * time.Millisecond
+
 // resolveCache caches the resolver (devices, GID tables and the host's
 // addresses), so that a Bind reads no sysfs file. The cache is refreshed
-// when it cannot resolve an address and when rdma_cm disagrees with it:
-// rdma_bind_addr is the authority, the cache only a fast path.
+// when rdma_cm disagrees with it (rdma_bind_addr is the authority, the
+// cache only a fast path) and when it cannot resolve an address and may be
+// out of date (stale). A reload reads every GID of every port (thousands of
+// sysfs files on a large host), so a program binding an address that is not
+// served, over and over, must not pay one per Bind.
 type resolveCache struct {
-	root string
-	mu   sync.Mutex
-	res  *rdma.Resolver
+	root   string
+	mu     sync.Mutex
+	res    *rdma.Resolver
+	addrs  *rdma.AddrTable // the host's addresses res was built with
+	loaded time.Time       // when res was read
 	// last is the last address res resolved, and its answer: a program
 	// binds the same address over and over, and in the TCG guest even a
 	// cached resolution costs ~10 µs (cold code and data after the kernel
@@ -44,24 +56,41 @@ func Resolve(addr netip.Addr) ([]rdma.Endpoint, error) {
 	return eps, nil
 }
 
-func (t *resolveCache) load() (*rdma.Resolver, error) {
+func (t *resolveCache) load() (*rdma.Resolver, *rdma.AddrTable, error) {
 	root := t.root
 	if root == "" {
 		root = "/"
 	}
 	topo, err := rdma.ReadTopology(root)
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
 	addrs, err := rdma.LiveAddrs()
 	if err != nil {
-		return nil, wsa.Wrap(wsa.WSAENETDOWN, "resolve", "", err, "cannot list the host's addresses")
+		return nil, nil, wsa.Wrap(wsa.WSAENETDOWN, "resolve", "", err, "cannot list the host's addresses")
 	}
-	return rdma.NewResolver(topo, addrs), nil
+	return rdma.NewResolver(topo, addrs), addrs, nil
 }
 
-// resolve resolves addr on the cached topology, reloading it once if that
-// fails or if refresh is set.
+// stale reports whether a cached topology that cannot resolve addr is worth
+// reloading: never for loopback (no RDMA device serves it); always when it
+// is older than missReload or the host's addresses changed since.
+func (t *resolveCache) stale(addr netip.Addr) bool {
+	if addr.Unmap().IsLoopback() {
+		return false
+	}
+	t.mu.Lock()
+	loaded, addrs := t.loaded, t.addrs
+	t.mu.Unlock()
+	if time.Since(loaded) >= missReload {
+		return true
+	}
+	live, err := rdma.LiveAddrs()
+	return err != nil || !live.Equal(addrs)
+}
+
+// resolve resolves addr on the cached topology, reloading it once if
+// refresh is set, or if that fails and the cache is stale.
 func (t *resolveCache) resolve(addr netip.Addr, refresh bool) ([]rdma.Endpoint, error) {
 	t.mu.Lock()
 	res := t.res
@@ -72,17 +101,21 @@ func (t *resolveCache) resolve(addr netip.Addr, refresh bool) ([]rdma.Endpoint, 
 	}
 	t.mu.Unlock()
 	if res != nil && !refresh {
-		if eps, err := res.Resolve(addr); err == nil {
+		eps, err := res.Resolve(addr)
+		if err == nil {
 			t.remember(res, addr, eps)
 			return eps, nil
 		}
+		if !t.stale(addr) {
+			return nil, err
+		}
 	}
-	res, err := t.load()
+	res, addrs, err := t.load()
 	if err != nil {
 		return nil, err
 	}
 	t.mu.Lock()
-	t.res = res
+	t.res, t.addrs, t.loaded = res, addrs, time.Now()
 	t.last, t.lastEps = netip.Addr{}, nil
 	t.mu.Unlock()
 	eps, err := res.Resolve(addr)

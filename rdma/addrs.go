@@ -7,6 +7,7 @@ import (
 	"net"
 	"net/netip"
 	"os"
+	"slices"
 	"strconv"
 	"strings"
 )
@@ -45,6 +46,15 @@ type AddrTable struct {
 	all    []NetdevAddr
 	byAddr map[netip.Addr]int // address (zone kept for link-local) -> index in all
 	first  map[netip.Addr]int // link-local address without zone -> first holder
+}
+
+// Equal reports whether t and u hold the same addresses on the same
+// netdevs, in the same order (two snapshots of an unchanged system).
+func (t *AddrTable) Equal(u *AddrTable) bool {
+	if t == nil || u == nil {
+		return t == u
+	}
+	return slices.Equal(t.all, u.all)
 }
 
 // NewAddrTable returns a table of list. Addresses are unmapped, and
