@@ -28,3 +28,17 @@ softroce_die() {
 	softroce_say "$*"
 	exit 125
 }
+
+# softroce_series KVER: the kernel series of a kernel version (6.1.0-41-amd64
+# and 6.12.57+deb12-amd64 give 6.1 and 6.12).
+softroce_series() {
+	local major=${1%%.*} rest=${1#*.}
+	printf '%s.%s' "$major" "${rest%%[!0-9]*}"
+}
+
+# softroce_current SERIES: the file holding the prepared settings of a series
+# (KVER, KERNEL, INITRD, MODROOT, MODPROBE, HASH), written by prepare, read by
+# run.
+softroce_current() {
+	if [[ $1 == 6.1 ]]; then printf '%s/current' "$SOFTROCE_CACHE"; else printf '%s/current-%s' "$SOFTROCE_CACHE" "$1"; fi
+}
