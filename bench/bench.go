@@ -32,7 +32,7 @@ var variants = []Variant{
 	{Name: "bind", What: "rdmabind Socket.Bind of a raw sockaddr, port 0: codec, resolution, registry claim, shadow TCP socket, rdma_cm",
 		Floor: "raw-bind", FloorWhat: "rdma-bind, then socket(2) + SO_REUSEPORT + bind(2) of a TCP socket to the port rdma_cm chose",
 		Needs: "an RDMA device"},
-	{Name: "bind-crowded", What: "the bind variant while 10,000 other sockets of the user are bound on other ports of the same address (a registry of 16,384 records), with its phases",
+	{Name: "bind-crowded", What: "the bind variant while 10,000 other sockets of the user (Config.Crowd, --crowd) are bound on other ports of the same address (a registry of 16,384 records, more for a larger crowd), with its phases",
 		Floor: "raw-bind", FloorWhat: "rdma-bind, then socket(2) + SO_REUSEPORT + bind(2) of a TCP socket to the port rdma_cm chose",
 		Needs: "an RDMA device", Long: true},
 	{Name: "phases", What: "the phases of a Bind (Options.TracePhases), from a Binder of their own",
@@ -62,6 +62,9 @@ type Config struct {
 	Addr netip.Addr
 	// Short marks a short run (it is recorded in the Report).
 	Short bool
+	// Crowd is how many sockets bind-crowded keeps bound while it
+	// measures; 0 means DefaultCrowd.
+	Crowd int
 	// Progress, if set, is called after each round with the samples taken
 	// and the total.
 	Progress func(done, total int)
@@ -73,6 +76,7 @@ const (
 	DefaultWarmup  = 50
 	ShortSamples   = 200
 	ShortWarmup    = 20
+	DefaultCrowd   = 10000
 )
 
 // Summary is a latency distribution, in nanoseconds.
@@ -152,6 +156,7 @@ type Report struct {
 	Samples     int           `json:"samples"`
 	Warmup      int           `json:"warmup"`
 	Short       bool          `json:"short,omitempty"`
+	Crowd       int           `json:"crowd,omitempty"` // bind-crowded's live sockets, when it ran
 	Interleaved bool          `json:"interleaved"`
 	Seconds     float64       `json:"seconds"`
 	Results     []Result      `json:"results"`
@@ -245,15 +250,24 @@ func Run(ctx context.Context, cfg Config) (*Report, error) {
 	} else if cfg.Warmup == 0 {
 		cfg.Warmup = DefaultWarmup
 	}
+	if cfg.Crowd <= 0 {
+		cfg.Crowd = DefaultCrowd
+	}
 	start := time.Now()
 	env, err := newEnv(cfg.Addr)
 	if err != nil {
 		return nil, err
 	}
+	env.crowd = cfg.Crowd
 	defer env.close()
 	rep := &Report{
 		Machine: describeMachine(), Date: start.UTC().Truncate(time.Second), Addr: env.addr.String(),
 		Samples: cfg.Samples, Warmup: cfg.Warmup, Short: cfg.Short, Interleaved: true,
+	}
+	for _, v := range vs {
+		if v.Name == "bind-crowded" {
+			rep.Crowd = cfg.Crowd
+		}
 	}
 	rep.Version, rep.Commit = Version()
 	// One variant after the other, each prepared just before its samples

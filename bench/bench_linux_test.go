@@ -79,8 +79,6 @@ func TestRunForeignAddr(t *testing.T) {
 // (the crowd released, the run's directory empty).
 func TestBindCrowded(t *testing.T) {
 	testutil.SkipUnlessRDMA(t)
-	defer func(old int) { crowd = old }(crowd)
-	crowd = 200
 	if _, err := Run(context.Background(), Config{Samples: 1, Warmup: -1, Variants: []string{"bind"}}); err != nil {
 		t.Fatal(err)
 	}
@@ -88,13 +86,16 @@ func TestBindCrowded(t *testing.T) {
 	parent := t.TempDir()
 	defer func(old string) { runDirParent = old }(runDirParent)
 	runDirParent = parent
-	rep, err := Run(context.Background(), Config{Samples: 10, Warmup: 1, Variants: []string{"bind-crowded"}})
+	rep, err := Run(context.Background(), Config{Samples: 10, Warmup: 1, Variants: []string{"bind-crowded"}, Crowd: 200})
 	if err != nil {
 		t.Fatal(err)
 	}
 	res := rep.Result("bind-crowded")
 	if res == nil {
 		t.Fatalf("bind-crowded did not run: %+v", rep.Unavailable)
+	}
+	if rep.Crowd != 200 {
+		t.Errorf("the report says a crowd of %d, want 200", rep.Crowd)
 	}
 	if res.Summary.N != 10 || res.Ratio == nil || res.Ratio.P50 <= 0 || len(res.Phases) != 5 {
 		t.Errorf("bind-crowded: %+v, ratio %+v, %d phase series", res.Summary, res.Ratio, len(res.Phases))

@@ -36,6 +36,7 @@ type env struct {
 	ch      *rdmacm.EventChannel
 	chErr   error
 	binders map[string]*bindcore.Binder // one per variant
+	crowd   int                         // bind-crowded's live sockets
 }
 
 // newEnv checks or chooses the address and makes the run's directory.
@@ -305,11 +306,7 @@ func (e *env) prepareBind(s *sampler, phases bool) error {
 	return nil
 }
 
-// crowd is how many sockets bind-crowded keeps bound while it measures
-// (a variable for the test, which uses fewer).
-var crowd = 10000
-
-// prepareCrowded binds crowd sockets of a Binder of its own (its own
+// prepareCrowded binds e.crowd sockets of a Binder of its own (its own
 // registry, big enough) on ports of the address, then measures a Bind
 // among them as bind does; its close releases them.
 func (e *env) prepareCrowded(s *sampler) error {
@@ -317,19 +314,23 @@ func (e *env) prepareCrowded(s *sampler) error {
 	if err := os.Mkdir(dir, 0o700); err != nil {
 		return err
 	}
-	b, err := bindcore.Open(bindcore.Options{RegistryDir: dir, RegistryRecords: 16384, TracePhases: true})
+	records := 16384
+	for records < e.crowd+e.crowd/2 {
+		records *= 2
+	}
+	b, err := bindcore.Open(bindcore.Options{RegistryDir: dir, RegistryRecords: records, TracePhases: true})
 	if err != nil {
 		return err
 	}
 	name := e.sockaddr()
-	for i := range crowd {
+	for i := range e.crowd {
 		sk, err := e.newSocket(b)
 		if err == nil {
 			err = sk.Bind(name)
 		}
 		if err != nil {
 			b.Close()
-			return fmt.Errorf("binding the crowd (socket %d of %d): %w", i+1, crowd, err)
+			return fmt.Errorf("binding the crowd (socket %d of %d): %w", i+1, e.crowd, err)
 		}
 	}
 	s.close = func() { b.Close() }

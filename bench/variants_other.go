@@ -15,7 +15,10 @@ var errPlatform = fmt.Errorf("bench: %w (%w: the variants need Linux)", ErrNotSu
 
 func phaseName(p int) string { return "phase" + strconv.Itoa(p) }
 
-type env struct{ addr netip.Addr }
+type env struct {
+	addr  netip.Addr
+	crowd int
+}
 
 func newEnv(netip.Addr) (*env, error) { return nil, errPlatform }
 

@@ -18,7 +18,7 @@ import (
 )
 
 func init() {
-	commands["bench"] = command{"bench [--json|--benchstat] [--short] [--samples N] [--variants a,b] [--plot FILE.svg] [--check DIR] [--record DIR]: bind latency vs its floors", runBench}
+	commands["bench"] = command{"bench [--json|--benchstat] [--short] [--samples N] [--variants a,b] [--crowd N] [--plot FILE.svg] [--check DIR] [--record DIR]: bind latency vs its floors", runBench}
 }
 
 // benchOutput is bench's --json document: the report, and the check when
@@ -46,6 +46,7 @@ func runBench(args []string, stdout io.Writer) error {
 	samples := fs.Int("samples", 0, fmt.Sprintf("samples per variant and per floor (default %d)", bench.DefaultSamples))
 	warmup := fs.Int("warmup", 0, fmt.Sprintf("warm-up samples per variant, not counted (default %d)", bench.DefaultWarmup))
 	list := fs.String("variants", "", "comma-separated variants to run (default all)")
+	crowd := fs.Int("crowd", bench.DefaultCrowd, "sockets bind-crowded keeps bound while it measures")
 	addr := fs.String("addr", "", "local address to bind (default the first IPv4 address an RDMA device serves, else 127.0.0.1)")
 	plot := fs.String("plot", "", "write the latency CDFs to this file (.svg)")
 	check := fs.String("check", "", "compare the p50 ratios with the newest recorded run of this machine kind in DIR; exit 1 on a regression")
@@ -64,7 +65,10 @@ func runBench(args []string, stdout io.Writer) error {
 	if err != nil {
 		return err
 	}
-	cfg := bench.Config{Samples: *samples, Warmup: *warmup, Short: *short}
+	if *crowd <= 0 {
+		return fmt.Errorf("bench: --crowd %d: want a positive number of sockets", *crowd)
+	}
+	cfg := bench.Config{Samples: *samples, Warmup: *warmup, Short: *short, Crowd: *crowd}
 	if *short {
 		if cfg.Samples == 0 {
 			cfg.Samples = bench.ShortSamples
