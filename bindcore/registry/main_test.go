@@ -18,6 +18,7 @@ import (
 
 	"golang.org/x/sys/unix"
 
+	"github.com/rdmabind/rdmabind/internal/rundir"
 	"github.com/rdmabind/rdmabind/internal/testutil"
 )
 
@@ -71,9 +72,12 @@ var (
 //	create open (maybe creating the file), print "ready", hold
 //	claim  claim, print "ok <slot>" or "err <message>", exit
 //	open   open, print "ok" or "err <message>", exit
+//	where  open, print "ok <path>" or "err <message>", exit
 //	race   see raceHelper
 //
-// REG_PATH, when set, names the registry file itself (Options.Path).
+// REG_PATH, when set, names the registry file itself (Options.Path); an
+// empty REG_DIR is the default directory. REG_NETNS replaces testNetns,
+// REG_SHARED the fallback's /dev/shm.
 func helperMain(mode string) int {
 	dir := os.Getenv("REG_DIR")
 	port, _ := strconv.Atoi(os.Getenv("REG_PORT"))
@@ -87,7 +91,14 @@ func helperMain(mode string) int {
 		role = RoleListening
 	}
 	req := ClaimRequest{Addr: addr, Port: uint16(port), Role: role, Share: share}
-	r, err := Open(Options{Dir: dir, Path: os.Getenv("REG_PATH"), Netns: testNetns})
+	netns := uint64(testNetns)
+	if n, err := strconv.ParseUint(os.Getenv("REG_NETNS"), 10, 64); err == nil {
+		netns = n
+	}
+	if s := os.Getenv("REG_SHARED"); s != "" {
+		rundir.Default.Shared = s // the fallback's parent, instead of /dev/shm
+	}
+	r, err := Open(Options{Dir: dir, Path: os.Getenv("REG_PATH"), Netns: netns})
 	if err != nil {
 		fmt.Printf("err %s\n", oneLine(err))
 		return 0
@@ -97,6 +108,9 @@ func helperMain(mode string) int {
 		return raceHelper(r)
 	case "open":
 		fmt.Println("ok")
+		return 0
+	case "where":
+		fmt.Println("ok", r.Path())
 		return 0
 	case "create":
 		fmt.Println("ready")

@@ -184,7 +184,7 @@ func TestOtherUserProcess(t *testing.T) {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { os.RemoveAll(dir) })
-	if err := os.Chmod(dir, 0o1777); err != nil { // like /dev/shm
+	if err := os.Chmod(dir, os.ModeSticky|0o777); err != nil { // like /dev/shm
 		t.Fatal(err)
 	}
 	r := openTest(t, dir)

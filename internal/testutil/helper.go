@@ -111,7 +111,7 @@ func SharedDir(t testing.TB) string {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { os.RemoveAll(dir) })
-	if err := os.Chmod(dir, 0o1777); err != nil {
+	if err := os.Chmod(dir, os.ModeSticky|0o777); err != nil { // os.Chmod ignores 0o1000
 		t.Fatal(err)
 	}
 	return dir
