@@ -73,6 +73,8 @@ unit: deps
 fuzz: deps
 	$(GO) test -run '^$$' -fuzz '^FuzzParseSockaddr$$' -fuzztime $(FUZZTIME) ./bindcore/
 	$(GO) test -run '^$$' -fuzz '^FuzzDecode$$' -fuzztime $(FUZZTIME) ./bindcore/registry/
+	$(GO) test -run '^$$' -fuzz '^FuzzParseHello$$' -fuzztime $(FUZZTIME) ./qp/
+	$(GO) test -run '^$$' -fuzz '^FuzzRendezvous$$' -fuzztime $(FUZZTIME) ./qp/
 
 device-test: deps
 ifneq ($(HAVE_RDMA),)
