@@ -1,0 +1,111 @@
+package bindcore
+
+import (
+	"net/netip"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"testing"
+
+	"github.com/rdmabind/rdmabind/bindcore/registry"
+	"github.com/rdmabind/rdmabind/bindcore/steer"
+	"github.com/rdmabind/rdmabind/bindcore/wsa"
+	"github.com/rdmabind/rdmabind/internal/rundir"
+	"github.com/rdmabind/rdmabind/internal/testutil"
+)
+
+// TestOtherUserCannotReachRootsState, on a real device (the SoftRoCE guest):
+// uid 65534 plants a link to a file of root's, a file or a directory at
+// every name in /dev/shm rdmabind would use for root's registry; root's
+// Binder with the default registry directory then binds and listens (its
+// registry is in /run/rdmabind), and the planted link's file is untouched.
+// uid 65534 then cannot read root's registry, nor open it for writing
+// (which the OFD locks of the listener election need), nor ring its
+// doorbell (set its times), nor list root's steering pins, nor join the
+// reuseport group of root's port (its Bind fails with WSAEADDRINUSE).
+func TestOtherUserCannotReachRootsState(t *testing.T) {
+	testutil.SkipUnlessRoot(t)
+	addr := guestAddr(t)
+	d, err := os.MkdirTemp("", "rdmabind-precious-")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer os.RemoveAll(d)
+	os.Chmod(d, 0o755)
+	precious := filepath.Join(d, "precious")
+	if err := os.WriteFile(precious, []byte("precious"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	ns, err := registry.CurrentNetns()
+	if err != nil {
+		t.Fatal(err)
+	}
+	var names []string
+	if old := filepath.Join(rundir.Default.Shared, registry.FileName(ns, 0)); !exists(old) {
+		names = append(names, old)
+	}
+	for i := range rundir.Candidates {
+		n := "rdmabind-uid-0"
+		if i > 0 {
+			n += "." + strconv.Itoa(i)
+		}
+		names = append(names, filepath.Join(rundir.Default.Shared, n))
+	}
+	testutil.SquatAs(t, 65534, precious, names...)
+	if own := filepath.Join(rundir.Default.Shared, "rdmabind-uid-65534"); !exists(own) {
+		t.Cleanup(func() { os.RemoveAll(own) }) // uid 65534's own registry, made below
+	}
+
+	b, err := Open(Options{})
+	if err != nil {
+		t.Fatalf("Open with %d names planted by uid 65534: %v", len(names), err)
+	}
+	defer b.Close()
+	reg := b.Registry().Path()
+	if dir := filepath.Join(rundir.Default.Run, rundir.Name); filepath.Dir(reg) != dir {
+		t.Fatalf("root's registry at %s, want it in %s", reg, dir)
+	}
+	ap := netip.AddrPortFrom(addr, freePort(t, addr))
+	s, err := b.Socket(AFInet)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	if err := s.BindAddrPort(ap); err != nil {
+		t.Fatalf("Bind with %d names planted by uid 65534: %v", len(names), err)
+	}
+	if err := s.Listen(16); err != nil {
+		t.Fatal(err)
+	}
+	if b, err := os.ReadFile(precious); err != nil || string(b) != "precious" {
+		t.Fatalf("the file the planted links name: %q, %v", b, err)
+	}
+
+	for _, c := range []struct{ what, script string }{
+		{"read root's registry", "cat " + reg},
+		{"open root's registry for writing (OFD locks, the election)", ": >> " + reg},
+		{"ring root's doorbell (set the registry's times)", "touch -c " + reg},
+		{"list root's steering pins", "ls " + filepath.Join(steer.DefaultRoot, strconv.FormatUint(ns, 10))},
+	} {
+		out, err := testutil.RunAs(t, 65534, "/bin/sh", "-c", c.script)
+		if err == nil {
+			t.Errorf("uid 65534 could %s: %q", c.what, out)
+		} else if !strings.Contains(out, "ermission denied") && !strings.Contains(out, "No such file") {
+			t.Errorf("uid 65534, %s: %v: %q, want permission denied", c.what, err, out)
+		}
+		t.Logf("uid 65534, %s: %s", c.what, out)
+	}
+	rep, err := readReport(startHelper(t, "once", "", ap, 65534, false).out)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if wsa.Code(rep.Code) != wsa.WSAEADDRINUSE {
+		t.Fatalf("uid 65534's Bind of root's listening port: %+v, want WSAEADDRINUSE", rep)
+	}
+}
+
+func exists(p string) bool {
+	_, err := os.Lstat(p)
+	return err == nil
+}
