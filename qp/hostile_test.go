@@ -76,7 +76,7 @@ func FuzzRendezvous(f *testing.F) {
 // rawDial opens a TCP connection to ap with raw system calls (no Go
 // objects on the heap), so that the heap measured is the listener's.
 func rawDial(t *testing.T, ap netip.AddrPort) int {
-	fd, err := unix.Socket(unix.AF_INET, unix.SOCK_STREAM|unix.SOCK_CLOEXEC, 0)
+	fd, err := unix.Socket(unix.AF_INET, unix.SOCK_STREAM, 0)
 	if err != nil {
 		t.Fatal(err)
 	}
