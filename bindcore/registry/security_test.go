@@ -63,7 +63,8 @@ func squatNames(shared string, uid uint32, n int) []string {
 // use for root's registry (the old file name and every fallback name), and
 // cannot create anything in /run; root's Open, Claim and List with the
 // default directory then work, in /run/rdmabind, and root's file is
-// untouched.
+// untouched. uid 65534 can neither read root's registry, nor open it for
+// writing (locks), nor set its times (the doorbell).
 func TestRootRegistryIgnoresSquatters(t *testing.T) {
 	testutil.SkipUnlessRoot(t)
 	target := precious(t, 0)
@@ -95,9 +96,16 @@ func TestRootRegistryIgnoresSquatters(t *testing.T) {
 	if err != nil || len(recs) != 1 || recs[0].Port != 6300 {
 		t.Fatalf("List: %v, %v", recs, err)
 	}
-	// And nobody cannot read it, nor open it to take part in its locks.
-	if out, err := testutil.RunAs(t, 65534, "/bin/cat", r.Path()); err == nil {
-		t.Fatalf("uid 65534 read root's registry: %q", out)
+	// And nobody cannot read it, nor open it to take part in its locks
+	// (the claims' and the election's), nor ring its doorbell (its times).
+	for _, c := range []struct{ what, script string }{
+		{"read root's registry", "cat " + r.Path()},
+		{"open root's registry for writing (OFD locks)", ": >> " + r.Path()},
+		{"ring root's doorbell", "touch -c " + r.Path()},
+	} {
+		if out, err := testutil.RunAs(t, 65534, "/bin/sh", "-c", c.script); err == nil || !strings.Contains(out, "ermission denied") {
+			t.Errorf("uid 65534 could %s: %v %q", c.what, err, out)
+		}
 	}
 }
 
