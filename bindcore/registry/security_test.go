@@ -18,44 +18,12 @@ import (
 // registry there.
 const squatNetns = 4026500001
 
-// precious is a file of uid, mode 0600, that planted links point at; the
-// test fails if it changed by the end.
-func precious(t *testing.T, uid int) string {
-	t.Helper()
-	d, err := os.MkdirTemp("", "rdmabind-precious-")
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { os.RemoveAll(d) })
-	os.Chmod(d, 0o755)
-	p := filepath.Join(d, "precious")
-	if err := os.WriteFile(p, []byte("precious"), 0o600); err != nil {
-		t.Fatal(err)
-	}
-	if err := os.Chown(p, uid, uid); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() {
-		if b, err := os.ReadFile(p); err != nil || string(b) != "precious" {
-			t.Errorf("%s, which the planted links name: %q, %v", p, b, err)
-		}
-	})
-	return p
-}
-
-// squatNames are the names in shared the fallback of uid would use (the
-// first n of them), with the registry file's name of release 0 (in shared
-// itself).
+// squatNames are the fallback directories of uid in shared (the first n
+// of them) and the registry file's name of earlier releases (in shared
+// itself): what another user would plant.
 func squatNames(shared string, uid uint32, n int) []string {
-	names := []string{filepath.Join(shared, FileName(squatNetns, uid))}
-	for i := range n {
-		name := "rdmabind-uid-" + strconv.FormatUint(uint64(uid), 10)
-		if i > 0 {
-			name += "." + strconv.Itoa(i)
-		}
-		names = append(names, filepath.Join(shared, name))
-	}
-	return names
+	l := rundir.Layout{Shared: shared}
+	return append(l.Fallbacks(uid)[:n], filepath.Join(shared, FileName(squatNetns, uid)))
 }
 
 // TestRootRegistryIgnoresSquatters: uid 65534 plants a link to a file of
@@ -67,7 +35,7 @@ func squatNames(shared string, uid uint32, n int) []string {
 // writing (locks), nor set its times (the doorbell).
 func TestRootRegistryIgnoresSquatters(t *testing.T) {
 	testutil.SkipUnlessRoot(t)
-	target := precious(t, 0)
+	target := testutil.Precious(t, 0)
 	testutil.SquatAs(t, 65534, target, squatNames(rundir.Default.Shared, 0, rundir.Candidates)...)
 	into := filepath.Join(rundir.Default.Run, rundir.Name, FileName(squatNetns, 0))
 	for _, p := range []string{filepath.Join(rundir.Default.Run, rundir.Name), into} {
@@ -121,7 +89,7 @@ func TestUserRegistryIgnoresSquatters(t *testing.T) {
 		t.Skip("uid 65534 has a runtime directory here: the fallback is not used")
 	}
 	shared := testutil.SharedDir(t)
-	target := precious(t, 65534)
+	target := testutil.Precious(t, 65534)
 	testutil.SquatAs(t, 65533, target, squatNames(shared, 65534, 10)...)
 	run := func(mode, port string) string {
 		cmd := testutil.HelperCommand(t, 65534, helperEnv+"="+mode, "REG_DIR=", "REG_SHARED="+shared,

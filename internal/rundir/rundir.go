@@ -3,6 +3,7 @@ package rundir
 import (
 	"errors"
 	"fmt"
+	"path/filepath"
 	"strconv"
 )
 
@@ -34,6 +35,16 @@ const Name = "rdmabind"
 
 // Dir returns Default.Dir().
 func Dir() (string, error) { return Default.Dir() }
+
+// Fallbacks returns the paths of uid's fallback directories in l.Shared,
+// in the order Dir tries them (Candidates of them).
+func (l Layout) Fallbacks(uid uint32) []string {
+	ps := make([]string, Candidates)
+	for i := range ps {
+		ps[i] = filepath.Join(l.Shared, fallbackName(uid, i))
+	}
+	return ps
+}
 
 // fallbackName is the i-th fallback name of uid: rdmabind-uid-<uid>, then
 // rdmabind-uid-<uid>.<i>.

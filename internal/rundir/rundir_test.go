@@ -44,21 +44,6 @@ func dirAs(t *testing.T, uid uint32, l Layout) string {
 	return strings.TrimSpace(string(out))
 }
 
-// publicDir is a new directory of root, mode 0755, below the temporary
-// directory (which t.TempDir's 0700 parents would shut other users out of).
-func publicDir(t *testing.T) string {
-	t.Helper()
-	d, err := os.MkdirTemp("", "rundir-")
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { os.RemoveAll(d) })
-	if err := os.Chmod(d, 0o755); err != nil {
-		t.Fatal(err)
-	}
-	return d
-}
-
 func wantPrivate(t *testing.T, dir string, uid uint32) {
 	t.Helper()
 	var st unix.Stat_t
@@ -74,7 +59,7 @@ func wantPrivate(t *testing.T, dir string, uid uint32) {
 // same on every call; an existing one of root is kept.
 func TestDirRootUsesRun(t *testing.T) {
 	testutil.SkipUnlessRoot(t)
-	l := Layout{Run: publicDir(t), UserRun: publicDir(t), Shared: testutil.SharedDir(t)}
+	l := Layout{Run: testutil.PublicDir(t), UserRun: testutil.PublicDir(t), Shared: testutil.SharedDir(t)}
 	old := unix.Umask(0)
 	defer unix.Umask(old)
 	for range 2 {
@@ -93,7 +78,7 @@ func TestDirRootUsesRun(t *testing.T) {
 // /run/user/<uid>, 0700) gets <it>/rdmabind.
 func TestDirUserUsesRuntimeDir(t *testing.T) {
 	testutil.SkipUnlessRoot(t)
-	l := Layout{Run: publicDir(t), UserRun: publicDir(t), Shared: testutil.SharedDir(t)}
+	l := Layout{Run: testutil.PublicDir(t), UserRun: testutil.PublicDir(t), Shared: testutil.SharedDir(t)}
 	rt := filepath.Join(l.UserRun, "65534")
 	if err := os.Mkdir(rt, 0o700); err != nil {
 		t.Fatal(err)
@@ -118,18 +103,9 @@ func TestDirUserUsesRuntimeDir(t *testing.T) {
 // directories of the user, the one made first wins.
 func TestDirFallbackSurvivesSquatters(t *testing.T) {
 	testutil.SkipUnlessRoot(t)
-	l := Layout{Run: publicDir(t), UserRun: publicDir(t), Shared: testutil.SharedDir(t)}
-	precious := filepath.Join(publicDir(t), "precious")
-	if err := os.WriteFile(precious, []byte("precious"), 0o600); err != nil {
-		t.Fatal(err)
-	}
-	if err := os.Chown(precious, 65534, 65534); err != nil {
-		t.Fatal(err)
-	}
-	var squats []string
-	for i := range 10 {
-		squats = append(squats, filepath.Join(l.Shared, fallbackName(65534, i)))
-	}
+	l := Layout{Run: testutil.PublicDir(t), UserRun: testutil.PublicDir(t), Shared: testutil.SharedDir(t)}
+	precious := testutil.Precious(t, 65534)
+	squats := l.Fallbacks(65534)[:10]
 	testutil.SquatAs(t, 65533, precious, squats...)
 	want := "ok " + filepath.Join(l.Shared, fallbackName(65534, 10))
 	if got := dirAs(t, 65534, l); got != want {
@@ -163,12 +139,8 @@ func TestDirFallbackSurvivesSquatters(t *testing.T) {
 // ErrUntrusted naming their owner.
 func TestDirAllNamesTaken(t *testing.T) {
 	testutil.SkipUnlessRoot(t)
-	l := Layout{Run: publicDir(t), UserRun: publicDir(t), Shared: testutil.SharedDir(t)}
-	var squats []string
-	for i := range Candidates {
-		squats = append(squats, filepath.Join(l.Shared, fallbackName(65534, i)))
-	}
-	testutil.SquatAs(t, 65533, "/etc/passwd", squats...)
+	l := Layout{Run: testutil.PublicDir(t), UserRun: testutil.PublicDir(t), Shared: testutil.SharedDir(t)}
+	testutil.SquatAs(t, 65533, "/etc/passwd", l.Fallbacks(65534)...)
 	got := dirAs(t, 65534, l)
 	if !strings.HasPrefix(got, "err ") || !strings.Contains(got, ErrUntrusted.Error()) || !strings.Contains(got, "owned by uid 65533") {
 		t.Fatalf("uid 65534 with every name taken: %q, want ErrUntrusted naming uid 65533", got)
@@ -180,7 +152,7 @@ func TestDirAllNamesTaken(t *testing.T) {
 // write and that is not sticky, is not used.
 func TestDirRefusesUntrustedPlaces(t *testing.T) {
 	testutil.SkipUnlessRoot(t)
-	base := publicDir(t)
+	base := testutil.PublicDir(t)
 	real := filepath.Join(base, "real")
 	if err := os.Mkdir(real, 0o755); err != nil {
 		t.Fatal(err)

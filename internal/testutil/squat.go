@@ -3,6 +3,7 @@ package testutil
 import (
 	"os"
 	"os/exec"
+	"path/filepath"
 	"strings"
 	"syscall"
 	"testing"
@@ -20,6 +21,25 @@ func RunAs(t testing.TB, uid uint32, name string, args ...string) (string, error
 	cmd.SysProcAttr = &syscall.SysProcAttr{Credential: &syscall.Credential{Uid: uid, Gid: uid, Groups: []uint32{}}}
 	out, err := cmd.CombinedOutput()
 	return strings.TrimSpace(string(out)), err
+}
+
+// Precious returns a file of uid, mode 0600, for planted links to point at;
+// the test fails if it changed by the end.
+func Precious(t testing.TB, uid int) string {
+	t.Helper()
+	p := filepath.Join(PublicDir(t), "precious")
+	if err := os.WriteFile(p, []byte("precious"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Chown(p, uid, uid); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		if b, err := os.ReadFile(p); err != nil || string(b) != "precious" {
+			t.Errorf("%s, which planted links name: %q, %v", p, b, err)
+		}
+	})
+	return p
 }
 
 // SquatAs plants each of paths as user uid, in turn a symbolic link to
