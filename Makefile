@@ -68,6 +68,10 @@ lint: deps
 # namespaces) run for real when make runs as root.
 unit: deps
 	RDMABIND_CRASH_ITERS=$(HOST_CRASH_ITERS) $(GO) test $(GOFLAGS_TEST) -race ./...
+	# The registry's crash-safety and race tests again, on the default
+	# registry directory's file system (/run/rdmabind as root; docs/security.md).
+	RDMABIND_REGISTRY_TEST_DIR=default RDMABIND_CRASH_ITERS=100 $(GO) test $(GOFLAGS_TEST) -race \
+	  -run '^(TestCrashSafety|TestClaimOrder|TestClaimRace.*)$$' ./bindcore/registry/
 
 # Each fuzz target for a bounded time on top of its seed corpus.
 fuzz: deps

@@ -46,6 +46,28 @@ func TestMain(m *testing.M) {
 // file name and header carry it.
 const testNetns = 4026531840
 
+// testDir returns a new directory for a test's registry files:
+// t.TempDir(), or, with RDMABIND_REGISTRY_TEST_DIR=default, a new directory
+// inside DefaultDir() (the user's own directory where rdmabind keeps
+// registries), so that the crash-safety and race tests can run on the
+// default location's file system too.
+func testDir(t testing.TB) string {
+	t.Helper()
+	if os.Getenv("RDMABIND_REGISTRY_TEST_DIR") != "default" {
+		return t.TempDir()
+	}
+	parent, err := DefaultDir()
+	if err != nil {
+		t.Fatal(err)
+	}
+	dir, err := os.MkdirTemp(parent, "test-")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { os.RemoveAll(dir) })
+	return dir
+}
+
 func openTest(t testing.TB, dir string) *Registry {
 	t.Helper()
 	r, err := Open(Options{Dir: dir, Netns: testNetns})

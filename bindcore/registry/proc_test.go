@@ -103,11 +103,11 @@ func TestCrashSafety(t *testing.T) {
 	}
 	var stale, torn, clean, inInit int
 	initState := map[string]int{}
-	dir := t.TempDir()
+	dir := testDir(t)
 	for i := 0; i < iters; i++ {
 		create := i%10 == 9
 		if create {
-			dir = t.TempDir() // the helper creates the file
+			dir = testDir(t) // the helper creates the file
 			inInit++
 		}
 		h := startHelper(t, 0, "churn", dir, "REG_ADDR=0.0.0.0", "REG_PORT=7777")
