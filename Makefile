@@ -65,11 +65,11 @@ lint: deps
 	@ci/check-cgo
 
 # Host tests: pure logic everywhere; the root-only ones (BPF, shadow sockets,
-# namespaces) run for real when make runs as root.
+# namespaces) run for real when make runs as root. Then the registry's
+# crash-safety and race tests again, in the default registry directory
+# (/run/rdmabind as root; docs/security.md).
 unit: deps
 	RDMABIND_CRASH_ITERS=$(HOST_CRASH_ITERS) $(GO) test $(GOFLAGS_TEST) -race ./...
-	# The registry's crash-safety and race tests again, on the default
-	# registry directory's file system (/run/rdmabind as root; docs/security.md).
 	RDMABIND_REGISTRY_TEST_DIR=default RDMABIND_CRASH_ITERS=100 $(GO) test $(GOFLAGS_TEST) -race \
 	  -run '^(TestCrashSafety|TestClaimOrder|TestClaimRace.*)$$' ./bindcore/registry/
 
