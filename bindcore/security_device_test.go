@@ -25,7 +25,9 @@ import (
 // uid 65534 then cannot read root's registry, nor open it for writing
 // (which the OFD locks of the listener election need), nor ring its
 // doorbell (set its times), nor list root's steering pins, nor join the
-// reuseport group of root's port (its Bind fails with WSAEADDRINUSE).
+// reuseport group of root's port (its Bind fails with WSAEADDRINUSE). The
+// same between two users: uid 65533 plants the first fallback names of uid
+// 65534 (no runtime directory), and uid 65534's Bind still works.
 func TestOtherUserCannotReachRootsState(t *testing.T) {
 	testutil.SkipUnlessRoot(t)
 	addr := guestAddr(t)
@@ -39,9 +41,14 @@ func TestOtherUserCannotReachRootsState(t *testing.T) {
 		names = append(names, old)
 	}
 	testutil.SquatAs(t, 65534, precious, names...)
-	if own := filepath.Join(rundir.Default.Shared, "rdmabind-uid-65534"); !exists(own) {
-		t.Cleanup(func() { os.RemoveAll(own) }) // uid 65534's own registry, made below
+	// And uid 65533 plants the first ten fallback names of uid 65534
+	// (which has no runtime directory), whose Binds below must work.
+	for _, p := range rundir.Default.Fallbacks(65534) {
+		if !exists(p) {
+			t.Cleanup(func() { os.RemoveAll(p) }) // uid 65534's own, made below
+		}
 	}
+	testutil.SquatAs(t, 65533, testutil.Precious(t, 65534), rundir.Default.Fallbacks(65534)[:10]...)
 
 	b, err := Open(Options{})
 	if err != nil {
@@ -85,6 +92,13 @@ func TestOtherUserCannotReachRootsState(t *testing.T) {
 	}
 	if wsa.Code(rep.Code) != wsa.WSAEADDRINUSE {
 		t.Fatalf("uid 65534's Bind of root's listening port: %+v, want WSAEADDRINUSE", rep)
+	}
+	free := netip.AddrPortFrom(addr, freePort(t, addr))
+	if rep, err = readReport(startHelper(t, "once", "", free, 65534, false).out); err != nil || rep.Error != "" {
+		t.Fatalf("uid 65534's Bind of a free port with its first fallback names planted by uid 65533: %+v %v", rep, err)
+	}
+	if !exists(rundir.Default.Fallbacks(65534)[10]) {
+		t.Fatalf("uid 65534's registry is not in %s", rundir.Default.Fallbacks(65534)[10])
 	}
 }
 

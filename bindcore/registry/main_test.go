@@ -95,6 +95,7 @@ var (
 //	claim  claim, print "ok <slot>" or "err <message>", exit
 //	open   open, print "ok" or "err <message>", exit
 //	where  open, print "ok <path>" or "err <message>", exit
+//	list   open and list, print "ok <records>" or "err <message>", exit (rdmabind ls)
 //	race   see raceHelper
 //
 // REG_PATH, when set, names the registry file itself (Options.Path); an
@@ -133,6 +134,14 @@ func helperMain(mode string) int {
 		return 0
 	case "where":
 		fmt.Println("ok", r.Path())
+		return 0
+	case "list":
+		recs, err := r.List()
+		if err != nil {
+			fmt.Printf("err %s\n", oneLine(err))
+			return 0
+		}
+		fmt.Println("ok", len(recs))
 		return 0
 	case "create":
 		fmt.Println("ready")

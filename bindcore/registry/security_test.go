@@ -81,8 +81,8 @@ func TestRootRegistryIgnoresSquatters(t *testing.T) {
 // users without a runtime directory: uid 65533 plants the old name and the
 // first ten fallback names of uid 65534 (in a sticky directory standing for
 // /dev/shm); uid 65534's Open and Claim with the default directory work,
-// in the first free fallback name, and every process of uid 65534 finds
-// the same registry.
+// in the first free fallback name, every process of uid 65534 finds
+// the same registry, and its List (what rdmabind ls prints) works.
 func TestUserRegistryIgnoresSquatters(t *testing.T) {
 	testutil.SkipUnlessRoot(t)
 	if _, err := os.Stat(filepath.Join(rundir.Default.UserRun, "65534")); err == nil {
@@ -108,6 +108,9 @@ func TestUserRegistryIgnoresSquatters(t *testing.T) {
 	}
 	if out := run("claim", "6300"); !strings.HasPrefix(out, "ok ") {
 		t.Fatalf("uid 65534's claim: %q", out)
+	}
+	if out := run("list", "1"); out != "ok 0" { // the claim's process is gone
+		t.Fatalf("uid 65534's list: %q", out)
 	}
 	if out, err := testutil.RunAs(t, 65533, "/bin/cat", strings.TrimPrefix(want, "ok ")); err == nil {
 		t.Fatalf("uid 65533 read uid 65534's registry: %q", out)
