@@ -2,6 +2,8 @@ package rundir
 
 import (
 	"fmt"
+	"io"
+	"os"
 	"path/filepath"
 	"strconv"
 	"strings"
@@ -158,9 +160,19 @@ func (l Layout) fallback(uid uint32, create bool) (dir string, found bool, err e
 		best, free := -1, -1
 		var bestAt unix.StatxTimestamp
 		refused = refused[:0]
+		there, err := listed(sfd, uid)
+		if err != nil {
+			return "", false, fmt.Errorf("rundir: %s: %w", l.Shared, err)
+		}
 		for i := range Candidates {
 			name := fallbackName(uid, i)
 			var st unix.Stat_t
+			if !there[i] {
+				if free < 0 {
+					free = i
+				}
+				continue
+			}
 			if err := unix.Fstatat(sfd, name, &st, unix.AT_SYMLINK_NOFOLLOW); err != nil {
 				if err == unix.ENOENT && free < 0 {
 					free = i
@@ -197,6 +209,38 @@ func (l Layout) fallback(uid uint32, create bool) (dir string, found bool, err e
 		refused = append(refused[:3], fmt.Sprintf("and %d more", len(refused)-3))
 	}
 	return "", false, fmt.Errorf("rundir: %s: %w: every one of the %d fallback names of uid %d is taken (%s)", l.Shared, ErrUntrusted, Candidates, uid, strings.Join(refused, "; "))
+}
+
+// listed reads the directory dfd once and reports which of uid's fallback
+// names it holds (one getdents pass instead of a stat of each name; a
+// name made or removed meanwhile is caught by the mkdir or stat after).
+func listed(dfd int, uid uint32) ([Candidates]bool, error) {
+	var there [Candidates]bool
+	fd, err := unix.Openat(dfd, ".", unix.O_RDONLY|unix.O_DIRECTORY|unix.O_CLOEXEC, 0)
+	if err != nil {
+		return there, err
+	}
+	f := os.NewFile(uintptr(fd), "shared")
+	defer f.Close()
+	prefix := fallbackName(uid, 0)
+	for {
+		names, err := f.Readdirnames(1024)
+		for _, n := range names {
+			if n == prefix {
+				there[0] = true
+			} else if rest, ok := strings.CutPrefix(n, prefix+"."); ok {
+				if i, err := strconv.Atoi(rest); err == nil && i > 0 && i < Candidates && strconv.Itoa(i) == rest {
+					there[i] = true
+				}
+			}
+		}
+		if err == io.EOF || len(names) == 0 {
+			return there, nil
+		}
+		if err != nil {
+			return there, err
+		}
+	}
 }
 
 // before reports whether a is earlier than b.

