@@ -95,6 +95,29 @@ func TestDirUserUsesRuntimeDir(t *testing.T) {
 	wantPrivate(t, filepath.Join(rt, Name), 65534)
 }
 
+// TestDirPrefersAnExistingFallback: a user whose processes started without
+// a runtime directory made a fallback directory; once logind makes the
+// runtime directory, new processes still use the fallback, so that all of
+// them share one registry.
+func TestDirPrefersAnExistingFallback(t *testing.T) {
+	testutil.SkipUnlessRoot(t)
+	l := Layout{Run: testutil.PublicDir(t), UserRun: testutil.PublicDir(t), Shared: testutil.SharedDir(t)}
+	want := "ok " + filepath.Join(l.Shared, fallbackName(65534, 0))
+	if got := dirAs(t, 65534, l); got != want {
+		t.Fatalf("uid 65534 without a runtime directory: %q, want %q", got, want)
+	}
+	rt := filepath.Join(l.UserRun, "65534")
+	if err := os.Mkdir(rt, 0o700); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Chown(rt, 65534, 65534); err != nil {
+		t.Fatal(err)
+	}
+	if got := dirAs(t, 65534, l); got != want {
+		t.Fatalf("uid 65534 once its runtime directory exists: %q, want %q (the fallback its earlier processes use)", got, want)
+	}
+}
+
 // TestDirFallbackSurvivesSquatters: a user without a runtime directory
 // whose fallback names another user planted first (links to the user's
 // own file, files, directories) gets the first free name, never follows or
