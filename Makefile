@@ -71,14 +71,20 @@ lint: deps
 	@ci/check-cgo
 
 # Host tests: pure logic everywhere; the root-only ones (BPF, shadow sockets,
-# namespaces) run for real when make runs as root.
+# namespaces) run for real when make runs as root. Then the registry's
+# crash-safety and race tests again, in the default registry directory
+# (/run/rdmabind as root; docs/security.md).
 unit: deps
 	RDMABIND_CRASH_ITERS=$(HOST_CRASH_ITERS) $(GO) test $(GOFLAGS_TEST) -race ./...
+	RDMABIND_REGISTRY_TEST_DIR=default RDMABIND_CRASH_ITERS=100 $(GO) test $(GOFLAGS_TEST) -race \
+	  -run '^(TestCrashSafety|TestClaimOrder|TestClaimRace.*)$$' ./bindcore/registry/
 
 # Each fuzz target for a bounded time on top of its seed corpus.
 fuzz: deps
 	$(GO) test -run '^$$' -fuzz '^FuzzParseSockaddr$$' -fuzztime $(FUZZTIME) ./bindcore/
 	$(GO) test -run '^$$' -fuzz '^FuzzDecode$$' -fuzztime $(FUZZTIME) ./bindcore/registry/
+	$(GO) test -run '^$$' -fuzz '^FuzzParseHello$$' -fuzztime $(FUZZTIME) ./qp/
+	$(GO) test -run '^$$' -fuzz '^FuzzRendezvous$$' -fuzztime $(FUZZTIME) ./qp/
 
 device-test: deps
 ifneq ($(HAVE_RDMA),)

@@ -72,7 +72,8 @@
 //
 // The sockets come from a bindcore.Binder: by default one shared by the
 // whole process, opened at the first Listen or Dial with the default
-// registry (/dev/shm) and kept for the life of the process. ListenConfig
+// registry (in the user's own directory, /run/rdmabind for root) and kept
+// for the life of the process. ListenConfig
 // and Dialer take a Binder of their own (another registry directory, a
 // network namespace).
 package rdmabind

@@ -22,8 +22,9 @@ import (
 )
 
 // runDirParent is where a run makes its directory (its registry files);
-// tests point it elsewhere.
-var runDirParent = registry.DefaultDir
+// "" is this user's private directory (registry.DefaultDir: no other user
+// can create, replace or read what is in it). Tests point it elsewhere.
+var runDirParent = ""
 
 func phaseName(p int) string { return bindcore.PhaseNames[p] }
 
@@ -47,9 +48,14 @@ func newEnv(addr netip.Addr) (*env, error) {
 		return nil, wsa.New(wsa.WSAEADDRNOTAVAIL, "bench", addr.String(), "%s is not an address of this host", addr)
 	}
 	parent := runDirParent
-	if st, err := os.Stat(parent); err != nil || !st.IsDir() {
-		parent = ""
+	if parent == "" {
+		var err error
+		if parent, err = registry.DefaultDir(); err != nil {
+			return nil, fmt.Errorf("bench: %w", err)
+		}
 	}
+	// MkdirTemp: a new name, made 0700 by this call (it never takes a
+	// directory that exists).
 	dir, err := os.MkdirTemp(parent, "rdmabind-bench-")
 	if err != nil {
 		return nil, fmt.Errorf("bench: %w", err)

@@ -12,10 +12,12 @@ import (
 )
 
 // Options configure Open. The zero value is what a program wants: the
-// registry of the calling thread's network namespace in /dev/shm, the live
+// registry of the calling thread's network namespace in this user's own
+// directory (registry.DefaultDir: /run/rdmabind for root), the live
 // sysfs, the kernel's ephemeral port range.
 type Options struct {
-	// RegistryDir holds the registry file ("" means /dev/shm). Processes
+	// RegistryDir holds the registry file ("" means registry.DefaultDir(),
+	// a directory no other user can create, replace or read). Processes
 	// share ports only through one registry: they must agree on it.
 	RegistryDir string
 	// RegistryRecords is the record count of a registry file this Open

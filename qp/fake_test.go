@@ -186,6 +186,24 @@ func (n *fakeNet) newEnd(name string, lay layout) *fakeEnd {
 	return e
 }
 
+// opened is how many endpoints named name were made.
+func (n *fakeNet) opened(name string) int {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	k := 0
+	for _, e := range n.ends {
+		if e.name == name {
+			k++
+		}
+	}
+	return k
+}
+
+// closedCount is how many transports of endpoints named name were closed.
+func (n *fakeNet) closedCount(name string) int {
+	return len(n.events(name + ": transport closed"))
+}
+
 func (n *fakeNet) logf(format string, args ...any) {
 	n.log = append(n.log, fmt.Sprintf(format, args...))
 }

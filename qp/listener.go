@@ -27,6 +27,7 @@ type Listener struct {
 	wg     sync.WaitGroup
 	conns  chan *Conn
 	errs   chan error
+	setups setups
 
 	closeOnce sync.Once
 }
@@ -60,7 +61,7 @@ func NewListener(s *bindcore.Socket, o *Options) (*Listener, error) {
 // newListener is a Listener with no accept loop yet: NewListener starts
 // one per transport (acceptLoop), the tests their own.
 func newListener(ep bindcore.Endpoint, o Options) *Listener {
-	l := &Listener{ep: ep, opts: o, conns: make(chan *Conn, 64), errs: make(chan error, 64)}
+	l := &Listener{ep: ep, opts: o, conns: make(chan *Conn, 64), errs: make(chan error, 64), setups: setups{max: o.MaxSetups}}
 	l.ctx, l.cancel = context.WithCancel(context.Background())
 	return l
 }
@@ -93,7 +94,8 @@ func (l *Listener) setupCtx() (context.Context, context.CancelFunc) {
 // acceptLoop takes what next receives (an rdma_cm connect request or a TCP
 // connection) until the Listener closes or next says that the socket
 // accepts no more (socketGone), and runs each one's handshake (setup) in
-// its own goroutine under the setup timeout. Any other error of next
+// its own goroutine under the setup timeout, at most Options.MaxSetups at
+// once (of both transports; one more cancels the oldest, see setups). Any other error of next
 // (EMFILE, ENFILE, ENOBUFS, ENOMEM, ECONNABORTED, a timeout, ...) is
 // reported on SetupErrors and next is tried again after a pause, 5 ms
 // doubling up to 1 s, as net/http's Server does: a passing shortage of
@@ -119,13 +121,19 @@ func acceptLoop[T any](l *Listener, mode string, next func(context.Context) (T, 
 			continue
 		}
 		pause = 0
+		ctx, cancel := l.setupCtx()
+		ctx, done := l.setups.start(ctx)
 		l.wg.Add(1)
 		go func() {
 			defer l.wg.Done()
-			ctx, cancel := l.setupCtx()
 			defer cancel()
+			defer done()
 			c, err := setup(ctx, in)
 			if err != nil {
+				var full errSetupsFull
+				if cause := context.Cause(ctx); errors.As(cause, &full) {
+					err = fmt.Errorf("%w (%w)", cause, err)
+				}
 				err = fmt.Errorf("qp accept %s on %v: %w", mode, l.ep.Local, err)
 			}
 			l.deliver(c, err)

@@ -74,6 +74,11 @@ type Options struct {
 	// SetupTimeout bounds connection setup when the context has no
 	// deadline. Default 15 s.
 	SetupTimeout time.Duration
+	// MaxSetups is how many connection setups a Listener runs at once;
+	// one more abandons the oldest (reported on SetupErrors), so that
+	// peers that connect and never finish cost bounded memory. Default
+	// 128.
+	MaxSetups int
 }
 
 func (o *Options) withDefaults() Options {
@@ -115,6 +120,9 @@ func (o *Options) withDefaults() Options {
 	}
 	if r.SetupTimeout <= 0 {
 		r.SetupTimeout = 15 * time.Second
+	}
+	if r.MaxSetups <= 0 {
+		r.MaxSetups = 128
 	}
 	return r
 }

@@ -23,6 +23,12 @@ import (
 // has the other's "ready" (so the other is at RTR at least). The TCP
 // connection stays open: its end (the peer process died, or closed) breaks
 // the connection.
+//
+// The accepting side reads the dialer's hello before it opens a QP (the
+// dialer sends its hello first, then reads): a connection that sends
+// nothing, a truncated or malformed hello, costs the listener a goroutine
+// and a socket until the setup's deadline or until newer setups push it
+// out (Options.MaxSetups), never a QP or registered memory.
 
 const readyByte = 'R'
 
@@ -59,15 +65,25 @@ func dialRendezvous(ctx context.Context, ep bindcore.Endpoint, remote netip.Addr
 	if err != nil {
 		return nil, err
 	}
-	return rendezvous(ctx, ep, tc, o, open)
+	return rendezvous(ctx, ep, tc, o, open, false)
 }
 
 // acceptRendezvous finishes a TCP connection the listening socket accepted.
 func acceptRendezvous(ctx context.Context, ep bindcore.Endpoint, tc net.Conn, o Options, open qpOpener) (*Conn, error) {
-	return rendezvous(ctx, ep, tc, o, open)
+	return rendezvous(ctx, ep, tc, o, open, true)
 }
 
-func rendezvous(ctx context.Context, ep bindcore.Endpoint, tc net.Conn, o Options, open qpOpener) (c *Conn, err error) {
+// readHello reads the peer's hello from tc into b (helloLen bytes).
+func readHello(tc net.Conn, b []byte) (hello, error) {
+	if _, err := io.ReadFull(tc, b); err != nil {
+		return hello{}, fmt.Errorf("rendezvous: read hello: %w", err)
+	}
+	return parseHello(b)
+}
+
+// rendezvous sets up a connection over tc; accepting: the peer dialled,
+// and its hello is read (and checked) before a QP is opened.
+func rendezvous(ctx context.Context, ep bindcore.Endpoint, tc net.Conn, o Options, open qpOpener, accepting bool) (c *Conn, err error) {
 	la := tc.LocalAddr().(*net.TCPAddr).AddrPort()
 	ra := tc.RemoteAddr().(*net.TCPAddr).AddrPort()
 	tl := &tcpLink{tc: tc}
@@ -90,6 +106,13 @@ func rendezvous(ctx context.Context, ep bindcore.Endpoint, tc net.Conn, o Option
 	stop := context.AfterFunc(ctx, func() { tc.SetDeadline(time.Unix(1, 0)) })
 	defer stop()
 
+	b := make([]byte, helloLen)
+	var peer hello
+	if accepting {
+		if peer, err = readHello(tc, b); err != nil {
+			return c, err
+		}
+	}
 	q, dev, err := open(ep, la.Addr().Unmap(), c.lay)
 	if err != nil {
 		return c, err
@@ -111,13 +134,10 @@ func rendezvous(ctx context.Context, ep bindcore.Endpoint, tc net.Conn, o Option
 	if _, err = tc.Write(my.marshal()); err != nil {
 		return c, fmt.Errorf("rendezvous: send hello: %w", err)
 	}
-	b := make([]byte, helloLen)
-	if _, err = io.ReadFull(tc, b); err != nil {
-		return c, fmt.Errorf("rendezvous: read hello: %w", err)
-	}
-	peer, err := parseHello(b)
-	if err != nil {
-		return c, err
+	if !accepting {
+		if peer, err = readHello(tc, b); err != nil {
+			return c, err
+		}
 	}
 	c.remote = netip.AddrPortFrom(c.remote.Addr(), peer.port)
 	if err = q.connect(my.psn, peer); err != nil {

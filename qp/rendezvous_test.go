@@ -149,7 +149,9 @@ func rawHello(e *fakeEnd, port uint16) []byte {
 
 // TestRendezvousRefusesBadPeers: a peer that is not an rdmabind qp peer
 // (its hello), or breaks the handshake (its ready byte), fails the setup
-// with ErrProtocol; the setup frees its QP and closes the TCP connection.
+// with ErrProtocol and the TCP connection is closed; a bad hello before any
+// QP was opened (the listener reads it first), a bad ready byte after, and
+// the setup frees that QP.
 func TestRendezvousRefusesBadPeers(t *testing.T) {
 	for _, bad := range []string{"hello", "ready"} {
 		n := newFakeNet(t)
@@ -177,15 +179,20 @@ func TestRendezvousRefusesBadPeers(t *testing.T) {
 		if _, err := io.ReadAll(tc); err != nil && !errors.Is(err, unix.ECONNRESET) {
 			t.Fatalf("bad %s: the TCP connection was not closed: %v", bad, err)
 		}
-		if !slices.ContainsFunc(n.events("listener"), func(s string) bool { return strings.Contains(s, "transport closed") }) {
+		freed := slices.ContainsFunc(n.events("listener"), func(s string) bool { return strings.Contains(s, "transport closed") })
+		if bad == "hello" && (freed || n.opened("listener") != 0) {
+			t.Fatalf("bad hello: the listener opened a QP: %q", n.events(""))
+		}
+		if bad == "ready" && !freed {
 			t.Fatalf("bad %s: the setup's QP was not freed: %q", bad, n.events(""))
 		}
 	}
 }
 
-// TestRendezvousSetupFailures: a QP that cannot be opened (no device),
-// a peer that sends nothing until the context's deadline, or a context
-// cancelled, fail the setup with that error and close the connection.
+// TestRendezvousSetupFailures: a QP that cannot be opened (no device,
+// once the peer's hello is in), a peer that sends nothing until the
+// context's deadline, or a context cancelled, fail the setup with that
+// error and close the connection.
 func TestRendezvousSetupFailures(t *testing.T) {
 	n := newFakeNet(t)
 	ln, srv := loopbackListener(t)
@@ -196,6 +203,7 @@ func TestRendezvousSetupFailures(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer tc.Close()
+	tc.Write((&hello{mode: ModeTCP, port: 9, recvDepth: 8, chunk: 64}).marshal())
 	if r := <-acc; !errors.Is(r.err, unix.ENODEV) {
 		t.Fatalf("open failing: %v, want ENODEV", r.err)
 	}

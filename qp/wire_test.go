@@ -1,6 +1,7 @@
 package qp
 
 import (
+	"bytes"
 	"errors"
 	"net/netip"
 	"testing"
@@ -66,4 +67,38 @@ func TestCreditWord(t *testing.T) {
 	if _, _, ok := loadCredit(b, 0); ok {
 		t.Error("torn word reads as valid")
 	}
+}
+
+// FuzzParseHello: the hello decoder (the rdma_cm private data of a connect
+// request, the first bytes of a TCP rendezvous, both from any remote peer)
+// never panics, reads nothing past its 56 bytes, and what it accepts
+// encodes back to those bytes.
+func FuzzParseHello(f *testing.F) {
+	h := hello{mode: ModeTCP, port: 7470, qpn: 0x123456, psn: 0xabcdef, lid: 7, mtu: 3,
+		recvDepth: 32, chunk: 65536, ctrlAddr: 0x7f0011223344, ctrlKey: 0xdeadbeef, bulk: 16}
+	h.gid = netip.MustParseAddr("::ffff:10.77.0.1")
+	good := h.marshal()
+	f.Add(good)
+	f.Add(good[:helloLen-1])
+	f.Add(append(append([]byte(nil), good...), "trailing bytes"...))
+	f.Add([]byte("RBQ1"))
+	f.Add([]byte{})
+	f.Fuzz(func(t *testing.T, b []byte) {
+		got, err := parseHello(b)
+		if err != nil {
+			if !errors.Is(err, ErrProtocol) {
+				t.Fatalf("parseHello: %v, want ErrProtocol", err)
+			}
+			return
+		}
+		if len(b) < helloLen {
+			t.Fatalf("accepted %d bytes", len(b))
+		}
+		if re := got.marshal(); !bytes.Equal(re, b[:helloLen]) {
+			t.Fatalf("accepted %x, which encodes back as %x", b[:helloLen], re)
+		}
+		if got.recvDepth < 2 || got.chunk < 64 {
+			t.Fatalf("accepted %d buffers of %d bytes", got.recvDepth, got.chunk)
+		}
+	})
 }

@@ -8,5 +8,5 @@ import "golang.org/x/sys/unix"
 func inotifyInit() (int, error) { return unix.InotifyInit1(unix.IN_NONBLOCK | unix.IN_CLOEXEC) }
 
 func inotifyWatchAttrib(fd int, path string) (int, error) {
-	return unix.InotifyAddWatch(fd, path, unix.IN_ATTRIB)
+	return unix.InotifyAddWatch(fd, path, unix.IN_ATTRIB|unix.IN_DONT_FOLLOW)
 }

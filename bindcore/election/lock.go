@@ -69,15 +69,15 @@ type lockFile struct {
 	fd   int
 }
 
-// openLockFile opens the registry file at path for listen locks. The file
-// must be what registry.Open trusts (ofdlock.Open checks it): a regular
-// file of this user (or root), not writable by group or others.
-func openLockFile(path string) (*lockFile, error) {
-	fd, _, err := ofdlock.Open(path, unix.O_RDWR, 0)
+// openLockFile opens reg's file for listen locks, as the registry trusts it
+// (registry.OpenFile: a regular file of this user or root, not writable by
+// group or others, and still the file reg opened).
+func openLockFile(reg *registry.Registry) (*lockFile, error) {
+	fd, err := reg.OpenFile()
 	if err != nil {
-		return nil, fmt.Errorf("listen locks: open %s: %w", path, err)
+		return nil, fmt.Errorf("listen locks: %w", err)
 	}
-	return &lockFile{path: path, fd: fd}, nil
+	return &lockFile{path: reg.Path(), fd: fd}, nil
 }
 
 // try takes a one-byte lock (ofdlock.Write or ofdlock.Read) at off without
@@ -160,7 +160,7 @@ type Probe struct{ lf *lockFile }
 // Errors: those of opening the registry file (an errno; EACCES when the
 // file is not one this user can trust).
 func OpenProbe(reg *registry.Registry) (*Probe, error) {
-	lf, err := openLockFile(reg.Path())
+	lf, err := openLockFile(reg)
 	if err != nil {
 		return nil, err
 	}

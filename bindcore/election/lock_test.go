@@ -64,7 +64,7 @@ func TestListenLocks(t *testing.T) {
 	}
 	defer reg.Close()
 	open := func() *lockFile {
-		l, err := openLockFile(reg.Path())
+		l, err := openLockFile(reg)
 		if err != nil {
 			t.Fatal(err)
 		}

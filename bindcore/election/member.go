@@ -139,7 +139,7 @@ func Join(ctx context.Context, cfg Config) (*Member, error) {
 		accepts:    map[*os.File]struct{}{},
 	}
 	var err error
-	if d.lf, err = openLockFile(cfg.Registry.Path()); err != nil {
+	if d.lf, err = openLockFile(cfg.Registry); err != nil {
 		return nil, err
 	}
 	d.ctx, d.cancel = context.WithCancel(context.Background())

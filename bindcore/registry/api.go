@@ -7,14 +7,14 @@ import (
 	"strconv"
 )
 
-// DefaultDir is where Open puts registry files unless Options say otherwise:
-// a tmpfs every process of the host sees.
-const DefaultDir = "/dev/shm"
-
 // Options configure Open. The zero value opens the registry of the calling
-// thread's network namespace in DefaultDir.
+// thread's network namespace in DefaultDir().
 type Options struct {
-	// Dir holds the registry file; "" means DefaultDir.
+	// Dir holds the registry file; "" means DefaultDir(), a directory no
+	// other user can create, replace or read. A Dir others can write (such
+	// as /dev/shm) lets them plant a file or link under the registry's name
+	// first: Open refuses it (ErrPermission), which denies the registry to
+	// its user.
 	Dir string
 	// Path is the file itself, overriding Dir and the name derived from
 	// Netns.

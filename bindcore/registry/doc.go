@@ -12,7 +12,8 @@
 // # Use
 //
 // Open the registry of the calling thread's network namespace (a file
-// named rdmabind-netns-<inode>-uid-<uid>.reg in /dev/shm, created on first use), and
+// named rdmabind-netns-<inode>-uid-<uid>.reg in DefaultDir(), this user's
+// own directory, created on first use), and
 // Claim an address and port for each socket:
 //
 //	reg, err := registry.Open(registry.Options{})

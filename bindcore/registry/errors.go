@@ -38,7 +38,8 @@ var (
 
 	// ErrPermission: the file may not be trusted or opened: a symbolic
 	// link, not a regular file, owned by another uid (other than root), or
-	// writable by group or others; or open(2) said EACCES/EPERM.
+	// writable by group or others; or open(2) said EACCES/EPERM; or no
+	// directory of this user could be trusted or made (DefaultDir).
 	ErrPermission = errors.New("registry file not trusted")
 
 	// ErrClosed: the Registry was closed (or, for a Claim, released).

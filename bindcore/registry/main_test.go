@@ -18,6 +18,7 @@ import (
 
 	"golang.org/x/sys/unix"
 
+	"github.com/rdmabind/rdmabind/internal/rundir"
 	"github.com/rdmabind/rdmabind/internal/testutil"
 )
 
@@ -45,6 +46,28 @@ func TestMain(m *testing.M) {
 // file name and header carry it.
 const testNetns = 4026531840
 
+// testDir returns a new directory for a test's registry files:
+// t.TempDir(), or, with RDMABIND_REGISTRY_TEST_DIR=default, a new directory
+// inside DefaultDir() (the user's own directory where rdmabind keeps
+// registries), so that the crash-safety and race tests can run on the
+// default location's file system too.
+func testDir(t testing.TB) string {
+	t.Helper()
+	if os.Getenv("RDMABIND_REGISTRY_TEST_DIR") != "default" {
+		return t.TempDir()
+	}
+	parent, err := DefaultDir()
+	if err != nil {
+		t.Fatal(err)
+	}
+	dir, err := os.MkdirTemp(parent, "test-")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { os.RemoveAll(dir) })
+	return dir
+}
+
 func openTest(t testing.TB, dir string) *Registry {
 	t.Helper()
 	r, err := Open(Options{Dir: dir, Netns: testNetns})
@@ -71,9 +94,13 @@ var (
 //	create open (maybe creating the file), print "ready", hold
 //	claim  claim, print "ok <slot>" or "err <message>", exit
 //	open   open, print "ok" or "err <message>", exit
+//	where  open, print "ok <path>" or "err <message>", exit
+//	list   open and list, print "ok <records>" or "err <message>", exit (rdmabind ls)
 //	race   see raceHelper
 //
-// REG_PATH, when set, names the registry file itself (Options.Path).
+// REG_PATH, when set, names the registry file itself (Options.Path); an
+// empty REG_DIR is the default directory. REG_NETNS replaces testNetns,
+// REG_SHARED the fallback's /dev/shm.
 func helperMain(mode string) int {
 	dir := os.Getenv("REG_DIR")
 	port, _ := strconv.Atoi(os.Getenv("REG_PORT"))
@@ -87,7 +114,14 @@ func helperMain(mode string) int {
 		role = RoleListening
 	}
 	req := ClaimRequest{Addr: addr, Port: uint16(port), Role: role, Share: share}
-	r, err := Open(Options{Dir: dir, Path: os.Getenv("REG_PATH"), Netns: testNetns})
+	netns := uint64(testNetns)
+	if n, err := strconv.ParseUint(os.Getenv("REG_NETNS"), 10, 64); err == nil {
+		netns = n
+	}
+	if s := os.Getenv("REG_SHARED"); s != "" {
+		rundir.Default.Shared = s // the fallback's parent, instead of /dev/shm
+	}
+	r, err := Open(Options{Dir: dir, Path: os.Getenv("REG_PATH"), Netns: netns})
 	if err != nil {
 		fmt.Printf("err %s\n", oneLine(err))
 		return 0
@@ -97,6 +131,17 @@ func helperMain(mode string) int {
 		return raceHelper(r)
 	case "open":
 		fmt.Println("ok")
+		return 0
+	case "where":
+		fmt.Println("ok", r.Path())
+		return 0
+	case "list":
+		recs, err := r.List()
+		if err != nil {
+			fmt.Printf("err %s\n", oneLine(err))
+			return 0
+		}
+		fmt.Println("ok", len(recs))
 		return 0
 	case "create":
 		fmt.Println("ready")

@@ -103,11 +103,11 @@ func TestCrashSafety(t *testing.T) {
 	}
 	var stale, torn, clean, inInit int
 	initState := map[string]int{}
-	dir := t.TempDir()
+	dir := testDir(t)
 	for i := 0; i < iters; i++ {
 		create := i%10 == 9
 		if create {
-			dir = t.TempDir() // the helper creates the file
+			dir = testDir(t) // the helper creates the file
 			inInit++
 		}
 		h := startHelper(t, 0, "churn", dir, "REG_ADDR=0.0.0.0", "REG_PORT=7777")
@@ -184,7 +184,7 @@ func TestOtherUserProcess(t *testing.T) {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { os.RemoveAll(dir) })
-	if err := os.Chmod(dir, 0o1777); err != nil { // like /dev/shm
+	if err := os.Chmod(dir, os.ModeSticky|0o777); err != nil { // like /dev/shm
 		t.Fatal(err)
 	}
 	r := openTest(t, dir)

@@ -215,7 +215,7 @@ func liveOf(t *testing.T, r *Registry, port uint16) []Record {
 func TestClaimOrder(t *testing.T) {
 	excl := ClaimRequest{Addr: a4, Port: 4000, Share: Exclusive}
 	setup := func(t *testing.T) (*stepper, *Registry, *Registry, *Registry) {
-		dir := t.TempDir()
+		dir := testDir(t)
 		return newStepper(t), openTest(t, dir), openTest(t, dir), openTest(t, dir)
 	}
 	t.Run("one after the other", func(t *testing.T) {
@@ -509,7 +509,7 @@ func TestClaimRace(t *testing.T) {
 	if testing.Short() {
 		rounds = 50
 	}
-	dir := t.TempDir()
+	dir := testDir(t)
 	var regs []*Registry
 	for i := 0; i < 4; i++ {
 		regs = append(regs, openTest(t, dir))
@@ -747,7 +747,7 @@ func (p *raceProc) send(t *testing.T, format string, args ...any) {
 // As root, the directory is world-accessible and helpers of another uid get
 // CAP_DAC_OVERRIDE (root's registry is trusted by everyone).
 func raceFiles(t *testing.T) (reg *Registry, gopath string, words []uint64) {
-	dir := t.TempDir()
+	dir := testDir(t)
 	reg = openTest(t, dir)
 	gopath = filepath.Join(dir, "go")
 	words, err := goWords(gopath)

@@ -162,7 +162,9 @@ func (res *resources) free() {
 // by group or others. Errors wrap:
 //
 //   - ErrPermission: a symbolic link, not a regular file, owned by another
-//     uid, group- or world-writable, or open(2) refused (EACCES);
+//     uid, group- or world-writable, or open(2) refused (EACCES); or, with
+//     Options.Dir "", no directory of this user could be trusted or made
+//     (DefaultDir);
 //   - ErrCorrupt: not an rdmabind registry, a damaged header, a size that
 //     does not match the header (truncated), the registry of another
 //     network namespace, or an erased header while claims are live;
@@ -182,7 +184,10 @@ func Open(opts Options) (*Registry, error) {
 	if path == "" {
 		dir := opts.Dir
 		if dir == "" {
-			dir = DefaultDir
+			var err error
+			if dir, err = DefaultDir(); err != nil {
+				return nil, err
+			}
 		}
 		path = filepath.Join(dir, FileName(netns, uint32(os.Geteuid())))
 	}
@@ -263,7 +268,7 @@ func openError(path string, err error) error {
 	case err == unix.ELOOP:
 		return fmt.Errorf("registry: open %s: %w: it is a symbolic link: %w", path, ErrPermission, err)
 	case err == unix.EACCES, err == unix.EPERM:
-		return fmt.Errorf("registry: open %s: %w: the file belongs to another user (it is created 0600; give each user its own Options.Dir): %w", path, ErrPermission, err)
+		return fmt.Errorf("registry: open %s: %w: the file belongs to another user (it is created 0600; the default Options.Dir is a directory of each user's own): %w", path, ErrPermission, err)
 	case err == unix.EISDIR, err == unix.ENXIO, err == unix.ENODEV:
 		return fmt.Errorf("registry: open %s: %w: not a regular file: %w", path, ErrPermission, err)
 	}
@@ -548,6 +553,16 @@ func faultGuard(old bool, errp *error) {
 
 // openFD opens a new open file description of the registry file (trusted,
 // as Open's) and checks it is the file r opened.
+// OpenFile opens the registry's file again: a new open file description
+// (for locks of its own, such as package election's), opened as Open opens
+// it (O_NOFOLLOW, a regular file of this user or root that others cannot
+// write) and refused unless it is still the file Open opened (device and
+// inode). The caller closes the fd.
+//
+// Errors wrap ErrPermission (not trusted, or replaced since Open), or the
+// errno of open(2).
+func (r *Registry) OpenFile() (int, error) { return r.openFD() }
+
 func (r *Registry) openFD() (int, error) {
 	fd, st, err := ofdlock.Open(r.path, unix.O_RDWR, 0)
 	if err != nil {

@@ -69,3 +69,6 @@ func (c *Claim) Release() error { return nil }
 
 // Close returns nil.
 func (c *Claim) Close() error { return nil }
+
+// OpenFile returns ErrNotSupported.
+func (r *Registry) OpenFile() (int, error) { return -1, notSupported("open file") }

@@ -705,7 +705,8 @@ func cleanStale(nsdir string) {
 }
 
 // mkdirs creates root and nsdir (mode 0700) where missing, after checking
-// that they are on bpffs (root, or where root would be made).
+// that they are on bpffs (root, or where root would be made), and checks
+// that both are trusted (openDir).
 func mkdirs(root, nsdir string) error {
 	var st unix.Statfs_t
 	at := root
@@ -727,14 +728,36 @@ func mkdirs(root, nsdir string) error {
 		if err := unix.Mkdir(d, 0o700); err != nil && !errors.Is(err, unix.EEXIST) {
 			return fsError("mkdir", d, err)
 		}
+		fd, err := openDir(d)
+		if err != nil {
+			return err
+		}
+		unix.Close(fd)
 	}
 	return nil
 }
 
+// openDir opens a directory of the pins (or the bpffs mount point), with
+// O_NOFOLLOW, and trusts it only if fstat shows a directory owned by this
+// process's effective uid or by root that group and others cannot write:
+// pins found in it are then this user's (or root's), never planted. A
+// directory that is not trusted is ErrNotPermitted.
 func openDir(dir string) (int, error) {
-	fd, err := unix.Open(dir, unix.O_RDONLY|unix.O_DIRECTORY|unix.O_CLOEXEC, 0)
+	fd, err := unix.Open(dir, unix.O_RDONLY|unix.O_DIRECTORY|unix.O_NOFOLLOW|unix.O_CLOEXEC, 0)
 	if err != nil {
+		if errors.Is(err, unix.ELOOP) || errors.Is(err, unix.ENOTDIR) {
+			return -1, with(ErrNotPermitted, err, "open %s: a symbolic link or not a directory", dir)
+		}
 		return -1, fsError("open", dir, err)
+	}
+	var st unix.Stat_t
+	if err := unix.Fstat(fd, &st); err != nil {
+		unix.Close(fd)
+		return -1, fsError("fstat", dir, err)
+	}
+	if euid := uint32(unix.Geteuid()); st.Uid != euid && st.Uid != 0 || st.Mode&0o022 != 0 {
+		unix.Close(fd)
+		return -1, with(ErrNotPermitted, unix.EPERM, "%s not trusted: owned by uid %d, mode %#o (want this user's or root's, not writable by group or others)", dir, st.Uid, st.Mode&0o7777)
 	}
 	return fd, nil
 }

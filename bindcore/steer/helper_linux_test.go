@@ -18,6 +18,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/cilium/ebpf"
 	"golang.org/x/sys/unix"
 
 	"github.com/rdmabind/rdmabind/bindcore/shadow"
@@ -219,6 +220,8 @@ type probeResult struct {
 	Degraded                   bool
 	ProgID                     uint32 // the netns program's id, after a successful Open
 	Index                      uint32 // the group's index
+	PinGet                     int    // errno of BPF_OBJ_GET of STEER_PIN
+	MapByID                    int    // errno of BPF_MAP_GET_FD_BY_ID of STEER_MAPID
 }
 
 func errnoOf(err error) int {
@@ -246,6 +249,21 @@ func probeHelper() int {
 		r.OpenDir = errnoOf(err)
 		if err == nil {
 			f.Close()
+		}
+	}
+	if p := os.Getenv("STEER_PIN"); p != "" {
+		m, err := ebpf.LoadPinnedMap(p, nil)
+		r.PinGet = errnoOf(err)
+		if err == nil {
+			m.Close()
+		}
+	}
+	if s := os.Getenv("STEER_MAPID"); s != "" {
+		id, _ := strconv.ParseUint(s, 10, 32)
+		m, err := ebpf.NewMapFromID(ebpf.MapID(id))
+		r.MapByID = errnoOf(err)
+		if err == nil {
+			m.Close()
 		}
 	}
 	if k := os.Getenv("STEER_KEY"); k != "" {

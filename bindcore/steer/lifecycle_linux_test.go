@@ -400,7 +400,10 @@ func TestEnsureBPFFS(t *testing.T) {
 
 // Another uid can neither join the kernel's reuseport group (EADDRINUSE)
 // nor open the group's pin directory (mode 0700): Open says ErrNotPermitted,
-// which Degraded recognizes.
+// which Degraded recognizes. Nor can it reach the steering maps another way:
+// by their pin (BPF_OBJ_GET: EACCES on the 0700 directories, or EPERM where
+// unprivileged bpf(2) is off) or by their id (BPF_MAP_GET_FD_BY_ID needs
+// CAP_SYS_ADMIN: EPERM).
 func TestOtherUIDCannotJoin(t *testing.T) {
 	skipUnlessBPF(t)
 	addr := reserve(t, "127.0.0.1:0")
@@ -410,8 +413,12 @@ func TestOtherUIDCannotJoin(t *testing.T) {
 	g, err := Open(k, nil)
 	must(t, err)
 	defer g.Close()
+	info, err := g.ns.socks.Info()
+	must(t, err)
+	mapID, _ := info.ID()
 	cmd := testutil.HelperCommand(t, 65534, envHelper+"=probe", "STEER_ADDR="+addr.String(),
-		"STEER_DIR="+g.Dir(), fmt.Sprintf("STEER_KEY=%d %s", k.NetNS, k.Addr))
+		"STEER_DIR="+g.Dir(), fmt.Sprintf("STEER_KEY=%d %s", k.NetNS, k.Addr),
+		"STEER_PIN="+filepath.Join(filepath.Dir(g.Dir()), pinSocks), fmt.Sprintf("STEER_MAPID=%d", mapID))
 	r := runProbe(t, cmd)
 	t.Logf("uid 65534: %+v", r)
 	if r.Bind != int(unix.EADDRINUSE) {
@@ -422,6 +429,12 @@ func TestOtherUIDCannotJoin(t *testing.T) {
 	}
 	if !r.NotPermitted || !r.Degraded {
 		t.Errorf("Open as uid 65534: %q, want ErrNotPermitted", r.OpenErr)
+	}
+	if r.PinGet != int(unix.EACCES) && r.PinGet != int(unix.EPERM) {
+		t.Errorf("BPF_OBJ_GET of the socks map's pin as uid 65534: errno %d, want EACCES or EPERM", r.PinGet)
+	}
+	if r.MapByID != int(unix.EPERM) {
+		t.Errorf("BPF_MAP_GET_FD_BY_ID of the socks map as uid 65534: errno %d, want EPERM", r.MapByID)
 	}
 }
 

@@ -96,7 +96,7 @@ func (lw *lineWriter) write(v any) error {
 func runBind(args []string, stdout io.Writer) error {
 	fs := flag.NewFlagSet("bind", flag.ContinueOnError)
 	fs.Bool("json", true, "print JSON (bind always does)")
-	regDir := fs.String("registry", os.Getenv("RDMABIND_REGISTRY_DIR"), "registry directory (default /dev/shm; env RDMABIND_REGISTRY_DIR)")
+	regDir := fs.String("registry", os.Getenv("RDMABIND_REGISTRY_DIR"), "registry directory (default: the user's own, /run/rdmabind for root; env RDMABIND_REGISTRY_DIR)")
 	listen := fs.Bool("listen", false, "listen after binding: designated listener of the port, or standby; print a line per accepted connection")
 	backlog := fs.Int("backlog", bindcore.DefaultBacklog, "listen backlog (with --listen)")
 	echo := fs.Bool("echo", false, "with --listen: accept queue-pair connections (rdma_cm and the TCP rendezvous, qp/) and echo their messages")

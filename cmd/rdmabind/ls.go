@@ -98,7 +98,7 @@ func listeners(recs []registry.Record) []lsPort {
 func runLs(args []string, stdout io.Writer) error {
 	fs := flag.NewFlagSet("ls", flag.ContinueOnError)
 	asJSON := fs.Bool("json", false, "print JSON")
-	regDir := fs.String("registry", os.Getenv("RDMABIND_REGISTRY_DIR"), "registry directory (default /dev/shm; env RDMABIND_REGISTRY_DIR)")
+	regDir := fs.String("registry", os.Getenv("RDMABIND_REGISTRY_DIR"), "registry directory (default: the user's own, /run/rdmabind for root; env RDMABIND_REGISTRY_DIR)")
 	if _, err := parse(fs, args, 0, 0); err != nil {
 		return err
 	}

@@ -30,9 +30,12 @@ func HelperCommand(t testing.TB, uid uint32, env ...string) *exec.Cmd {
 	return cmd
 }
 
-func publicCopy(t testing.TB) string {
+// PublicDir returns a new directory of this user, mode 0755, directly below
+// the temporary directory (t.TempDir's 0700 parents would shut other users
+// out). It is removed when the test ends.
+func PublicDir(t testing.TB) string {
 	t.Helper()
-	dir, err := os.MkdirTemp("", "rdmabind-helper-")
+	dir, err := os.MkdirTemp("", "rdmabind-public-")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -40,6 +43,12 @@ func publicCopy(t testing.TB) string {
 	if err := os.Chmod(dir, 0o755); err != nil {
 		t.Fatal(err)
 	}
+	return dir
+}
+
+func publicCopy(t testing.TB) string {
+	t.Helper()
+	dir := PublicDir(t)
 	src, err := os.Open(os.Args[0])
 	if err != nil {
 		t.Fatal(err)
@@ -111,7 +120,7 @@ func SharedDir(t testing.TB) string {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { os.RemoveAll(dir) })
-	if err := os.Chmod(dir, 0o1777); err != nil {
+	if err := os.Chmod(dir, os.ModeSticky|0o777); err != nil { // os.Chmod ignores 0o1000
 		t.Fatal(err)
 	}
 	return dir
