@@ -4,7 +4,11 @@
 //
 // Usage:
 //
-//	rdmabind devices [--json]            devices, ports, state, link layer, GID table
+//	rdmabind devices [--json]            devices, ports, state, link layer, GID table,
+//	                                     counters (retransmits, out-of-sequence, CNPs...)
+//	rdmabind doctor [--json] [ADDR]      checks the host: devices, ports, the GID of each
+//	                                     address and why, memlock, rdma_cm, netns mode,
+//	                                     copy-on-fork, BPF, the registry; says how to fix
 //	rdmabind resolve ADDR:PORT [--json]  the device/port/GID a bind of it would use
 //	rdmabind bind ADDR:PORT [--listen] [--backlog N] [--echo]
 //	                                     binds (and listens), prints one JSON line when
@@ -26,6 +30,7 @@
 package main
 
 import (
+	"errors"
 	"fmt"
 	"io"
 	"os"
@@ -62,8 +67,18 @@ func run(args []string, stdout, stderr io.Writer) int {
 	if err == nil {
 		return 0
 	}
+	var st exitStatus
+	if errors.As(err, &st) {
+		return int(st)
+	}
 	return report(err, wantsJSON(args[1:]), stdout, stderr)
 }
+
+// exitStatus is returned by a command that has printed all it has to say
+// and only sets the exit status (doctor, when a check failed).
+type exitStatus int
+
+func (s exitStatus) Error() string { return fmt.Sprintf("exit status %d", int(s)) }
 
 func usage(w io.Writer) {
 	fmt.Fprintln(w, "usage: rdmabind COMMAND [ARGS] [--json]")
