@@ -11,11 +11,11 @@ import (
 // kernel exposes them in sysfs and github.com/Mellanox/rdmamap reads them
 // (Sysfs.ReadCounters).
 type Counters struct {
-	// Port holds ports/<n>/counters: the InfiniBand performance
+	// PMA holds ports/<n>/counters: the InfiniBand performance
 	// management counters (port_xmit_packets, port_rcv_packets,
 	// port_xmit_data and port_rcv_data in units of 4 bytes, symbol_error,
 	// link_downed...). Devices without a PMA (rxe) have none.
-	Port map[string]uint64 `json:"counters,omitempty"`
+	PMA map[string]uint64 `json:"counters,omitempty"`
 	// HW holds ports/<n>/hw_counters: the driver's own. mlx5:
 	// out_of_sequence, packet_seq_err, local_ack_timeout_err and
 	// roce_adp_retrans (retransmits), np_cnp_sent and rp_cnp_handled
@@ -37,8 +37,8 @@ type PortCounters struct {
 // hw_counters sent_pkts and rcvd_pkts (rxe). On a delta, the packets of the
 // interval.
 func (c Counters) Packets() uint64 {
-	if n, ok := c.Port["port_xmit_packets"]; ok {
-		return n + c.Port["port_rcv_packets"]
+	if n, ok := c.PMA["port_xmit_packets"]; ok {
+		return n + c.PMA["port_rcv_packets"]
 	}
 	return c.HW["sent_pkts"] + c.HW["rcvd_pkts"]
 }
@@ -49,7 +49,7 @@ func (c Counters) Packets() uint64 {
 // happened during the interval.
 func (c Counters) Trouble() []string {
 	var out []string
-	for _, m := range []map[string]uint64{c.Port, c.HW} {
+	for _, m := range []map[string]uint64{c.PMA, c.HW} {
 		for name, v := range m {
 			if v != 0 && isTrouble(name) {
 				out = append(out, fmt.Sprintf("%s=%d", name, v))
@@ -61,14 +61,21 @@ func (c Counters) Trouble() []string {
 }
 
 // isTrouble reports whether a counter counts something that went wrong or
-// slowed traffic down.
+// slowed traffic down: one of the words of its name (split at "_") is one
+// of troubleWords. (A substring test would take rxe's ack_deferred, a
+// normal event, for an error.)
 func isTrouble(name string) bool {
-	for _, s := range []string{"err", "retr", "retry", "seq", "cnp", "ecn", "duplicate", "discard", "downed", "out_of_buffer", "rnr", "timeout"} {
-		if strings.Contains(name, s) {
+	for _, w := range strings.Split(name, "_") {
+		if slices.Contains(troubleWords, w) {
 			return true
 		}
 	}
 	return false
+}
+
+var troubleWords = []string{
+	"err", "error", "errors", "retry", "retries", "retrans", "retransmits", "seq", "sequence",
+	"cnp", "ecn", "duplicate", "discards", "downed", "rnr", "timeout", "buffer",
 }
 
 // Sub returns c minus old, counter by counter: what happened between the
@@ -89,7 +96,7 @@ func (c Counters) Sub(old Counters) Counters {
 		}
 		return out
 	}
-	return Counters{Port: sub(c.Port, old.Port), HW: sub(c.HW, old.HW)}
+	return Counters{PMA: sub(c.PMA, old.PMA), HW: sub(c.HW, old.HW)}
 }
 
 // NonZero returns c without its zero counters (nil maps when none is left).
@@ -102,11 +109,11 @@ func (c Counters) NonZero() Counters {
 		}
 		return out
 	}
-	return Counters{Port: keep(c.Port), HW: keep(c.HW)}
+	return Counters{PMA: keep(c.PMA), HW: keep(c.HW)}
 }
 
 // Empty reports whether c holds no counter.
-func (c Counters) Empty() bool { return len(c.Port) == 0 && len(c.HW) == 0 }
+func (c Counters) Empty() bool { return len(c.PMA) == 0 && len(c.HW) == 0 }
 
 // ReadCounters reads the counters of every port of t's devices below s's
 // root, in t's order.

@@ -38,11 +38,11 @@ func TestReadPortCountersFixtures(t *testing.T) {
 		if _, ok := c.HW["lifespan"]; ok {
 			t.Errorf("%s %s: lifespan is a setting, not a counter", tc.fixture, tc.dev)
 		}
-		if tc.noPort != (c.Port == nil) || tc.noHW != (c.HW == nil) {
-			t.Errorf("%s %s: counters %v hw %v", tc.fixture, tc.dev, c.Port, c.HW)
+		if tc.noPort != (c.PMA == nil) || tc.noHW != (c.HW == nil) {
+			t.Errorf("%s %s: counters %v hw %v", tc.fixture, tc.dev, c.PMA, c.HW)
 		}
 		for name, want := range tc.port1 {
-			if got, ok := c.Port[name]; !ok || got != want {
+			if got, ok := c.PMA[name]; !ok || got != want {
 				t.Errorf("%s %s: counters/%s = %d (%v), want %d", tc.fixture, tc.dev, name, got, ok, want)
 			}
 		}
@@ -95,16 +95,19 @@ func TestAddCountersAndDiff(t *testing.T) {
 	}
 	after := slices.Clone(before)
 	after[0].Counters = Counters{
-		Port: map[string]uint64{"port_xmit_packets": 123456 + 10, "port_rcv_packets": 120000 + 9, "port_xmit_data": 0},
-		HW:   map[string]uint64{"out_of_sequence": 7 + 2, "roce_adp_retrans": 3, "new_counter": 5},
+		PMA: map[string]uint64{"port_xmit_packets": 123456 + 10, "port_rcv_packets": 120000 + 9, "port_xmit_data": 0},
+		HW:  map[string]uint64{"out_of_sequence": 7 + 2, "roce_adp_retrans": 3, "new_counter": 5},
 	}
 	d := DiffCounters(before, after)
 	got := d[0].Counters.NonZero()
-	want := Counters{Port: map[string]uint64{"port_xmit_packets": 10, "port_rcv_packets": 9},
+	want := Counters{PMA: map[string]uint64{"port_xmit_packets": 10, "port_rcv_packets": 9},
 		HW: map[string]uint64{"out_of_sequence": 2, "new_counter": 5}}
 	// port_xmit_data went down (a reset): its new value, 0, is the delta.
 	if !reflect.DeepEqual(got, want) {
 		t.Errorf("delta %+v, want %+v", got, want)
+	}
+	if tr := (Counters{HW: map[string]uint64{"ack_deferred": 3, "rcvd_seq_err": 1, "retry_exceeded_err": 2, "rdma_sends": 9}}).Trouble(); !slices.Equal(tr, []string{"rcvd_seq_err=1", "retry_exceeded_err=2"}) {
+		t.Errorf("rxe trouble: %q", tr)
 	}
 	if d[0].Counters.Packets() != 19 || !slices.Equal(d[0].Counters.Trouble(), []string{"out_of_sequence=2"}) {
 		t.Errorf("delta packets %d trouble %q", d[0].Counters.Packets(), d[0].Counters.Trouble())

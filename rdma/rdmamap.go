@@ -99,7 +99,7 @@ func (s Sysfs) ReadPortCounters(dev string, n int) (Counters, error) {
 		read func(string, int) ([]rdmamap.RdmaStatEntry, error)
 		into *map[string]uint64
 	}{
-		{rdmamap.RdmaCountersDir, rdmamap.GetRdmaSysfsStats, &c.Port},
+		{rdmamap.RdmaCountersDir, rdmamap.GetRdmaSysfsStats, &c.PMA},
 		{rdmamap.RdmaHwCountersDir, rdmamap.GetRdmaSysfsHwStats, &c.HW},
 	} {
 		ents, err := g.read(dev, n)

@@ -29,7 +29,7 @@ func TestDevicesJSONCounters(t *testing.T) {
 		t.Fatal(err)
 	}
 	p := topo.Devices[0].Ports[0]
-	if p.Counters == nil || p.Counters.HW["out_of_sequence"] != 7 || p.Counters.Port["port_xmit_packets"] != 123456 {
+	if p.Counters == nil || p.Counters.HW["out_of_sequence"] != 7 || p.Counters.PMA["port_xmit_packets"] != 123456 {
 		t.Errorf("mlx5_0 port 1 counters: %+v", p.Counters)
 	}
 	if !strings.Contains(stdout.String(), `"counters":{"counters":{`) || !strings.Contains(stdout.String(), `"hw_counters":{`) {

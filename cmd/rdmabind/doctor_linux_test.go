@@ -12,8 +12,8 @@ import (
 	"github.com/rdmabind/rdmabind/internal/testutil"
 )
 
-// In the guest, from a network namespace of its own whose eth0 (a dummy
-// with 10.99.0.2) is not the eth0 the rxe GID tables name, as in a
+// In the guest, from a network namespace of its own whose eth0 (one end of
+// a veth pair, with 10.99.0.2: the guest's kernel has veth, not dummy) is not the eth0 the rxe GID tables name, as in a
 // container under the shared RDMA namespace mode: the doctor, on the real
 // facts of that namespace, says the address has no GID and why.
 func TestDoctorGuestNetns(t *testing.T) {
@@ -27,8 +27,9 @@ func TestDoctorGuestNetns(t *testing.T) {
 	var st int
 	err := ns.Do(func() error {
 		for _, args := range [][]string{
-			{"link", "add", "eth0", "type", "dummy"},
+			{"link", "add", "eth0", "type", "veth", "peer", "name", "eth0p"},
 			{"addr", "add", "10.99.0.2/24", "dev", "eth0"},
+			{"link", "set", "eth0p", "up"},
 			{"link", "set", "eth0", "up"},
 			{"link", "set", "lo", "up"},
 		} {
