@@ -16,13 +16,15 @@
 //	                                     accept, closed), holds until signalled; --echo
 //	                                     accepts queue pairs (qp/) and echoes messages
 //	rdmabind ls [--json]                 the registry: ports, owners, roles, listeners
-//	rdmabind bench [--json|--benchstat] [--short] [--samples N] [--warmup N]
+//	rdmabind bench [--json|--benchstat] [--short] [--samples N] [--warmup N] [--count N]
 //	               [--variants a,b] [--addr ADDR] [--plot FILE.svg]
 //	               [--check DIR [--inject V=F]] [--record DIR]
 //	                                     bind latency as distributions (p50 to max)
 //	                                     next to each variant's floor, their ratios,
-//	                                     a CDF plot; --check compares the ratios with
-//	                                     bench/history (docs/bench.md)
+//	                                     a CDF plot, the ports' counter deltas; --count N
+//	                                     repeats the run (benchstat lines per repetition);
+//	                                     --check compares the ratios with bench/history
+//	                                     (docs/bench.md)
 //
 // Errors print "rdmabind: WSAEADDRNOTAVAIL (10049): ..." on stderr, and with
 // --json also an object {"error","wsa","errno","message"} on stdout. The exit
