@@ -54,6 +54,9 @@ func TestReadPortCountersFixtures(t *testing.T) {
 		if got := c.Packets(); got != tc.packets {
 			t.Errorf("%s %s: Packets %d, want %d", tc.fixture, tc.dev, got, tc.packets)
 		}
+		if got := c.TroubleSum(); tc.fixture == "connectx" && tc.dev == "mlx5_0" && got != 3+12+12+7+3+12 {
+			t.Errorf("%s %s: TroubleSum %d", tc.fixture, tc.dev, got)
+		}
 		if got := c.Trouble(); !slices.Equal(got, tc.trouble) {
 			t.Errorf("%s %s: Trouble %q, want %q", tc.fixture, tc.dev, got, tc.trouble)
 		}
