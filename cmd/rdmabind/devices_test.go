@@ -2,17 +2,11 @@ package main
 
 import (
 	"bytes"
-	"context"
 	"encoding/json"
-	"net"
-	"net/netip"
 	"strings"
 	"syscall"
 	"testing"
-	"time"
 
-	"github.com/rdmabind/rdmabind/bindcore"
-	"github.com/rdmabind/rdmabind/internal/testutil"
 	"github.com/rdmabind/rdmabind/qp"
 	"github.com/rdmabind/rdmabind/rdma"
 )
@@ -47,43 +41,17 @@ func TestDevicesJSONCounters(t *testing.T) {
 // In the guest, the counters devices --json shows move when traffic flows:
 // 200 echoed messages over a queue pair on rxe0 (to itself: rxe loops the
 // packets back, and counts them sent and received) raise rxe0's sent_pkts
-// and rcvd_pkts by at least that many each, with no retransmit or
-// out-of-sequence packet.
+// and rcvd_pkts by at least two per message each (the message and its echo);
+// the log shows every delta and any trouble (a retransmit is possible on a
+// busy guest, so it is shown, not failed).
 func TestDevicesCountersMoveWithTraffic(t *testing.T) {
-	testutil.SkipUnlessRDMA(t)
-	l, err := net.Listen("tcp4", "10.77.0.1:0")
-	if err != nil {
-		t.Skipf("no 10.77.0.1 here (the SoftRoCE guest's rxe0): %v", err)
-	}
-	ap := netip.MustParseAddrPort(l.Addr().String())
-	l.Close()
+	ap, srv, b := startEchoCLI(t)
 	before := devicesCounters(t, "rxe0")
 	if before.HW == nil {
 		t.Fatalf("rxe0 port 1 has no hw_counters: %+v", before)
 	}
-	dir := t.TempDir()
-	srv := startCLI(t, "bind", ap.String(), "--listen", "--echo", "--registry", dir)
-	srv.next("bound")
-	srv.next("listening")
-	b, err := bindcore.Open(bindcore.Options{RegistryDir: dir})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer b.Close()
-	s, err := b.Socket(bindcore.AFInet)
-	if err != nil {
-		t.Fatal(err)
-	}
+	s, c := dialEcho(t, b, ap, qp.ModeCM)
 	defer s.Close()
-	if err := s.BindAddrPort(netip.AddrPortFrom(ap.Addr(), 0)); err != nil {
-		t.Fatal(err)
-	}
-	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-	c, err := qp.Dial(ctx, s, ap, &qp.Options{Mode: qp.ModeCM})
-	cancel()
-	if err != nil {
-		t.Fatalf("Dial: %v", err)
-	}
 	srv.next("accept")
 	const msgs = 200
 	msg, buf := bytes.Repeat([]byte{7}, 1000), make([]byte, 4096)

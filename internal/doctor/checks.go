@@ -1,6 +1,7 @@
 package doctor
 
 import (
+	"cmp"
 	"errors"
 	"fmt"
 	"io/fs"
@@ -80,7 +81,7 @@ func checkPorts(e *Env) []Result {
 			if len(p.Netdevs) > 0 {
 				nd = "netdev " + strings.Join(p.Netdevs, ", ")
 			}
-			r.Detail = fmt.Sprintf("%s, phys_state %s, %s, %s", p.State, orUnknown(p.PhysState), p.LinkLayer, nd)
+			r.Detail = fmt.Sprintf("%s, phys_state %s, %s, %s", p.State, cmp.Or(p.PhysState, "unknown"), p.LinkLayer, nd)
 			if !r.OK {
 				r.Fix = portFix(&p)
 			}
@@ -107,13 +108,6 @@ func portFix(p *rdma.Port) string {
 		return fmt.Sprintf("bring the link up: ip link set %s up, and check the cable (ethtool %s)", nd, nd)
 	}
 	return "check the link: ibstat, and the cable and switch port"
-}
-
-func orUnknown(s string) string {
-	if s == "" {
-		return "unknown"
-	}
-	return s
 }
 
 func checkMemlock(e *Env) []Result {

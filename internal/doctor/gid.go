@@ -1,6 +1,7 @@
 package doctor
 
 import (
+	"cmp"
 	"errors"
 	"fmt"
 	"net/netip"
@@ -127,7 +128,7 @@ func noGID(e *Env, na rdma.NetdevAddr) (detail, fix string) {
 		if len(foreign) > 0 {
 			detail += fmt.Sprintf("; the GID tables name netdevs this namespace has no address on (%s)", strings.Join(foreign, ", "))
 		}
-		detail += fmt.Sprintf(": the GID tables are another namespace's (the host's, under the RDMA namespace mode %s), and %s here is not the %s they name", orUnknown(e.Facts.System.NetnsMode), na.Netdev, na.Netdev)
+		detail += fmt.Sprintf(": the GID tables are another namespace's (the host's, under the RDMA namespace mode %s), and %s here is not the %s they name", cmp.Or(e.Facts.System.NetnsMode, "unknown"), na.Netdev, na.Netdev)
 		return detail, "bind one of the addresses the GID tables hold from the namespace that has them; or give this namespace an interface whose addresses get GID entries (a macvlan or ipvlan on the RDMA netdev, or the netdev itself moved in), or a device of its own (rdma system set netns exclusive; rdma dev set DEV netns NSNAME)"
 	}
 	return detail + ": the kernel adds an entry for every address of an RDMA netdev; an address added a moment ago may not have one yet",
