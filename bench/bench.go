@@ -247,11 +247,14 @@ func selectVariants(names []string, short bool) ([]Variant, error) {
 // Run measures the variants of cfg on this machine and returns the Report.
 // Variants the machine cannot run are in Report.Unavailable; Run fails only
 // when it cannot measure at all, or when a sample of a variant that worked
-// during preparation fails.
+// during preparation fails. The ports' counters are read before and after
+// (Report.Counters); failing to read them is a note, not an error.
 //
 // Errors: ErrUnknownVariant (wrapped); a *wsa.Error WSAEADDRNOTAVAIL when
 // cfg.Addr is not an address of this host; ctx's error; the error of a
-// failing sample; off Linux, ErrNotSupported (and unix.EOPNOTSUPP).
+// failing sample, or of preparing again (cfg.Count > 1) a variant an
+// earlier repetition measured; off Linux, ErrNotSupported (and
+// unix.EOPNOTSUPP).
 func Run(ctx context.Context, cfg Config) (*Report, error) {
 	vs, err := selectVariants(cfg.Variants, cfg.Short)
 	if err != nil {
