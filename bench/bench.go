@@ -9,6 +9,8 @@ import (
 	"slices"
 	"strings"
 	"time"
+
+	"github.com/rdmabind/rdmabind/rdma"
 )
 
 // Variant describes one measured operation and its floor.
@@ -65,6 +67,12 @@ type Config struct {
 	// Crowd is how many sockets bind-crowded keeps bound while it
 	// measures; 0 means DefaultCrowd.
 	Crowd int
+	// Count is how many times the whole run is repeated, each repetition
+	// preparing every variant afresh, warming it up and taking its
+	// samples (as `go test -count`); 0 means 1. The Report keeps every
+	// sample, and each repetition's distribution (Result.Runs), which
+	// WriteBenchstat writes as one line per repetition.
+	Count int
 	// Progress, if set, is called after each round with the samples taken
 	// and the total.
 	Progress func(done, total int)
@@ -126,18 +134,22 @@ type Ratios struct {
 type Series struct {
 	Name    string  `json:"name"`
 	Summary Summary `json:"summary"`
-	Samples []int64 `json:"-"` // in the order taken; for plots
+	// Runs are the distributions of each repetition (Config.Count).
+	Runs    []Summary `json:"runs,omitempty"`
+	Samples []int64   `json:"-"` // in the order taken; for plots
 }
 
 // Result is a variant's outcome: its samples, its floor's, their ratios,
 // and for "phases" one series per phase of a Bind.
 type Result struct {
 	Variant
-	Summary     Summary  `json:"summary"`
-	Samples     []int64  `json:"-"`
-	FloorSeries *Series  `json:"floor_series,omitempty"`
-	Ratio       *Ratios  `json:"ratio,omitempty"`
-	Phases      []Series `json:"phases,omitempty"`
+	Summary Summary `json:"summary"`
+	// Runs are the distributions of each repetition (Config.Count).
+	Runs        []Summary `json:"runs,omitempty"`
+	Samples     []int64   `json:"-"`
+	FloorSeries *Series   `json:"floor_series,omitempty"`
+	Ratio       *Ratios   `json:"ratio,omitempty"`
+	Phases      []Series  `json:"phases,omitempty"`
 }
 
 // Unavailable is a variant this machine cannot run, and why.
@@ -153,14 +165,22 @@ type Report struct {
 	Commit      string        `json:"commit,omitempty"`
 	Date        time.Time     `json:"date"`
 	Addr        string        `json:"addr"`
-	Samples     int           `json:"samples"`
+	Samples     int           `json:"samples"` // per variant and repetition
 	Warmup      int           `json:"warmup"`
+	Count       int           `json:"count"` // repetitions (Config.Count)
 	Short       bool          `json:"short,omitempty"`
 	Crowd       int           `json:"crowd,omitempty"` // bind-crowded's live sockets, when it ran
 	Interleaved bool          `json:"interleaved"`
 	Seconds     float64       `json:"seconds"`
 	Results     []Result      `json:"results"`
 	Unavailable []Unavailable `json:"unavailable,omitempty"`
+	// Counters are the deltas of the RDMA ports' counters over the run
+	// (their non-zero counters, ports with none left out): retransmits,
+	// out-of-sequence packets or congestion notifications here explain a
+	// slow run. Nil on a host without RDMA devices.
+	Counters []rdma.PortCounters `json:"counters,omitempty"`
+	// CountersNote says why Counters are missing where devices exist.
+	CountersNote string `json:"counters_note,omitempty"`
 }
 
 // Result returns the result of the named variant, or nil.
@@ -232,11 +252,14 @@ func selectVariants(names []string, short bool) ([]Variant, error) {
 // Run measures the variants of cfg on this machine and returns the Report.
 // Variants the machine cannot run are in Report.Unavailable; Run fails only
 // when it cannot measure at all, or when a sample of a variant that worked
-// during preparation fails.
+// during preparation fails. The ports' counters are read before and after
+// (Report.Counters); failing to read them is a note, not an error.
 //
 // Errors: ErrUnknownVariant (wrapped); a *wsa.Error WSAEADDRNOTAVAIL when
 // cfg.Addr is not an address of this host; ctx's error; the error of a
-// failing sample; off Linux, ErrNotSupported (and unix.EOPNOTSUPP).
+// failing sample, or of preparing again (cfg.Count > 1) a variant an
+// earlier repetition measured; off Linux, ErrNotSupported (and
+// unix.EOPNOTSUPP).
 func Run(ctx context.Context, cfg Config) (*Report, error) {
 	vs, err := selectVariants(cfg.Variants, cfg.Short)
 	if err != nil {
@@ -244,6 +267,9 @@ func Run(ctx context.Context, cfg Config) (*Report, error) {
 	}
 	if cfg.Samples <= 0 {
 		cfg.Samples = DefaultSamples
+	}
+	if cfg.Count <= 0 {
+		cfg.Count = 1
 	}
 	if cfg.Warmup < 0 {
 		cfg.Warmup = 0
@@ -262,7 +288,7 @@ func Run(ctx context.Context, cfg Config) (*Report, error) {
 	defer env.close()
 	rep := &Report{
 		Machine: describeMachine(), Date: start.UTC().Truncate(time.Second), Addr: env.addr.String(),
-		Samples: cfg.Samples, Warmup: cfg.Warmup, Short: cfg.Short, Interleaved: true,
+		Samples: cfg.Samples, Warmup: cfg.Warmup, Count: cfg.Count, Short: cfg.Short, Interleaved: true,
 	}
 	for _, v := range vs {
 		if v.Name == "bind-crowded" {
@@ -270,35 +296,54 @@ func Run(ctx context.Context, cfg Config) (*Report, error) {
 		}
 	}
 	rep.Version, rep.Commit = Version()
+	counters := startCounters()
 	// One variant after the other, each prepared just before its samples
 	// and closed after them: what one leaves behind must not weigh on
 	// another (in the guest, every variant got slower once listen samples,
 	// which load BPF programs, had run; docs/bench.md).
-	// Within a variant, its samples and its floor's alternate.
-	total := (cfg.Warmup + cfg.Samples) * len(vs)
+	// Within a variant, its samples and its floor's alternate. With
+	// cfg.Count > 1 the whole sequence is repeated, so that a repetition
+	// is a run of its own, as `go test -count` would make.
+	total := (cfg.Warmup + cfg.Samples) * len(vs) * cfg.Count
 	done := 0
-	for _, v := range vs {
-		if err := ctx.Err(); err != nil {
-			return nil, err
-		}
-		s, err := env.prepare(v)
-		if err != nil {
-			rep.Unavailable = append(rep.Unavailable, Unavailable{Name: v.Name, Reason: err.Error()})
-			done += cfg.Warmup + cfg.Samples
-			continue
-		}
-		res, err := measure(ctx, s, cfg, func() {
-			done++
-			if cfg.Progress != nil {
-				cfg.Progress(done, total)
+	unavailable := map[string]bool{}
+	for range cfg.Count {
+		for _, v := range vs {
+			if err := ctx.Err(); err != nil {
+				return nil, err
 			}
-		})
-		s.close()
-		if err != nil {
-			return nil, err
+			if unavailable[v.Name] {
+				done += cfg.Warmup + cfg.Samples
+				continue
+			}
+			s, err := env.prepare(v)
+			if err != nil {
+				if rep.Result(v.Name) != nil {
+					return nil, fmt.Errorf("bench: %s: prepare again: %w", v.Name, err)
+				}
+				unavailable[v.Name] = true
+				rep.Unavailable = append(rep.Unavailable, Unavailable{Name: v.Name, Reason: err.Error()})
+				done += cfg.Warmup + cfg.Samples
+				continue
+			}
+			res, err := measure(ctx, s, cfg, func() {
+				done++
+				if cfg.Progress != nil {
+					cfg.Progress(done, total)
+				}
+			})
+			s.close()
+			if err != nil {
+				return nil, err
+			}
+			if cur := rep.Result(v.Name); cur != nil {
+				cur.add(res)
+			} else {
+				rep.Results = append(rep.Results, res)
+			}
 		}
-		rep.Results = append(rep.Results, res)
 	}
+	rep.Counters, rep.CountersNote = counters.stop()
 	rep.Seconds = time.Since(start).Seconds()
 	return rep, nil
 }
@@ -349,14 +394,67 @@ func measure(ctx context.Context, s *sampler, cfg Config, tick func()) (Result, 
 		}
 	}
 	res := Result{Variant: s.v, Summary: Summarize(vs), Samples: vs}
+	res.Runs = []Summary{res.Summary}
 	if s.floor != nil {
 		res.FloorSeries = &Series{Name: s.v.Floor, Summary: Summarize(fs), Samples: fs}
+		res.FloorSeries.Runs = []Summary{res.FloorSeries.Summary}
 		res.Ratio = ratios(res.Summary, res.FloorSeries.Summary)
 	}
 	for p, ns := range phases {
-		res.Phases = append(res.Phases, Series{Name: phaseName(p), Summary: Summarize(ns), Samples: ns})
+		sum := Summarize(ns)
+		res.Phases = append(res.Phases, Series{Name: phaseName(p), Summary: sum, Runs: []Summary{sum}, Samples: ns})
 	}
 	return res, nil
+}
+
+// add merges the result of another repetition of the same variant into r:
+// the samples are joined, the distributions and ratios computed over all of
+// them, the repetitions' own distributions kept in Runs.
+func (r *Result) add(o Result) {
+	r.Runs = append(runsOf(r.Summary, r.Runs), runsOf(o.Summary, o.Runs)...)
+	r.Samples = append(r.Samples, o.Samples...)
+	r.Summary = Summarize(r.Samples)
+	if r.FloorSeries != nil && o.FloorSeries != nil {
+		r.FloorSeries.add(o.FloorSeries)
+		r.Ratio = ratios(r.Summary, r.FloorSeries.Summary)
+	}
+	for i := range r.Phases {
+		if i < len(o.Phases) {
+			r.Phases[i].add(&o.Phases[i])
+		}
+	}
+}
+
+func (s *Series) add(o *Series) {
+	s.Runs = append(runsOf(s.Summary, s.Runs), runsOf(o.Summary, o.Runs)...)
+	s.Samples = append(s.Samples, o.Samples...)
+	s.Summary = Summarize(s.Samples)
+}
+
+// RunRatios returns the p50 ratio of each repetition (nil without a
+// floor).
+func (r *Result) RunRatios() []float64 {
+	if r.FloorSeries == nil {
+		return nil
+	}
+	runs, floor := runsOf(r.Summary, r.Runs), runsOf(r.FloorSeries.Summary, r.FloorSeries.Runs)
+	if len(runs) != len(floor) {
+		return nil
+	}
+	out := make([]float64, len(runs))
+	for i := range runs {
+		out[i] = ratios(runs[i], floor[i]).P50
+	}
+	return out
+}
+
+// runsOf returns runs, or for a series without them (one made by hand, or
+// read from an older report) its whole distribution as the one run.
+func runsOf(whole Summary, runs []Summary) []Summary {
+	if len(runs) == 0 && whole.N > 0 {
+		return []Summary{whole}
+	}
+	return runs
 }
 
 func ratios(v, f Summary) *Ratios {

@@ -13,6 +13,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"golang.org/x/perf/benchfmt"
 )
 
 func TestSummarize(t *testing.T) {
@@ -180,23 +182,54 @@ func TestOutputs(t *testing.T) {
 			t.Errorf("table lacks %q:\n%s", s, tab.String())
 		}
 	}
+	// Three repetitions of the run: benchstat lines per repetition.
+	for i := range r.Results {
+		again := r.Results[i]
+		again.Samples = append([]int64(nil), again.Samples...)
+		fs := *again.FloorSeries
+		again.FloorSeries = &fs
+		r.Results[i].add(again)
+		r.Results[i].add(again)
+	}
 	var bs bytes.Buffer
 	if err := r.WriteBenchstat(&bs); err != nil {
 		t.Fatal(err)
 	}
+	rd := benchfmt.NewReader(bytes.NewReader(bs.Bytes()), "bench.txt")
 	n := 0
-	for _, l := range strings.Split(bs.String(), "\n") {
-		if !strings.HasPrefix(l, "Benchmark") {
-			continue
-		}
-		n++
-		f := strings.Split(l, "\t")
-		if len(f) < 4 || !strings.HasSuffix(f[2], " ns/op") {
-			t.Errorf("benchstat line %q", l)
+	for rd.Scan() {
+		switch rec := rd.Result().(type) {
+		case *benchfmt.SyntaxError:
+			t.Errorf("benchfmt rejects a line: %v", rec)
+		case *benchfmt.Result:
+			n++
+			name := rec.Name.String()
+			if v, ok := rec.Value("sec/op"); !ok || v <= 0 {
+				t.Errorf("%s: no sec/op", name)
+			}
+			if _, ok := rec.Value("p99-sec"); !ok { // benchfmt tidies p99-ns
+				t.Errorf("%s: no p99-ns", name)
+			}
+			ratio, ok := rec.Value("floor-ratio")
+			if strings.Contains(name, "floor=") == ok {
+				t.Errorf("%s: floor-ratio %v", name, ok)
+			}
+			if name == "Bind/bind-0" && math.Abs(ratio-1.2) > 0.01 {
+				t.Errorf("%s: floor-ratio %v, want 1.2", name, ratio)
+			}
+			if rec.GetConfig("machine") != "host" {
+				t.Errorf("%s: machine %q", name, rec.GetConfig("machine"))
+			}
 		}
 	}
-	if n != 4*BenchstatChunks {
-		t.Errorf("%d benchstat lines, want %d", n, 4*BenchstatChunks)
+	if n != 4*3 {
+		t.Errorf("%d benchstat results, want %d (4 series, 3 repetitions)", n, 4*3)
+	}
+	if got := r.Result("bind").RunRatios(); len(got) != 3 || math.Abs(got[2]-1.2) > 0.01 {
+		t.Errorf("RunRatios %v", got)
+	}
+	if s := r.Result("bind").Summary; s.N != 300 {
+		t.Errorf("after three repetitions, %d samples", s.N)
 	}
 	var svg bytes.Buffer
 	if err := r.WriteSVG(&svg); err != nil {
@@ -218,6 +251,30 @@ func TestOutputs(t *testing.T) {
 	}
 	if paths != 4 {
 		t.Errorf("%d paths in the SVG, want 4 (two variants, two floors)", paths)
+	}
+}
+
+// With repetitions, the check shows the confidence interval of their
+// ratios beside its verdict (benchmath), and the verdict stays the
+// tolerance's.
+func TestCheckRepetitions(t *testing.T) {
+	rec := report("host", map[string]float64{"bind": 1.25})
+	run := rec.Summarize()
+	now := report("host", map[string]float64{"bind": 1.25})
+	res := &now.Results[0]
+	for _, ratio := range []float64{1.2, 1.3, 1.22, 1.28, 1.24} {
+		o := report("host", map[string]float64{"bind": ratio}).Results[0]
+		res.add(o)
+	}
+	fnd, bad := Check(now, &run, nil)
+	if bad || len(fnd) != 1 || fnd[0].Runs != 6 || fnd[0].Lo < 1.19 || fnd[0].Hi > 1.31 || fnd[0].Lo > fnd[0].Hi {
+		t.Fatalf("findings %+v, regressed %v", fnd, bad)
+	}
+	if s := fnd[0].String(); !strings.Contains(s, "6 repetitions, 95% CI 1.") {
+		t.Errorf("finding %q", s)
+	}
+	if hr := now.Summarize(); hr.Count != 0 {
+		t.Errorf("history count %d for a report without Count", hr.Count)
 	}
 }
 

@@ -15,9 +15,14 @@
 // Variants a machine cannot run (rdma_cm with no RDMA device, steering without
 // root) are listed in the Report with the reason.
 //
-// A Report is written as a table (WriteTable), as benchstat lines
-// (WriteBenchstat), as JSON (encoding/json), and plotted as latency CDFs
-// (WriteSVG). A History keeps the summary of a release's runs; Check compares a
+// Config.Count repeats the whole run, each repetition a run of its own, as
+// `go test -count` would; a Report keeps each repetition's distributions. It
+// also carries the RDMA ports' counter deltas over the run (package rdma's
+// ReadCounters): retransmits or congestion on the ports explain a slow run.
+//
+// A Report is written as a table (WriteTable), as benchstat lines, one per
+// repetition, with golang.org/x/perf/benchfmt (WriteBenchstat), as JSON
+// (encoding/json), and plotted as latency CDFs (WriteSVG). A History keeps the summary of a release's runs; Check compares a
 // Report's ratios (variant / floor, which travel between machines where
 // absolute times do not) with it.
 package bench

@@ -10,6 +10,10 @@ import (
 	"strconv"
 	"strings"
 	"time"
+
+	"golang.org/x/perf/benchmath"
+
+	"github.com/rdmabind/rdmabind/rdma"
 )
 
 // History is what bench/history/<version>.json keeps of a version: one run
@@ -26,9 +30,12 @@ type HistoryRun struct {
 	Date        time.Time       `json:"date"`
 	Addr        string          `json:"addr"`
 	Samples     int             `json:"samples"`
+	Count       int             `json:"count,omitempty"` // repetitions, when more than 1
 	Short       bool            `json:"short,omitempty"`
 	Results     []HistoryResult `json:"results"`
 	Unavailable []Unavailable   `json:"unavailable,omitempty"`
+	// Counters are the RDMA ports' counter deltas over the run.
+	Counters []rdma.PortCounters `json:"counters,omitempty"`
 }
 
 // HistoryResult is a variant's summary, its floor's and their ratios.
@@ -43,7 +50,11 @@ type HistoryResult struct {
 
 // Summarize returns the HistoryRun of r.
 func (r *Report) Summarize() HistoryRun {
-	run := HistoryRun{Machine: r.Machine, Date: r.Date, Addr: r.Addr, Samples: r.Samples, Short: r.Short, Unavailable: r.Unavailable}
+	run := HistoryRun{Machine: r.Machine, Date: r.Date, Addr: r.Addr, Samples: r.Samples, Short: r.Short,
+		Unavailable: r.Unavailable, Counters: r.Counters}
+	if r.Count > 1 {
+		run.Count = r.Count
+	}
 	for _, res := range r.Results {
 		h := HistoryResult{Name: res.Name, Sum: res.Summary, Floor: res.Floor, Ratio: res.Ratio}
 		if res.FloorSeries != nil {
@@ -191,6 +202,14 @@ type Finding struct {
 	Limit     float64 `json:"limit"` // Recorded × (1 + Tolerance)
 	Regressed bool    `json:"regressed"`
 	Note      string  `json:"note,omitempty"`
+	// Runs, Lo and Hi describe the repetitions of a run made with
+	// Config.Count of 2 or more: how many, and the 95% confidence
+	// interval of their median p50 ratio (benchmath, assuming nothing of
+	// the distribution), shown beside the verdict. The verdict itself is
+	// the tolerance's (docs/bench.md says why).
+	Runs int     `json:"runs,omitempty"`
+	Lo   float64 `json:"runs_lo,omitempty"`
+	Hi   float64 `json:"runs_hi,omitempty"`
 }
 
 func (f Finding) String() string {
@@ -200,6 +219,9 @@ func (f Finding) String() string {
 	s := fmt.Sprintf("%-8s %-10s p50 ratio %.2f, recorded %.2f, limit %.2f (+%.0f%%)", verdict(f), f.Variant, f.Now, f.Recorded, f.Limit, f.Tolerance*100)
 	if f.Injected != 0 {
 		s += fmt.Sprintf(" [worsened on purpose ×%g]", f.Injected)
+	}
+	if f.Runs >= 2 {
+		s += fmt.Sprintf("; %d repetitions, 95%% CI %.2f–%.2f", f.Runs, f.Lo, f.Hi)
 	}
 	if f.Note != "" {
 		s += "; " + f.Note
@@ -244,6 +266,10 @@ func Check(now *Report, rec *HistoryRun, inject map[string]float64) (findings []
 				f.Now *= m
 			}
 			f.Regressed = f.Now > f.Limit
+			if rr := res.RunRatios(); len(rr) >= 2 {
+				sum := benchmath.AssumeNothing.Summary(benchmath.NewSample(rr, &benchmath.DefaultThresholds), 0.95)
+				f.Runs, f.Lo, f.Hi = len(rr), sum.Lo, sum.Hi
+			}
 			if f.Now < f.Recorded/(1+f.Tolerance) {
 				f.Note = "better than recorded beyond the tolerance: record a new history"
 			}

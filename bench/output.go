@@ -3,9 +3,12 @@ package bench
 import (
 	"fmt"
 	"io"
+	"math"
 	"runtime"
 	"strings"
 	"text/tabwriter"
+
+	"golang.org/x/perf/benchfmt"
 )
 
 // FormatNS formats nanoseconds with three significant digits: "812ns",
@@ -51,8 +54,12 @@ func (r *Report) Header() string {
 	if r.Short {
 		short = " (short)"
 	}
-	fmt.Fprintf(&b, "address %s; %d samples per variant and per floor after %d warm-up%s, variant and floor interleaved; %.2f s; load %s; clock pair %dns\n",
-		r.Addr, r.Samples, r.Warmup, short, r.Seconds, r.Machine.Load, r.Machine.ClockNS)
+	reps := ""
+	if r.Count > 1 {
+		reps = fmt.Sprintf(", %d repetitions", r.Count)
+	}
+	fmt.Fprintf(&b, "address %s; %d samples per variant and per floor after %d warm-up%s%s, variant and floor interleaved; %.2f s; load %s; clock pair %dns\n",
+		r.Addr, r.Samples, r.Warmup, reps, short, r.Seconds, r.Machine.Load, r.Machine.ClockNS)
 	return b.String()
 }
 
@@ -93,6 +100,9 @@ func (r *Report) WriteTable(w io.Writer) error {
 	if err := tw.Flush(); err != nil {
 		return err
 	}
+	if err := r.WriteCounters(w); err != nil {
+		return err
+	}
 	if len(r.Unavailable) > 0 {
 		fmt.Fprintln(w, "\nnot measured here:")
 		for _, u := range r.Unavailable {
@@ -103,55 +113,73 @@ func (r *Report) WriteTable(w io.Writer) error {
 	return err
 }
 
-// BenchstatChunks is how many lines WriteBenchstat writes per series: the
-// samples in order, cut into that many runs, as `go test -count` would give.
-const BenchstatChunks = 10
+// BenchstatCount is the repetitions (Config.Count) that `rdmabind bench
+// --benchstat` makes unless told otherwise: benchstat gives a 95%
+// confidence interval from 6 values on.
+const BenchstatCount = 6
 
-// WriteBenchstat writes the report in the Go benchmark format that
-// benchstat reads: per series (variant, floor, phase) BenchstatChunks lines
-// of consecutive samples, each with the chunk's median as ns/op and its
-// p99; a variant's lines also carry the ratio of its chunk's median to its
-// floor's.
+// WriteBenchstat writes the report in the Go benchmark format
+// (golang.org/x/perf/benchfmt) that benchstat reads: per series (variant,
+// floor, phase) one line per repetition of the run (Config.Count), each
+// with the repetition's median as ns/op and its p99; a variant's lines also
+// carry the ratio of its median to its floor's in the same repetition.
+// Two runs' outputs compare with `benchstat old.txt new.txt`.
 func (r *Report) WriteBenchstat(w io.Writer) error {
-	fmt.Fprintf(w, "goos: linux\ngoarch: %s\npkg: github.com/rdmabind/rdmabind/bench\ncpu: %s\n", runtime.GOARCH, r.Machine.CPU)
-	fmt.Fprintf(w, "machine: %s\nversion: %s\n", r.Machine.Kind, r.Version)
+	bw := benchfmt.NewWriter(w)
+	// File configuration, the same for every line (a key whose value
+	// differed between two files would make benchstat put them in tables
+	// of their own instead of comparing them: the version is left out).
+	res := &benchfmt.Result{}
+	for _, kv := range [][2]string{{"goos", "linux"}, {"goarch", runtime.GOARCH}, {"pkg", "github.com/rdmabind/rdmabind/bench"}, {"cpu", r.Machine.CPU}, {"machine", r.Machine.Kind}} {
+		if kv[1] != "" {
+			res.Config = append(res.Config, benchfmt.Config{Key: kv[0], Value: []byte(kv[1]), File: true})
+		}
+	}
 	procs := r.Machine.GOMAXPROCS
-	line := func(name string, s []int64, floor []int64) {
-		n := len(s)
-		if n == 0 {
-			return
-		}
-		chunks := min(BenchstatChunks, n)
-		for c := range chunks {
-			lo, hi := c*n/chunks, (c+1)*n/chunks
-			part := Summarize(s[lo:hi])
-			fmt.Fprintf(w, "BenchmarkBind/%s-%d\t%d\t%d ns/op\t%d p99-ns", name, procs, hi-lo, part.P50, part.P99)
-			if len(floor) == n && part.P50 > 0 {
-				fp := Summarize(floor[lo:hi])
-				if fp.P50 > 0 {
-					fmt.Fprintf(w, "\t%.4f floor-ratio", float64(part.P50)/float64(fp.P50))
-				}
+	line := func(name string, runs, floor []Summary) error {
+		for i, s := range runs {
+			if s.N == 0 {
+				continue
 			}
-			fmt.Fprintln(w)
+			res.Name = benchfmt.Name(fmt.Sprintf("Bind/%s-%d", name, procs))
+			res.Iters = s.N
+			res.Values = append(res.Values[:0],
+				benchfmt.Value{Value: float64(s.P50), Unit: "ns/op"},
+				benchfmt.Value{Value: float64(s.P99), Unit: "p99-ns"})
+			if len(floor) == len(runs) && floor[i].P50 > 0 {
+				res.Values = append(res.Values, benchfmt.Value{Value: math.Round(float64(s.P50)/float64(floor[i].P50)*1e4) / 1e4, Unit: "floor-ratio"})
+			}
+			if err := bw.Write(res); err != nil {
+				return err
+			}
 		}
+		return nil
 	}
 	for _, res := range r.Results {
 		if res.Name == "phases" {
 			for _, p := range res.Phases {
-				line("phase="+p.Name, p.Samples, nil)
+				if err := line("phase="+p.Name, runsOf(p.Summary, p.Runs), nil); err != nil {
+					return err
+				}
 			}
 			continue
 		}
 		for _, p := range res.Phases { // another variant's phases
-			line(res.Name+"/phase="+p.Name, p.Samples, nil)
+			if err := line(res.Name+"/phase="+p.Name, runsOf(p.Summary, p.Runs), nil); err != nil {
+				return err
+			}
 		}
-		var floor []int64
+		var floor []Summary
 		if res.FloorSeries != nil {
-			floor = res.FloorSeries.Samples
+			floor = runsOf(res.FloorSeries.Summary, res.FloorSeries.Runs)
 		}
-		line(res.Name, res.Samples, floor)
+		if err := line(res.Name, runsOf(res.Summary, res.Runs), floor); err != nil {
+			return err
+		}
 		if res.FloorSeries != nil {
-			line("floor="+res.FloorSeries.Name, res.FloorSeries.Samples, nil)
+			if err := line("floor="+res.FloorSeries.Name, floor, nil); err != nil {
+				return err
+			}
 		}
 	}
 	return nil

@@ -316,8 +316,10 @@ func (e *env) prepareBind(s *sampler, phases bool) error {
 // registry, big enough) on ports of the address, then measures a Bind
 // among them as bind does; its close releases them.
 func (e *env) prepareCrowded(s *sampler) error {
-	dir := filepath.Join(e.dir, "crowded")
-	if err := os.Mkdir(dir, 0o700); err != nil {
+	// A directory of each preparation's own: a run repeated (Config.Count)
+	// prepares the variant again.
+	dir, err := os.MkdirTemp(e.dir, "crowded-")
+	if err != nil {
 		return err
 	}
 	records := 16384
@@ -372,8 +374,10 @@ func (e *env) rawBindSample() (time.Duration, error) {
 }
 
 func (e *env) prepareClaim(s *sampler) error {
-	dir := filepath.Join(e.dir, "claim")
-	if err := os.Mkdir(dir, 0o700); err != nil {
+	// A directory of each preparation's own: a run repeated (Config.Count)
+	// prepares the variant again.
+	dir, err := os.MkdirTemp(e.dir, "claim-")
+	if err != nil {
 		return err
 	}
 	r, err := registry.Open(registry.Options{Dir: dir})

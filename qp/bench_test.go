@@ -17,6 +17,7 @@ import (
 
 	"github.com/rdmabind/rdmabind/bindcore"
 	"github.com/rdmabind/rdmabind/internal/testutil"
+	"github.com/rdmabind/rdmabind/rdma"
 )
 
 // The benchmarks run in guest 1 of a two-guest SoftRoCE run against an echo
@@ -129,6 +130,7 @@ func BenchmarkSendLatency(b *testing.B) {
 			}
 			rtt := make([]time.Duration, 0, b.N)
 			var sendT time.Duration
+			counters := watchCounters(b)
 			b.ResetTimer()
 			for range b.N {
 				t0 := time.Now()
@@ -142,6 +144,7 @@ func BenchmarkSendLatency(b *testing.B) {
 				rtt = append(rtt, time.Since(t0))
 			}
 			b.StopTimer()
+			counters()
 			slices.Sort(rtt)
 			b.ReportMetric(float64(rtt[len(rtt)/2].Nanoseconds())/2000, "p50-us")
 			b.ReportMetric(float64(rtt[len(rtt)*99/100].Nanoseconds())/2000, "p99-us")
@@ -159,6 +162,7 @@ func BenchmarkSendBandwidth(b *testing.B) {
 			msg := make([]byte, 64<<10)
 			in := make([]byte, 64)
 			b.SetBytes(int64(len(msg)))
+			counters := watchCounters(b)
 			b.ResetTimer()
 			if err := c.Send(msgSink); err != nil {
 				b.Fatal(err)
@@ -176,6 +180,7 @@ func BenchmarkSendBandwidth(b *testing.B) {
 				b.Fatal(err)
 			}
 			b.StopTimer()
+			counters()
 			var msgs, total int
 			fmt.Sscanf(string(in[:n]), "%d %d", &msgs, &total)
 			if msgs != b.N || total != b.N*len(msg) {
@@ -191,6 +196,7 @@ func BenchmarkSetup(b *testing.B) {
 		b.Run(mode.String(), func(b *testing.B) {
 			s, srv := benchSocket(b)
 			var setup []time.Duration
+			counters := watchCounters(b)
 			b.ResetTimer()
 			for range b.N {
 				t0 := time.Now()
@@ -202,6 +208,7 @@ func BenchmarkSetup(b *testing.B) {
 				c.Close()
 			}
 			b.StopTimer()
+			counters()
 			slices.Sort(setup)
 			b.ReportMetric(float64(setup[len(setup)/2].Microseconds())/1000, "p50-setup-ms")
 		})
@@ -251,6 +258,38 @@ func BenchmarkConnMemory(b *testing.B) {
 				}
 			}
 		})
+	}
+}
+
+// watchCounters reads the counters of the RDMA port that serves the
+// benchmarks' address (rxe0 port 1 in the guest) and returns a function that
+// reads them again and reports what moved: the packets per operation
+// ("pkts/op", sent and received), the counters that say something went
+// wrong ("trouble", their sum: retransmits, out-of-sequence packets, CNPs,
+// errors) and, in the log, every counter that moved. A port whose counters
+// cannot be read reports nothing (a log line says why).
+func watchCounters(b *testing.B) func() {
+	eps, err := rdma.Resolve(netip.MustParseAddr("10.77.0.1"))
+	if err != nil {
+		b.Logf("counters: %v", err)
+		return func() {}
+	}
+	sys := rdma.Sysfs{}
+	before, err := sys.ReadPortCounters(eps[0].Device, eps[0].Port)
+	if err != nil {
+		b.Logf("counters: %v", err)
+		return func() {}
+	}
+	return func() {
+		after, err := sys.ReadPortCounters(eps[0].Device, eps[0].Port)
+		if err != nil {
+			b.Logf("counters: %v", err)
+			return
+		}
+		d := after.Sub(before).NonZero()
+		b.ReportMetric(float64(d.Packets())/float64(b.N), "pkts/op")
+		b.ReportMetric(float64(d.TroubleSum()), "trouble")
+		b.Logf("%s port %d counters over %d ops: %v %v; trouble: %q", eps[0].Device, eps[0].Port, b.N, d.PMA, d.HW, d.Trouble())
 	}
 }
 

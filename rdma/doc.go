@@ -30,11 +30,28 @@
 // The netdev holding an address comes from an AddrSource: LiveAddrs takes a
 // snapshot of the host's interfaces, ReadAddrTable reads a fixture's list.
 //
-// github.com/Mellanox/rdmamap answers the netdev-to-device question on the
-// live system only. It is called from one file, by DeviceForNetdev, which
-// turns its empty answers into errors, and by CheckLiveMapping, which checks
-// that rdmamap and the sysfs reader agree on the live host (a test does, in
-// the SoftRoCE guest). Resolution does not depend on it.
+// # Counters
+//
+// Sysfs.ReadPortCounters reads a port's counters, Counters: ports/<n>/counters
+// (the InfiniBand PMA counters: packets, data, errors) and ports/<n>/hw_counters
+// (the driver's: retransmits, out-of-sequence packets, congestion notification
+// packets; rxe's sent_pkts and rcvd_pkts). ReadCounters and AddCounters read
+// every port of a Topology (the CLI's `devices` shows them), DiffCounters and
+// Counters.Sub what moved between two readings (the benchmark reports the
+// deltas over its run), Counters.Trouble the counters that say something went
+// wrong.
+//
+// # rdmamap
+//
+// github.com/Mellanox/rdmamap reads the counters (GetRdmaSysfsStats,
+// GetRdmaSysfsHwStats), and answers the netdev-to-device question on the live
+// system. It is called from one file, rdmamap.go, under one lock: rdmamap's
+// paths are package variables, and ReadPortCounters points its RdmaClassDir
+// at the Sysfs root for the call, so that the fixtures' counters are read by
+// rdmamap too. DeviceForNetdev turns its empty answers into errors, and
+// CheckLiveMapping checks that rdmamap and the sysfs reader agree on the live
+// host (a test does, in the SoftRoCE guest). Resolution does not depend on
+// it: the GID tables are the sysfs reader's.
 //
 // # How resolution chooses
 //

@@ -3,7 +3,9 @@ package rdma
 // This file is the only one that calls github.com/Mellanox/rdmamap. rdmamap
 // reads the real /sys (its paths are package variables, not a root), and
 // answers nil or "" where it failed: every answer is turned into a real error
-// here.
+// here. Every call holds rdmamapMu, so that ReadPortCounters may point
+// rdmamap.RdmaClassDir at a fixture's root for the length of its call
+// without another call reading the wrong tree.
 
 import (
 	"errors"
@@ -11,8 +13,11 @@ import (
 	"io/fs"
 	"net"
 	"os"
+	"path"
+	"path/filepath"
 	"slices"
 	"strings"
+	"sync"
 
 	"github.com/Mellanox/rdmamap"
 )
@@ -32,7 +37,9 @@ func DeviceForNetdev(netdev string) (string, error) {
 	if _, err := net.InterfaceByName(netdev); err != nil {
 		return "", fmt.Errorf("rdma: rdmamap %s: %w: no network interface named %s (expected a netdev of this network namespace): %w", netdev, ErrAddrNotLocal, netdev, err)
 	}
+	rdmamapMu.Lock()
 	dev, rerr := rdmamap.GetRdmaDeviceForNetdevice(netdev)
+	rdmamapMu.Unlock()
 	if dev == "" {
 		err := fmt.Errorf("rdma: rdmamap %s: %w: rdmamap finds no RDMA device serving netdev %s", netdev, ErrAddrNotServed, netdev)
 		if rerr != nil {
@@ -46,8 +53,72 @@ func DeviceForNetdev(netdev string) (string, error) {
 // liveMapper is the rdmamap side of CheckLiveMapping.
 type liveMapper struct{}
 
-func (liveMapper) devices() []string                       { return rdmamap.GetRdmaDeviceList() }
+func (liveMapper) devices() []string {
+	rdmamapMu.Lock()
+	defer rdmamapMu.Unlock()
+	return rdmamap.GetRdmaDeviceList()
+}
+
 func (liveMapper) deviceFor(netdev string) (string, error) { return DeviceForNetdev(netdev) }
+
+// rdmamapMu is held around every call of rdmamap (see the top of the file).
+var rdmamapMu sync.Mutex
+
+// ReadPortCounters reads the counters of port n of device dev below s's
+// root, with rdmamap's GetRdmaSysfsStats (ports/<n>/counters) and
+// GetRdmaSysfsHwStats (ports/<n>/hw_counters). A port without one of the
+// two directories has no counters of that kind (rxe has no counters/: no
+// PMA); one without both has none at all, which is not an error. rdmamap
+// reads a counter file it cannot read or parse as 0; it is reported so.
+//
+// rdmamap reads below its package variable RdmaClassDir, which this
+// function sets to <root>/sys/class/infiniband for the call. (Its
+// GetRdmaSysfsAllPortsStats is not used: when a port has hw_counters but no
+// counters, as rxe's, it returns the port as port 0 and drops the error.)
+//
+// Errors: one matching ErrTopology (and unix.ENETDOWN) naming the port's
+// directory when it does not exist (no such device or port, or it went
+// away) or a counter directory cannot be listed for another reason than its
+// absence.
+func (s Sysfs) ReadPortCounters(dev string, n int) (Counters, error) {
+	r := reader{fsys: os.DirFS(s.root()), root: s.root()}
+	pdir := path.Join(classInfiniBand, dev, "ports", fmt.Sprint(n))
+	if st, err := fs.Stat(r.fsys, pdir); err != nil || !st.IsDir() {
+		if err == nil {
+			err = fs.ErrInvalid
+		}
+		return Counters{}, r.errf(pdir, err, "no port %d of %s (did the device go away?)", n, dev)
+	}
+	rdmamapMu.Lock()
+	defer rdmamapMu.Unlock()
+	rdmamap.RdmaClassDir = filepath.Join(s.root(), filepath.FromSlash(classInfiniBand))
+	defer func() { rdmamap.RdmaClassDir = "/" + classInfiniBand }()
+	var c Counters
+	for _, g := range []struct {
+		dir  string
+		read func(string, int) ([]rdmamap.RdmaStatEntry, error)
+		into *map[string]uint64
+	}{
+		{rdmamap.RdmaCountersDir, rdmamap.GetRdmaSysfsStats, &c.PMA},
+		{rdmamap.RdmaHwCountersDir, rdmamap.GetRdmaSysfsHwStats, &c.HW},
+	} {
+		ents, err := g.read(dev, n)
+		if err != nil {
+			if errors.Is(err, fs.ErrNotExist) {
+				continue
+			}
+			return Counters{}, r.errf(path.Join(pdir, g.dir), err, "cannot list the counters")
+		}
+		m := make(map[string]uint64, len(ents))
+		for _, e := range ents {
+			if e.Name != "lifespan" {
+				m[e.Name] = e.Value
+			}
+		}
+		*g.into = m
+	}
+	return c, nil
+}
 
 // mapper answers which devices exist and which one serves a netdev.
 type mapper interface {

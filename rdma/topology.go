@@ -56,6 +56,9 @@ type Port struct {
 	// the IPoIB netdevs whose parent device holds this device and port. The
 	// first one is the port's main netdev.
 	Netdevs []string `json:"netdevs"`
+	// Counters are the port's counters, when they were read
+	// (Sysfs.AddCounters: ReadTopology leaves them nil).
+	Counters *Counters `json:"counters,omitempty"`
 }
 
 // PortStateActive is the State of a port that carries traffic.

@@ -18,7 +18,7 @@ import (
 )
 
 func init() {
-	commands["bench"] = command{"bench [--json|--benchstat] [--short] [--samples N] [--variants a,b] [--crowd N] [--plot FILE.svg] [--check DIR] [--record DIR]: bind latency vs its floors", runBench}
+	commands["bench"] = command{"bench [--json|--benchstat] [--short] [--samples N] [--count N] [--variants a,b] [--crowd N] [--plot FILE.svg] [--check DIR] [--record DIR]: bind latency vs its floors, port counters", runBench}
 }
 
 // benchOutput is bench's --json document: the report, and the check when
@@ -41,7 +41,8 @@ type checkOutput struct {
 func runBench(args []string, stdout io.Writer) error {
 	fs := flag.NewFlagSet("bench", flag.ContinueOnError)
 	asJSON := fs.Bool("json", false, "print the report as JSON")
-	benchstat := fs.Bool("benchstat", false, "print benchstat-compatible lines instead of the table")
+	benchstat := fs.Bool("benchstat", false, fmt.Sprintf("print Go benchmark lines for benchstat instead of the table, one per repetition (--count, default %d with --benchstat)", bench.BenchstatCount))
+	count := fs.Int("count", 0, fmt.Sprintf("repeat the whole run N times, each a run of its own (default 1; %d with --benchstat)", bench.BenchstatCount))
 	short := fs.Bool("short", false, fmt.Sprintf("a short run: %d samples after %d warm-up (unless --samples/--warmup say)", bench.ShortSamples, bench.ShortWarmup))
 	samples := fs.Int("samples", 0, fmt.Sprintf("samples per variant and per floor (default %d)", bench.DefaultSamples))
 	warmup := fs.Int("warmup", 0, fmt.Sprintf("warm-up samples per variant, not counted (default %d)", bench.DefaultWarmup))
@@ -68,7 +69,13 @@ func runBench(args []string, stdout io.Writer) error {
 	if *crowd <= 0 {
 		return fmt.Errorf("bench: --crowd %d: want a positive number of sockets", *crowd)
 	}
-	cfg := bench.Config{Samples: *samples, Warmup: *warmup, Short: *short, Crowd: *crowd}
+	if *count < 0 {
+		return fmt.Errorf("bench: --count %d: want 1 or more", *count)
+	}
+	cfg := bench.Config{Samples: *samples, Warmup: *warmup, Short: *short, Count: *count, Crowd: *crowd}
+	if cfg.Count == 0 && *benchstat {
+		cfg.Count = bench.BenchstatCount
+	}
 	if *short {
 		if cfg.Samples == 0 {
 			cfg.Samples = bench.ShortSamples
@@ -157,6 +164,9 @@ func runBench(args []string, stdout io.Writer) error {
 		if err := rep.WriteTable(stdout); err != nil {
 			return err
 		}
+	}
+	if *asJSON || *benchstat {
+		rep.WriteCounters(notes) // the table has them
 	}
 	if *plot != "" {
 		fmt.Fprintf(notes, "plot: %s\n", *plot)

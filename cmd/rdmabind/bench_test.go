@@ -49,6 +49,22 @@ func TestBenchTableAndBenchstat(t *testing.T) {
 	if st := run([]string{"bench", "--benchstat", "--samples", "20", "--variants", "kernel-bind"}, &stdout, &stderr); st != 0 || !strings.Contains(stdout.String(), "BenchmarkBind/kernel-bind-") {
 		t.Fatalf("benchstat: status %d\n%s", st, stdout.String())
 	}
+	// --benchstat repeats the run BenchstatCount times, a line each.
+	if n := strings.Count(stdout.String(), "BenchmarkBind/kernel-bind-"); n != bench.BenchstatCount {
+		t.Errorf("%d benchstat lines, want %d:\n%s", n, bench.BenchstatCount, stdout.String())
+	}
+	stdout.Reset()
+	if st := run([]string{"bench", "--benchstat", "--count", "2", "--samples", "20", "--variants", "kernel-bind"}, &stdout, &stderr); st != 0 || strings.Count(stdout.String(), "BenchmarkBind/kernel-bind-") != 2 {
+		t.Fatalf("--count 2: status %d\n%s", st, stdout.String())
+	}
+	stdout.Reset()
+	if st := run([]string{"bench", "--json", "--count", "3", "--samples", "20", "--variants", "kernel-bind"}, &stdout, &stderr); st != 0 {
+		t.Fatalf("--json --count 3: status %d\n%s", st, stderr.String())
+	}
+	var out bench.Report
+	if err := json.Unmarshal(stdout.Bytes(), &out); err != nil || out.Count != 3 || len(out.Results) != 1 || len(out.Results[0].Runs) != 3 || out.Results[0].Summary.N != 60 {
+		t.Fatalf("--json --count 3: %v %+v", err, out)
+	}
 }
 
 // Errors: an address not of this host is a spec error (exit 2), an unknown

@@ -159,38 +159,9 @@ func TestBindListenCLI(t *testing.T) {
 // come back intact, and the CLI prints an accept line per connection and a
 // closed line with the counts when the client closes.
 func TestBindListenEchoCLI(t *testing.T) {
-	testutil.SkipUnlessRDMA(t)
-	l, err := net.Listen("tcp4", "10.77.0.1:0")
-	if err != nil {
-		t.Skipf("no 10.77.0.1 here (the SoftRoCE guest's rxe0): %v", err)
-	}
-	ap := netip.MustParseAddrPort(l.Addr().String())
-	l.Close()
-	dir := t.TempDir()
-	srv := startCLI(t, "bind", ap.String(), "--listen", "--echo", "--registry", dir)
-	srv.next("bound")
-	if m := srv.next("listening"); m["role"] != "designated" {
-		t.Fatalf("listener: %v", m)
-	}
-	b, err := bindcore.Open(bindcore.Options{RegistryDir: dir})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer b.Close()
+	ap, srv, b := startEchoCLI(t)
 	for _, mode := range []qp.Mode{qp.ModeCM, qp.ModeTCP} {
-		s, err := b.Socket(bindcore.AFInet)
-		if err != nil {
-			t.Fatal(err)
-		}
-		if err := s.BindAddrPort(netip.AddrPortFrom(ap.Addr(), 0)); err != nil {
-			t.Fatal(err)
-		}
-		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-		c, err := qp.Dial(ctx, s, ap, &qp.Options{Mode: mode})
-		cancel()
-		if err != nil {
-			t.Fatalf("%v: Dial: %v", mode, err)
-		}
+		s, c := dialEcho(t, b, ap, mode)
 		if m := srv.next("accept"); m["transport"] != "qp-"+mode.String() || m["remote"] != c.LocalAddr().String() {
 			t.Fatalf("%v: accept %v, want transport qp-%v from %v", mode, m, mode, c.LocalAddr())
 		}
@@ -220,4 +191,51 @@ func TestBindListenEchoCLI(t *testing.T) {
 	if err := srv.cmd.Wait(); err != nil {
 		t.Fatalf("after SIGTERM: %v", err)
 	}
+}
+
+// startEchoCLI starts `bind ADDR --listen --echo` on a free port of
+// 10.77.0.1 (the guest's rxe0; the test skips elsewhere) with a registry of
+// the test's own, waits until it listens as the designated listener, and
+// opens a Binder on that registry for the client side (closed with t).
+func startEchoCLI(t *testing.T) (netip.AddrPort, *cli, *bindcore.Binder) {
+	t.Helper()
+	testutil.SkipUnlessRDMA(t)
+	l, err := net.Listen("tcp4", "10.77.0.1:0")
+	if err != nil {
+		t.Skipf("no 10.77.0.1 here (the SoftRoCE guest's rxe0): %v", err)
+	}
+	ap := netip.MustParseAddrPort(l.Addr().String())
+	l.Close()
+	dir := t.TempDir()
+	srv := startCLI(t, "bind", ap.String(), "--listen", "--echo", "--registry", dir)
+	srv.next("bound")
+	if m := srv.next("listening"); m["role"] != "designated" {
+		t.Fatalf("listener: %v", m)
+	}
+	b, err := bindcore.Open(bindcore.Options{RegistryDir: dir})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { b.Close() })
+	return ap, srv, b
+}
+
+// dialEcho binds a socket of b on ap's address and dials ap with a queue
+// pair in mode, within 30 s.
+func dialEcho(t *testing.T, b *bindcore.Binder, ap netip.AddrPort, mode qp.Mode) (*bindcore.Socket, *qp.Conn) {
+	t.Helper()
+	s, err := b.Socket(bindcore.AFInet)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := s.BindAddrPort(netip.AddrPortFrom(ap.Addr(), 0)); err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	c, err := qp.Dial(ctx, s, ap, &qp.Options{Mode: mode})
+	cancel()
+	if err != nil {
+		t.Fatalf("%v: Dial: %v", mode, err)
+	}
+	return s, c
 }

@@ -4,6 +4,7 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"strings"
 	"text/tabwriter"
 
 	"github.com/rdmabind/rdmabind/bindcore"
@@ -12,7 +13,7 @@ import (
 )
 
 func init() {
-	commands["devices"] = command{"devices, ports, state, link layer, GID table", runDevices}
+	commands["devices"] = command{"devices, ports, state, link layer, GID table, counters", runDevices}
 }
 
 func runDevices(args []string, stdout io.Writer) error {
@@ -30,6 +31,9 @@ func runDevices(args []string, stdout io.Writer) error {
 		return wsa.New(wsa.WSAENETDOWN, "devices", *root,
 			"no RDMA subsystem: no device in /sys/class/infiniband and no /dev/infiniband/rdma_cm")
 	}
+	if err := (rdma.Sysfs{Root: *root}).AddCounters(t); err != nil {
+		return bindcore.SpecError("devices", *root, err)
+	}
 	if *asJSON {
 		return writeJSON(stdout, t)
 	}
@@ -42,6 +46,13 @@ func runDevices(args []string, stdout io.Writer) error {
 			fmt.Fprintf(tw, "%s\tport %d\t%s\t%s\t%s\tnode %s %s\n", d.Name, p.Number, p.State, p.PhysState, p.LinkLayer, d.NodeType, d.NodeGUID)
 			for _, g := range p.GIDs {
 				fmt.Fprintf(tw, "\tgid %d\t%s\t%s\t%s\t\n", g.Index, g.GID, g.Type, g.Netdev)
+			}
+			if c := p.Counters; c != nil && !c.Empty() {
+				trouble := "none"
+				if tr := c.Trouble(); len(tr) > 0 {
+					trouble = strings.Join(tr, " ")
+				}
+				fmt.Fprintf(tw, "\tcounters\t%d packets\ttrouble: %s\n", c.Packets(), trouble)
 			}
 		}
 	}

@@ -4,7 +4,11 @@
 //
 // Usage:
 //
-//	rdmabind devices [--json]            devices, ports, state, link layer, GID table
+//	rdmabind devices [--json]            devices, ports, state, link layer, GID table,
+//	                                     counters (retransmits, out-of-sequence, CNPs...)
+//	rdmabind doctor [--json] [ADDR]      checks the host: devices, ports, the GID of each
+//	                                     address and why, memlock, rdma_cm, netns mode,
+//	                                     copy-on-fork, BPF, the registry; says how to fix
 //	rdmabind resolve ADDR:PORT [--json]  the device/port/GID a bind of it would use
 //	rdmabind bind ADDR:PORT [--listen] [--backlog N] [--echo]
 //	                                     binds (and listens), prints one JSON line when
@@ -12,13 +16,15 @@
 //	                                     accept, closed), holds until signalled; --echo
 //	                                     accepts queue pairs (qp/) and echoes messages
 //	rdmabind ls [--json]                 the registry: ports, owners, roles, listeners
-//	rdmabind bench [--json|--benchstat] [--short] [--samples N] [--warmup N]
+//	rdmabind bench [--json|--benchstat] [--short] [--samples N] [--warmup N] [--count N]
 //	               [--variants a,b] [--addr ADDR] [--plot FILE.svg]
 //	               [--check DIR [--inject V=F]] [--record DIR]
 //	                                     bind latency as distributions (p50 to max)
 //	                                     next to each variant's floor, their ratios,
-//	                                     a CDF plot; --check compares the ratios with
-//	                                     bench/history (docs/bench.md)
+//	                                     a CDF plot, the ports' counter deltas; --count N
+//	                                     repeats the run (benchstat lines per repetition);
+//	                                     --check compares the ratios with bench/history
+//	                                     (docs/bench.md)
 //
 // Errors print "rdmabind: WSAEADDRNOTAVAIL (10049): ..." on stderr, and with
 // --json also an object {"error","wsa","errno","message"} on stdout. The exit
@@ -26,6 +32,7 @@
 package main
 
 import (
+	"errors"
 	"fmt"
 	"io"
 	"os"
@@ -62,8 +69,18 @@ func run(args []string, stdout, stderr io.Writer) int {
 	if err == nil {
 		return 0
 	}
+	var st exitStatus
+	if errors.As(err, &st) {
+		return int(st)
+	}
 	return report(err, wantsJSON(args[1:]), stdout, stderr)
 }
+
+// exitStatus is returned by a command that has printed all it has to say
+// and only sets the exit status (doctor, when a check failed).
+type exitStatus int
+
+func (s exitStatus) Error() string { return fmt.Sprintf("exit status %d", int(s)) }
 
 func usage(w io.Writer) {
 	fmt.Fprintln(w, "usage: rdmabind COMMAND [ARGS] [--json]")

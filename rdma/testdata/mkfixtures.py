@@ -84,6 +84,9 @@ def device(root, name, devpath, node_guid, ports, node_type="1: CA",
                     write(root, "%s/gid_attrs/ndevs/%d" % (pd, k), g[2])
             else:
                 write(root, "%s/gids/%d" % (pd, k), "0000:" * 7 + "0000")
+        for group in ("counters", "hw_counters"):
+            for cname, v in port.get(group, {}).items():
+                write(root, "%s/%s/%s" % (pd, group, cname), str(v))
     link(root, "sys/class/infiniband/" + name, d)
 
 
@@ -124,14 +127,46 @@ def addrs(root, lines):
             f.write(l + "\n")
 
 
-def eth_port(gids, state="4: ACTIVE", phys="5: LinkUp", rate="100 Gb/sec (4X EDR)"):
+def eth_port(gids, state="4: ACTIVE", phys="5: LinkUp", rate="100 Gb/sec (4X EDR)",
+             counters=None, hw=None):
     return {"state": state, "phys_state": phys, "link_layer": "Ethernet",
-            "rate": rate, "gids": gids}
+            "rate": rate, "gids": gids, "counters": counters or {}, "hw_counters": hw or {}}
 
 
-def ib_port(gids, state="4: ACTIVE", phys="5: LinkUp", lid="0x12"):
+def ib_port(gids, state="4: ACTIVE", phys="5: LinkUp", lid="0x12", counters=None, hw=None):
     return {"state": state, "phys_state": phys, "link_layer": "InfiniBand",
-            "lid": lid, "rate": "100 Gb/sec (4X EDR)", "gids": gids}
+            "lid": lid, "rate": "100 Gb/sec (4X EDR)", "gids": gids,
+            "counters": counters or {}, "hw_counters": hw or {}}
+
+
+def rxe_hw(sent=0, rcvd=0):
+    """rxe's hw_counters (it has no counters/ directory: no PMA). lifespan
+    is a setting, the milliseconds between refreshes, not a counter."""
+    names = ["ack_deferred", "completer_retry_err", "duplicate_request",
+             "link_downed", "out_of_seq_request", "rcvd_rnr_err",
+             "rcvd_seq_err", "rdma_recvs", "rdma_sends", "retry_exceeded_err",
+             "retry_rnr_exceeded_err", "send_err", "send_rnr_err"]
+    hw = {n: 0 for n in names}
+    hw.update({"lifespan": 12, "sent_pkts": sent, "rcvd_pkts": rcvd})
+    return hw
+
+
+def pma(xmit_pkts, rcv_pkts):
+    """The PMA counters of counters/ (data in units of 4 bytes)."""
+    return {"port_xmit_packets": xmit_pkts, "port_rcv_packets": rcv_pkts,
+            "port_xmit_data": xmit_pkts * 256, "port_rcv_data": rcv_pkts * 256,
+            "port_rcv_errors": 0, "port_xmit_discards": 0, "symbol_error": 0,
+            "link_downed": 0, "link_error_recovery": 0}
+
+
+def mlx5_hw(out_of_sequence=0, retrans=0, cnp=0):
+    """mlx5's hw_counters on a RoCE port, a subset."""
+    return {"out_of_sequence": out_of_sequence, "packet_seq_err": 0,
+            "duplicate_request": 0, "implied_nak_seq_err": 0,
+            "local_ack_timeout_err": retrans, "rnr_nak_retry_err": 0,
+            "roce_adp_retrans": retrans, "np_cnp_sent": cnp, "rp_cnp_handled": cnp,
+            "np_ecn_marked_roce_packets": cnp, "out_of_buffer": 0,
+            "rx_write_requests": 1000, "rx_read_requests": 10, "lifespan": 10}
 
 
 def v1v2(start, addr, ndev):
@@ -158,7 +193,7 @@ def softroce():
         netdev(root, eth, pci + "/net/" + eth, mac, device=pci)
         device(root, "rxe%d" % i, "virtual/infiniband/rxe%d" % i, guid,
                {1: eth_port({0: (ll, V2, eth), 1: (v4, V2, eth), 2: (v6, V2, eth)},
-                            rate="2.5 Gb/sec (1X SDR)")},
+                            rate="2.5 Gb/sec (1X SDR)", hw=rxe_hw(sent=40 + i, rcvd=38 + i))},
                node_desc="rxe", parent=eth)
     lo(root)
     rdma_cm(root)
@@ -183,12 +218,13 @@ def connectx():
     gids.update(v1v2(6, ll2, "eth2.100"))
     gids.update(v1v2(8, "192.168.100.5", "eth2.100"))
     device(root, "mlx5_0", pf0 + "/infiniband/mlx5_0", "b8ce:f603:00a1:b2c0",
-           {1: eth_port(gids)}, node_desc="host1 mlx5_0", fw_ver="16.35.2000", table=16)
+           {1: eth_port(gids, counters=pma(123456, 120000),
+                        hw=mlx5_hw(out_of_sequence=7, retrans=3, cnp=12))}, node_desc="host1 mlx5_0", fw_ver="16.35.2000", table=16)
     gids = {}
     gids.update(v1v2(0, ll3, "eth3"))
     gids.update(v1v2(2, "192.168.11.5", "eth3"))
     device(root, "mlx5_1", pf1 + "/infiniband/mlx5_1", "b8ce:f603:00a1:b2c1",
-           {1: eth_port(gids, state="1: DOWN", phys="3: Disabled")},
+           {1: eth_port(gids, state="1: DOWN", phys="3: Disabled", counters=pma(0, 0), hw=mlx5_hw())},
            node_desc="host1 mlx5_1", fw_ver="16.35.2000", table=16)
     netdev(root, "eth2", pf0 + "/net/eth2", "b8:ce:f6:a1:b2:c0", device=pf0,
            upper=[("eth2.100", "virtual/net/eth2.100")])
@@ -219,7 +255,7 @@ def bond():
     gids.update(v1v2(0, ll, "bond0"))
     gids.update(v1v2(2, "10.20.0.5", "bond0"))
     device(root, "mlx5_bond_0", pf0 + "/infiniband/mlx5_bond_0", "0c42:a103:0065:7a2c",
-           {1: eth_port(gids)}, node_desc="host2 mlx5_bond_0", fw_ver="22.36.1010", table=16)
+           {1: eth_port(gids, counters=pma(5000, 5100), hw=mlx5_hw())}, node_desc="host2 mlx5_bond_0", fw_ver="22.36.1010", table=16)
     netdev(root, "eth4", pf0 + "/net/eth4", "0c:42:a1:65:7a:2c", device=pf0,
            upper=[("bond0", "virtual/net/bond0")])
     netdev(root, "eth5", pf1 + "/net/eth5", "0c:42:a1:65:7a:2c", device=pf1,
@@ -242,11 +278,13 @@ def ipoib():
     cx6 = "pci0000_00/0000_00_03.0/0000_07_00.0"
     cx3 = "pci0000_00/0000_00_03.2/0000_08_00.0"
     device(root, "mlx5_2", cx6 + "/infiniband/mlx5_2", "248a:0703:0049:d4f0",
-           {1: ib_port({0: ("fe80::248a:703:49:d4f0", V1, None)})},
+           {1: ib_port({0: ("fe80::248a:703:49:d4f0", V1, None)}, counters=pma(900, 901),
+                       hw={"out_of_sequence": 0, "local_ack_timeout_err": 0, "lifespan": 10})},
            node_desc="host3 mlx5_2", fw_ver="20.31.1014")
     device(root, "mlx4_0", cx3 + "/infiniband/mlx4_0", "0002:c903:0010:a3b0",
-           {1: ib_port({0: ("fe80::2:c903:10:a3b1", V1, None)}, lid="0x1f"),
-            2: ib_port({0: ("fe80::2:c903:10:a3b2", V1, None)}, state="2: INIT", lid="0xffff")},
+           {1: ib_port({0: ("fe80::2:c903:10:a3b1", V1, None)}, lid="0x1f", counters=pma(77, 78)),
+            2: ib_port({0: ("fe80::2:c903:10:a3b2", V1, None)}, state="2: INIT", lid="0xffff",
+                       counters=pma(0, 0))},
            node_desc="host3 mlx4_0", fw_ver="2.42.5000")
     netdev(root, "ib0", cx6 + "/net/ib0",
            "00:00:10:87:fe:80:00:00:00:00:00:00:24:8a:07:03:00:49:d4:f0",
