@@ -7,6 +7,7 @@ import (
 	"net"
 	"net/netip"
 	"os"
+	"runtime"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -144,5 +145,24 @@ func TestAcceptGivesUpWithItsContext(t *testing.T) {
 	defer cancel()
 	if _, err := l.Accept(ctx); !errors.Is(err, context.DeadlineExceeded) {
 		t.Fatalf("Accept past its context's deadline: %v", err)
+	}
+}
+
+// With one P a spin is a call into C that sysmon takes the P back from
+// every tick: withDefaults turns it off then, and keeps it with two.
+func TestSpinOffWithOneP(t *testing.T) {
+	defer runtime.GOMAXPROCS(runtime.GOMAXPROCS(0))
+	for _, tc := range []struct {
+		procs int
+		spin  time.Duration
+		want  time.Duration
+	}{
+		{1, 0, -1}, {1, time.Millisecond, -1}, {1, -1, -1},
+		{2, 0, 50 * time.Microsecond}, {2, time.Millisecond, time.Millisecond}, {2, -1, -1},
+	} {
+		runtime.GOMAXPROCS(tc.procs)
+		if got := (&Options{Spin: tc.spin}).withDefaults().Spin; got != tc.want {
+			t.Errorf("GOMAXPROCS %d, Spin %v: %v, want %v", tc.procs, tc.spin, got, tc.want)
+		}
 	}
 }

@@ -96,7 +96,10 @@ func (c *Conn) Send(p []byte) error {
 // sendSlot returns a free send buffer, reaping completions and, when none
 // is free, waiting on the send CQ.
 func (c *Conn) sendSlot(dl time.Time) (int, error) {
-	spinEnd := time.Now().Add(c.opts.Spin)
+	// The clock is read only when there is a spin to time, and only once
+	// no slot was free: where the clock source is not the TSC (the guests'
+	// hpet) time.Now is a system call.
+	var spinEnd time.Time
 	armed := false
 	for {
 		c.sq.Lock()
@@ -119,8 +122,13 @@ func (c *Conn) sendSlot(dl time.Time) (int, error) {
 		if !dl.IsZero() && time.Now().After(dl) {
 			return 0, os.ErrDeadlineExceeded
 		}
-		if time.Now().Before(spinEnd) {
-			continue
+		if c.opts.Spin > 0 {
+			if spinEnd.IsZero() {
+				spinEnd = time.Now().Add(c.opts.Spin)
+			}
+			if time.Now().Before(spinEnd) {
+				continue
+			}
 		}
 		if !armed {
 			if err := c.t.sendCQ().arm(); err != nil {
