@@ -15,6 +15,7 @@ import (
 	"github.com/rdmabind/rdmabind/bindcore/steer"
 	"github.com/rdmabind/rdmabind/bindcore/wsa"
 	"github.com/rdmabind/rdmabind/cgo/rdmacm"
+	"github.com/rdmabind/rdmabind/internal/testutil"
 	"github.com/rdmabind/rdmabind/rdma"
 )
 
@@ -158,7 +159,7 @@ func TestSpecErrorResolve(t *testing.T) {
 		{"connectx", "192.168.11.5", wsa.WSAENETDOWN, "which is DOWN"},
 		{"nordma", "192.0.2.2", wsa.WSAENETDOWN, "no RDMA subsystem: /dev/infiniband/rdma_cm not present"},
 	} {
-		root := "../rdma/testdata/" + tc.fixture
+		root := testutil.RDMAFixture(tc.fixture)
 		topo, err := rdma.ReadTopology(root)
 		if err != nil {
 			t.Fatal(err)

@@ -3,13 +3,12 @@ package bindcore
 import (
 	"errors"
 	"net/netip"
-	"path/filepath"
-	"runtime"
 	"testing"
 	"time"
 
 	"golang.org/x/sys/unix"
 
+	"github.com/rdmabind/rdmabind/internal/testutil"
 	"github.com/rdmabind/rdmabind/rdma"
 )
 
@@ -19,10 +18,7 @@ import (
 // same. Before, every such Bind reloaded: 400 Binds of 127.0.0.1 in the
 // guest took 125 s, all of it reading sysfs.
 func TestResolveCacheMissReload(t *testing.T) {
-	// The fixture by the source's path: the test binary may run from
-	// another directory (the checks run it from the module's root).
-	_, src, _, _ := runtime.Caller(0)
-	c := resolveCache{root: filepath.Join(filepath.Dir(src), "..", "rdma", "testdata", "softroce")}
+	c := resolveCache{root: testutil.RDMAFixture("softroce")}
 	notHost := netip.MustParseAddr("192.0.2.1") // TEST-NET-1: no host holds it
 	if _, err := c.resolve(notHost, false); err == nil {
 		t.Fatalf("resolve %v on the fixture: no error", notHost)
