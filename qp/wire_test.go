@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"errors"
 	"net/netip"
+	"runtime"
 	"testing"
 	"time"
 )
@@ -36,6 +37,9 @@ func TestHelloRoundTrip(t *testing.T) {
 }
 
 func TestOptionsDefaults(t *testing.T) {
+	// The default spin needs two Ps (TestSpinOffWithOneP); the guests of
+	// two have one vCPU, so GOMAXPROCS 1.
+	defer runtime.GOMAXPROCS(runtime.GOMAXPROCS(2))
 	o := (*Options)(nil).withDefaults()
 	if o.Mode != ModeCM || o.Chunk != 8<<10 || o.RecvDepth != 32 || o.RecvStart != 4 || o.SendDepth != 16 || o.SendStart != 2 || o.Spin != 50*time.Microsecond {
 		t.Fatalf("defaults: %+v", o)
