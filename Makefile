@@ -15,11 +15,15 @@ SOFTROCE_RUN ?= $(CURDIR)/ci/softroce/run
 # they run directly; elsewhere inside a SoftRoCE guest with two rxe devices
 # (the race detector stays on the host: under TCG it is too slow).
 DEVICE_PKGS ?= ./cgo/rdmacm/ ./cgo/verbs/ ./rdma/ ./bindcore/ ./cmd/rdmabind/ ./bench/
-# The guest kernels the device tests run on (ci/softroce/run --kernel):
-# Debian 12's own 6.1 and 6.12 from bookworm-security. The two-guest tests
-# run on DEVICE2_KERNEL only (about 4 minutes per kernel; make test stays
-# under 20 minutes): 6.1, the kernel of the demo and the bench records.
-DEVICE_KERNELS ?= 6.1 6.12
+# The guest kernels (ci/softroce/run --kernel): Debian 12's own 6.1 runs
+# every device test; 6.12 (bookworm-security) runs DEVICE_PKGS_612, the
+# packages that drive the kernel's RDMA, BPF and socket code themselves
+# (rdma_cm, verbs, sysfs, bindcore's binds, listens, steering and crash
+# safety), with fewer crash iterations; cmd/rdmabind and bench (the same
+# code through the CLI) and the two-guest tests (about 4 minutes per
+# kernel) run on 6.1 only, so that make test stays under 20 minutes.
+# DEVICE_KERNEL2_FULL=1 runs everything on 6.12 too.
+DEVICE_PKGS_612 ?= ./cgo/rdmacm/ ./cgo/verbs/ ./rdma/ ./bindcore/
 DEVICE2_KERNEL ?= 6.1
 HAVE_RDMA   := $(shell test -c /dev/infiniband/rdma_cm && ls /sys/class/infiniband 2>/dev/null | head -1)
 
@@ -91,11 +95,12 @@ ifneq ($(HAVE_RDMA),)
 	RDMABIND_BIND_CRASH_ITERS=$(GUEST_CRASH_ITERS) $(GO) test $(GOFLAGS_TEST) $(DEVICE_PKGS)
 else
 	@$(MAKE) --no-print-directory softroce-prepare
-	@for k in $(DEVICE_KERNELS); do \
-	  echo "device tests on the guest kernel $$k"; \
-	  RDMABIND_BIND_CRASH_ITERS=$(GUEST_CRASH_ITERS) $(GO) test $(GOFLAGS_TEST) -p 1 -timeout 15m \
-	    -exec "$(SOFTROCE_RUN) --kernel $$k --nics 2 --timeout 900 --" $(DEVICE_PKGS) || exit 1; \
-	done
+	@echo "device tests on the guest kernel 6.1"
+	RDMABIND_BIND_CRASH_ITERS=$(GUEST_CRASH_ITERS) $(GO) test $(GOFLAGS_TEST) -p 1 -timeout 15m \
+	  -exec '$(SOFTROCE_RUN) --kernel 6.1 --nics 2 --timeout 900 --' $(DEVICE_PKGS)
+	@echo "device tests on the guest kernel 6.12"
+	RDMABIND_BIND_CRASH_ITERS=30 $(GO) test $(GOFLAGS_TEST) -p 1 -timeout 15m \
+	  -exec '$(SOFTROCE_RUN) --kernel 6.12 --nics 2 --timeout 900 --' $(if $(DEVICE_KERNEL2_FULL),$(DEVICE_PKGS),$(DEVICE_PKGS_612))
 endif
 
 # Packages whose tests need two hosts (qp/: connections between them). On a
