@@ -56,7 +56,9 @@ func Resolve(addr netip.Addr) ([]rdma.Endpoint, error) {
 	return eps, nil
 }
 
-func (t *resolveCache) load() (*rdma.Resolver, *rdma.AddrTable, error) {
+// load reads the topology and, unless the caller has just listed them
+// (addrs non-nil), the host's addresses.
+func (t *resolveCache) load(addrs *rdma.AddrTable) (*rdma.Resolver, *rdma.AddrTable, error) {
 	root := t.root
 	if root == "" {
 		root = "/"
@@ -65,28 +67,33 @@ func (t *resolveCache) load() (*rdma.Resolver, *rdma.AddrTable, error) {
 	if err != nil {
 		return nil, nil, err
 	}
-	addrs, err := rdma.LiveAddrs()
-	if err != nil {
-		return nil, nil, wsa.Wrap(wsa.WSAENETDOWN, "resolve", "", err, "cannot list the host's addresses")
+	if addrs == nil {
+		if addrs, err = rdma.LiveAddrs(); err != nil {
+			return nil, nil, wsa.Wrap(wsa.WSAENETDOWN, "resolve", "", err, "cannot list the host's addresses")
+		}
 	}
 	return rdma.NewResolver(topo, addrs), addrs, nil
 }
 
 // stale reports whether a cached topology that cannot resolve addr is worth
 // reloading: never for loopback (no RDMA device serves it); always when it
-// is older than missReload or the host's addresses changed since.
-func (t *resolveCache) stale(addr netip.Addr) bool {
+// is older than missReload or the host's addresses changed since. The
+// addresses it listed to tell, if any, go to the reload.
+func (t *resolveCache) stale(addr netip.Addr) (bool, *rdma.AddrTable) {
 	if addr.Unmap().IsLoopback() {
-		return false
+		return false, nil
 	}
 	t.mu.Lock()
 	loaded, addrs := t.loaded, t.addrs
 	t.mu.Unlock()
 	if time.Since(loaded) >= missReload {
-		return true
+		return true, nil
 	}
 	live, err := rdma.LiveAddrs()
-	return err != nil || !live.Equal(addrs)
+	if err != nil {
+		return true, nil
+	}
+	return !live.Equal(addrs), live
 }
 
 // resolve resolves addr on the cached topology, reloading it once if
@@ -100,17 +107,20 @@ func (t *resolveCache) resolve(addr netip.Addr, refresh bool) ([]rdma.Endpoint, 
 		return eps, nil
 	}
 	t.mu.Unlock()
+	var fresh *rdma.AddrTable // the host's addresses, if stale just listed them
 	if res != nil && !refresh {
 		eps, err := res.Resolve(addr)
 		if err == nil {
 			t.remember(res, addr, eps)
 			return eps, nil
 		}
-		if !t.stale(addr) {
+		stale, live := t.stale(addr)
+		if !stale {
 			return nil, err
 		}
+		fresh = live
 	}
-	res, addrs, err := t.load()
+	res, addrs, err := t.load(fresh)
 	if err != nil {
 		return nil, err
 	}
