@@ -91,8 +91,8 @@ func (s Sysfs) ReadPortCounters(dev string, n int) (Counters, error) {
 	}
 	rdmamapMu.Lock()
 	defer rdmamapMu.Unlock()
+	defer func(old string) { rdmamap.RdmaClassDir = old }(rdmamap.RdmaClassDir)
 	rdmamap.RdmaClassDir = filepath.Join(s.root(), filepath.FromSlash(classInfiniBand))
-	defer func() { rdmamap.RdmaClassDir = "/" + classInfiniBand }()
 	var c Counters
 	for _, g := range []struct {
 		dir  string

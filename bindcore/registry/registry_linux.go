@@ -551,8 +551,6 @@ func faultGuard(old bool, errp *error) {
 	}
 }
 
-// openFD opens a new open file description of the registry file (trusted,
-// as Open's) and checks it is the file r opened.
 // OpenFile opens the registry's file again: a new open file description
 // (for locks of its own, such as package election's), opened as Open opens
 // it (O_NOFOLLOW, a regular file of this user or root that others cannot
@@ -563,6 +561,8 @@ func faultGuard(old bool, errp *error) {
 // errno of open(2).
 func (r *Registry) OpenFile() (int, error) { return r.openFD() }
 
+// openFD opens a new open file description of the registry file (trusted,
+// as Open's) and checks it is the file r opened.
 func (r *Registry) openFD() (int, error) {
 	fd, st, err := ofdlock.Open(r.path, unix.O_RDWR, 0)
 	if err != nil {
