@@ -290,10 +290,8 @@ func Run(ctx context.Context, cfg Config) (*Report, error) {
 		Machine: describeMachine(), Date: start.UTC().Truncate(time.Second), Addr: env.addr.String(),
 		Samples: cfg.Samples, Warmup: cfg.Warmup, Count: cfg.Count, Short: cfg.Short, Interleaved: true,
 	}
-	for _, v := range vs {
-		if v.Name == "bind-crowded" {
-			rep.Crowd = cfg.Crowd
-		}
+	if slices.ContainsFunc(vs, func(v Variant) bool { return v.Name == "bind-crowded" }) {
+		rep.Crowd = cfg.Crowd
 	}
 	rep.Version, rep.Commit = Version()
 	counters := startCounters()

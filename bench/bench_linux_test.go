@@ -104,3 +104,32 @@ func TestBindCrowded(t *testing.T) {
 		t.Errorf("left in the run's directory: %v", left)
 	}
 }
+
+// Count repeats the run: each repetition's distribution is kept (Runs),
+// the summary is over all their samples, and the report says how many.
+func TestRunRepeats(t *testing.T) {
+	parent := t.TempDir()
+	defer func(old string) { runDirParent = old }(runDirParent)
+	runDirParent = parent
+	rep, err := Run(context.Background(), Config{Samples: 5, Warmup: -1, Count: 3, Variants: []string{"kernel-bind", "claim"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if rep.Count != 3 {
+		t.Errorf("report count %d, want 3", rep.Count)
+	}
+	for _, name := range []string{"kernel-bind", "claim"} {
+		res := rep.Result(name)
+		if res == nil {
+			t.Fatalf("%s did not run: %+v", name, rep.Unavailable)
+		}
+		if len(res.Runs) != 3 || res.Summary.N != 15 {
+			t.Errorf("%s: %d runs, %d samples in all; want 3 and 15", name, len(res.Runs), res.Summary.N)
+		}
+		for i, r := range res.Runs {
+			if r.N != 5 {
+				t.Errorf("%s run %d: %d samples, want 5", name, i, r.N)
+			}
+		}
+	}
+}
