@@ -41,6 +41,11 @@ const (
 	lockStandby lockKind = 1 // held (write) by the standby listener
 )
 
+// rdmaShift moves an election lock's offset to the rdma_cm lock of its
+// address and port: past every election and standby lock (they end below
+// 2^62 + 2^53), and still inside int64.
+const rdmaShift = int64(1) << 56
+
 // flagOffset is the offset of the listener flag of port.
 func flagOffset(port uint16) int64 { return lockFlagBase + int64(port) }
 
@@ -59,6 +64,14 @@ func listenOffset(ap netip.AddrPort, k lockKind) int64 {
 	key := int64(h.Sum64() & (1<<50 - 1))
 	return lockV6Base + 2*key + int64(k)
 }
+
+// rdmaOffset is the offset of the rdma_cm lock of ap, held by the
+// designated listener whose rdma_cm id is on the port: a write lock from
+// before its rdma_listen until it listens, a read lock from then until
+// after its id is destroyed. A successor waits for the write lock before
+// it listens, so it listens the moment the old id is gone; the closing
+// listener waits for the successor's read lock before its Close returns.
+func rdmaOffset(ap netip.AddrPort) int64 { return listenOffset(ap, lockElect) + rdmaShift }
 
 // lockFile is an open file description of the registry file through which
 // listen locks are taken; every listener has its own (OFD locks of one
@@ -104,8 +117,23 @@ func (l *lockFile) unlock(off int64) error {
 
 // held reports whether another open file description holds a lock at off
 // (any lock: the probe asks for a write lock, which every lock blocks).
-func (l *lockFile) held(off int64) (bool, error) {
-	held, err := ofdlock.Held(l.fd, ofdlock.Write, off, 1)
+func (l *lockFile) held(off int64) (bool, error) { return l.conflicts(ofdlock.Write, off) }
+
+// readHeld reports whether another open file description holds a read
+// lock, and none a write lock, at off.
+func (l *lockFile) readHeld(off int64) (bool, error) {
+	held, err := l.conflicts(ofdlock.Write, off)
+	if err != nil || !held {
+		return false, err
+	}
+	w, err := l.conflicts(ofdlock.Read, off)
+	return !w, err
+}
+
+// conflicts reports whether a lock of another open file description at
+// off conflicts with one of type typ (a read lock meets write locks only).
+func (l *lockFile) conflicts(typ ofdlock.Type, off int64) (bool, error) {
+	held, err := ofdlock.Held(l.fd, typ, off, 1)
 	if err != nil {
 		return false, fmt.Errorf("listen locks: %s: F_OFD_GETLK at %#x: %w", l.path, off, err)
 	}

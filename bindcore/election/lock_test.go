@@ -16,8 +16,8 @@ import (
 	"github.com/rdmabind/rdmabind/internal/testutil"
 )
 
-// The lock offsets: past any record, election and standby apart, IPv4 and
-// IPv6 in ranges of their own, an IPv4-mapped address the IPv4 one, zones
+// The lock offsets: past any record, election, standby and rdma_cm locks
+// apart, IPv4 and IPv6 in ranges of their own, an IPv4-mapped address the IPv4 one, zones
 // dropped.
 func TestListenLockOffsets(t *testing.T) {
 	maxFile := registry.Header{Records: registry.MaxRecords, Groups: registry.IndexGroups(registry.MaxRecords)}.FileSize()
@@ -42,6 +42,14 @@ func TestListenLockOffsets(t *testing.T) {
 		if f := flagOffset(ap.Port()); f >= lockV4Base || f < lockBase {
 			t.Errorf("flag of %d at %#x", ap.Port(), f)
 		}
+		r := rdmaOffset(ap)
+		if r < lockBase+rdmaShift || r+1 < 0 {
+			t.Errorf("%s: rdma_cm lock at %#x out of its range", s, r)
+		}
+		if prev, dup := seen[r]; dup {
+			t.Errorf("%s rdma_cm lock and %s share offset %#x", s, prev, r)
+		}
+		seen[r] = s + "/rdma"
 	}
 	mapped := netip.AddrPortFrom(netip.MustParseAddr("::ffff:10.77.0.1"), 5000)
 	if listenOffset(mapped, lockElect) != listenOffset(netip.MustParseAddrPort("10.77.0.1:5000"), lockElect) {

@@ -39,7 +39,9 @@ import (
 //     in TCP yet. Without BPF steering (steer.Degraded) only the designated
 //     socket listens.
 //   - rdma_cm: only the designated socket has an id there (package cmport,
-//     driven through RDMAPort).
+//     driven through RDMAPort), under the rdma_cm lock of the address and
+//     port (lock.go), which a successor waits for, so that it listens the
+//     moment the closing listener's id is gone.
 
 // RDMAPort is the rdma_cm half of a listening socket, as the election
 // drives it (package cmport's Listener); nil where there is no rdma_cm part.
@@ -245,15 +247,12 @@ func (d *Member) designate(ctx context.Context, first bool) error {
 			// Bounded by the caller's ctx, the timeout, and Close.
 			lctx, cancel := context.WithTimeout(ctx, d.cfg.Timeout)
 			stop := context.AfterFunc(d.ctx, cancel)
-			err := d.cfg.RDMA.Listen(lctx, d.cfg.Backlog)
+			err := d.listenRDMA(lctx)
 			stop()
 			cancel()
 			if err != nil {
 				return err
 			}
-			d.mu.Lock()
-			d.rdma = true
-			d.mu.Unlock()
 		}
 		d.listening()
 		d.desOnce.Do(func() { close(d.designated) })
@@ -272,13 +271,7 @@ func (d *Member) designate(ctx context.Context, first bool) error {
 	d.listening()
 	errs = append(errs, d.lf.unlock(listenOffset(d.ap, lockStandby)))
 	if d.cfg.RDMA != nil {
-		if err := d.cfg.RDMA.Listen(d.ctx, d.cfg.Backlog); err != nil {
-			errs = append(errs, err)
-		} else {
-			d.mu.Lock()
-			d.rdma = true
-			d.mu.Unlock()
-		}
+		errs = append(errs, d.listenRDMA(d.ctx))
 	}
 	if d.ctx.Err() != nil {
 		return nil
@@ -286,6 +279,38 @@ func (d *Member) designate(ctx context.Context, first bool) error {
 	d.desOnce.Do(func() { close(d.designated) })
 	d.resolve()
 	return errors.Join(errs...)
+}
+
+// listenRDMA listens in rdma_cm under the rdma_cm lock of the address and
+// port (lock.go): it waits for the write lock while the previous designated
+// listener, closing, still has its id on the port (its Close unlocks the
+// moment the id is gone), listens, and turns the lock into a read lock,
+// which tells the closing listener that the port listens again.
+//
+// Errors: ctx's when it ends during the wait; those of the lock file and
+// of RDMAPort.Listen.
+func (d *Member) listenRDMA(ctx context.Context) error {
+	off := rdmaOffset(d.ap)
+	won, err := d.lf.try(ofdlock.Write, off)
+	if err == nil && !won {
+		if err = d.lf.wait(ctx, off); err != nil && ctx.Err() != nil {
+			err = fmt.Errorf("%v: the previous designated listener still has its rdma_cm id on the port (%w): %w", d.ap, unix.EADDRINUSE, err)
+		}
+	}
+	if err != nil {
+		return err
+	}
+	if err := d.cfg.RDMA.Listen(ctx, d.cfg.Backlog); err != nil {
+		d.lf.unlock(off)
+		return err
+	}
+	d.mu.Lock()
+	d.rdma = true
+	d.mu.Unlock()
+	if _, err := d.lf.try(ofdlock.Read, off); err != nil {
+		return err
+	}
+	return nil
 }
 
 // becomeStandby makes the socket the standby; the caller holds the standby
@@ -493,15 +518,27 @@ func (d *Member) AcceptTCP(ctx context.Context) (net.Conn, error) {
 	return c, err
 }
 
-// Close leaves the election: stop the background work, close the
-// rdma_cm listener (its port is then free for the successor), hand over
-// (handOver: with steering and a standby in its slot, the standby is
-// designated before the TCP listener closes), close the TCP listener (its
-// queued connections migrate to the standby), drop the locks (if handOver
-// did not), leave the steering group. Without steering the TCP listener
-// closes before the locks go, so that the successor never listens while it
-// still does (the kernel would share the requests between the two). The
-// registry claim is the caller's. Safe twice.
+// Close leaves the election. A designated listener with a standby hands
+// over first ("designate the successor, then close", docs/listen.md):
+//
+//  1. stop the background work and the pending accepts;
+//  2. without steering, close the TCP listener (the successor must not
+//     listen while it does: the kernel would share the requests between
+//     the two);
+//  3. drop the election lock, which the kernel grants to the standby; it
+//     designates itself (with steering one map update switches the slots)
+//     and waits for the rdma_cm lock. Close waits (handoverWait at most)
+//     until the group's status shows the switch, or without steering until
+//     the election lock is the standby's;
+//  4. close the rdma_cm listener (its queued requests are rejected with
+//     the retry mark) and drop the rdma_cm lock: the successor, woken by
+//     the kernel, listens on the freed port at once; Close waits
+//     (handoverWait at most) until its read lock says it does;
+//  5. close the TCP listener if step 2 did not (its queue migrates to the
+//     successor), drop the locks, leave the steering group.
+//
+// Otherwise it does 1, 4 (without waiting) and 5. The registry claim is the
+// caller's. Safe twice.
 func (d *Member) Close() error {
 	d.mu.Lock()
 	if d.closed {
@@ -515,6 +552,7 @@ func (d *Member) Close() error {
 	for f := range d.accepts {
 		acc = append(acc, f)
 	}
+	role, rdma := d.role, d.rdma
 	d.mu.Unlock()
 	d.cancel()
 	for _, f := range acc {
@@ -522,11 +560,29 @@ func (d *Member) Close() error {
 	}
 	d.wg.Wait()
 	var errs []error
+	tcpOpen := true
+	handing := role == registry.RoleDesignated && d.hasStandby()
+	if handing {
+		if d.group == nil {
+			errs = append(errs, d.cfg.Shadow.Close())
+			tcpOpen = false
+		}
+		errs = append(errs, d.handOver())
+	}
 	if d.cfg.RDMA != nil {
 		errs = append(errs, d.cfg.RDMA.Close())
+		if handing && rdma {
+			off := rdmaOffset(d.ap)
+			errs = append(errs, d.lf.unlock(off))
+			awaitFor(handoverWait, func() bool {
+				on, err := d.lf.readHeld(off)
+				return on || err != nil
+			})
+		}
 	}
-	d.handOver()
-	errs = append(errs, d.cfg.Shadow.Close())
+	if tcpOpen {
+		errs = append(errs, d.cfg.Shadow.Close())
+	}
 	errs = append(errs, d.lf.close())
 	if d.group != nil {
 		_, err := d.group.Release()
@@ -535,48 +591,66 @@ func (d *Member) Close() error {
 	return errors.Join(errs...)
 }
 
-// handoverWait bounds how long a closing designated listener waits for its
-// standby to take the designated slot before it closes anyway.
+// handoverWait bounds each wait of a closing designated listener for its
+// successor: to take the designated slot (or the election lock), then to
+// listen in rdma_cm.
 var handoverWait = 500 * time.Millisecond
 
-// handOver is the graceful half of a designated listener's close, with
-// steering: "designate the successor first, then close" (docs/steering.md).
-// The closing socket cannot designate the standby itself (it has not its
-// fd), so it drops its locks, which the kernel grants to the standby; the
-// standby designates itself (one map update switches the slots), and from
-// then on no new request reaches the closing socket. Once the group's
-// status shows that, or after handoverWait, the caller closes the TCP
-// listener: its queue migrates to the successor, and no handshake is
-// started on it meanwhile. (Closing while still designated relies on the
-// standby slot alone: the requests of handshakes the closing socket had
-// started then migrate lazily, which was seen to reset one connection in
-// about half a million under a storm.) Without steering, without a
-// standby, or when not designated, it does nothing.
-func (d *Member) handOver() {
-	d.mu.Lock()
-	role := d.role
-	d.mu.Unlock()
-	if d.group == nil || role != registry.RoleDesignated {
-		return
+// hasStandby reports whether a standby waits to take over: in the group's
+// standby slot (with steering, while this socket is in the designated
+// one), or holding the standby lock (without).
+func (d *Member) hasStandby() bool {
+	if d.group == nil {
+		held, err := d.lf.held(listenOffset(d.ap, lockStandby))
+		return held && err == nil
 	}
 	cookie, err := d.cfg.Shadow.Cookie()
 	if err != nil {
-		return
+		return false
 	}
 	st, err := d.group.Status()
-	if err != nil || st.Designated != cookie || st.Standby == 0 {
-		return
+	return err == nil && st.Designated == cookie && st.Standby != 0
+}
+
+// handOver is step 3 of Close: drop the election lock, which the kernel
+// grants to the standby, and wait until the standby has designated itself:
+// with steering, until the group's designated slot is no longer this
+// socket's (from then on no new TCP request reaches it; closing while
+// still designated would rely on the standby slot alone, and the requests
+// of handshakes the closing socket had started then migrate lazily, which
+// was seen to reset one connection in about half a million under a storm);
+// without, until the election lock is the standby's.
+func (d *Member) handOver() error {
+	if err := d.lf.unlock(listenOffset(d.ap, lockElect)); err != nil {
+		return err
 	}
-	d.lf.close()
-	// The standby takes tens of microseconds: poll without sleeping for the
-	// first millisecond (a Go sleep that short can last a millisecond).
+	if d.group == nil {
+		awaitFor(handoverWait, func() bool {
+			held, err := d.lf.held(listenOffset(d.ap, lockElect))
+			return held || err != nil
+		})
+		return nil
+	}
+	cookie, err := d.cfg.Shadow.Cookie()
+	if err != nil {
+		return nil
+	}
+	awaitFor(handoverWait, func() bool {
+		st, err := d.group.Status()
+		return err != nil || st.Designated != cookie
+	})
+	return nil
+}
+
+// awaitFor polls done until it reports true or max passes. The other side
+// takes tens of microseconds: it polls without sleeping for the first
+// millisecond (a Go sleep that short can last a millisecond), then every
+// 100 µs.
+func awaitFor(max time.Duration, done func() bool) {
 	start := time.Now()
-	for {
-		if st, err := d.group.Status(); err != nil || st.Designated != cookie {
-			return
-		}
+	for !done() {
 		switch el := time.Since(start); {
-		case el > handoverWait:
+		case el > max:
 			return
 		case el < time.Millisecond:
 			runtime.Gosched()
