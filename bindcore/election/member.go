@@ -552,13 +552,16 @@ func (d *Member) Close() error {
 	for f := range d.accepts {
 		acc = append(acc, f)
 	}
-	role, rdma := d.role, d.rdma
 	d.mu.Unlock()
 	d.cancel()
 	for _, f := range acc {
 		f.Close()
 	}
 	d.wg.Wait()
+	// The background work is over: role and rdma are final.
+	d.mu.Lock()
+	role, rdma := d.role, d.rdma
+	d.mu.Unlock()
 	var errs []error
 	tcpOpen := true
 	handing := role == registry.RoleDesignated && d.hasStandby()
