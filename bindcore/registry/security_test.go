@@ -3,7 +3,9 @@
 package registry
 
 import (
+	"bufio"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strconv"
 	"strings"
@@ -82,7 +84,8 @@ func TestRootRegistryIgnoresSquatters(t *testing.T) {
 // first ten fallback names of uid 65534 (in a sticky directory standing for
 // /dev/shm); uid 65534's Open and Claim with the default directory work,
 // in the first free fallback name, every process of uid 65534 finds
-// the same registry, and its List (what rdmabind ls prints) works.
+// the same registry, and its List (what rdmabind ls prints) in one process
+// shows the claim another process holds, and not once that one is gone.
 func TestUserRegistryIgnoresSquatters(t *testing.T) {
 	testutil.SkipUnlessRoot(t)
 	if _, err := os.Stat(filepath.Join(rundir.Default.UserRun, "65534")); err == nil {
@@ -91,10 +94,12 @@ func TestUserRegistryIgnoresSquatters(t *testing.T) {
 	shared := testutil.SharedDir(t)
 	target := testutil.Precious(t, 65534)
 	testutil.SquatAs(t, 65533, target, squatNames(shared, 65534, 10)...)
-	run := func(mode, port string) string {
-		cmd := testutil.HelperCommand(t, 65534, helperEnv+"="+mode, "REG_DIR=", "REG_SHARED="+shared,
+	command := func(mode, port string) *exec.Cmd {
+		return testutil.HelperCommand(t, 65534, helperEnv+"="+mode, "REG_DIR=", "REG_SHARED="+shared,
 			"REG_NETNS="+strconv.Itoa(squatNetns), "REG_ADDR=10.0.0.1", "REG_PORT="+port)
-		out, err := cmd.Output()
+	}
+	run := func(mode, port string) string {
+		out, err := command(mode, port).Output()
 		if err != nil {
 			t.Fatalf("helper: %v", err)
 		}
@@ -106,11 +111,35 @@ func TestUserRegistryIgnoresSquatters(t *testing.T) {
 			t.Fatalf("uid 65534's registry: %q, want %q", out, want)
 		}
 	}
-	if out := run("claim", "6300"); !strings.HasPrefix(out, "ok ") {
-		t.Fatalf("uid 65534's claim: %q", out)
+	// One process of uid 65534 holds a claim; another lists it.
+	hold := command("hold", "6300")
+	stdin, err := hold.StdinPipe()
+	if err != nil {
+		t.Fatal(err)
 	}
-	if out := run("list", "1"); out != "ok 0" { // the claim's process is gone
-		t.Fatalf("uid 65534's list: %q", out)
+	stdout, err := hold.StdoutPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := hold.Start(); err != nil {
+		t.Fatal(err)
+	}
+	line, err := bufio.NewReader(stdout).ReadString('\n')
+	if !strings.HasPrefix(line, "ready ") {
+		stdin.Close()
+		hold.Wait()
+		t.Fatalf("uid 65534's claim: %q, %v", line, err)
+	}
+	listed := run("list", "1")
+	stdin.Close()
+	if err := hold.Wait(); err != nil {
+		t.Fatalf("holder: %v", err)
+	}
+	if listed != "ok 1" {
+		t.Fatalf("uid 65534's list while its other process holds 10.0.0.1:6300: %q, want \"ok 1\"", listed)
+	}
+	if out := run("list", "1"); out != "ok 0" { // the holder is gone
+		t.Fatalf("uid 65534's list after the holder ended: %q", out)
 	}
 	if out, err := testutil.RunAs(t, 65533, "/bin/cat", strings.TrimPrefix(want, "ok ")); err == nil {
 		t.Fatalf("uid 65533 read uid 65534's registry: %q", out)
