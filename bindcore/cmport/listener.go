@@ -255,20 +255,15 @@ func (c *Listener) Standby() {
 	}
 }
 
-// Close stops listening and rejects the requests nobody accepted, with
-// RetryData (the client dials again and reaches the standby). Safe twice.
-func (c *Listener) Close() error {
+// Unlisten destroys the listening id (and a bound one the socket still
+// had): from then on the port is free in rdma_cm. Requests already queued
+// stay queued, for Close to reject, so that the client that retries finds
+// the successor listening. Safe twice and with Close.
+func (c *Listener) Unlisten() error {
 	c.mu.Lock()
-	if c.closed {
-		c.mu.Unlock()
-		return nil
-	}
-	c.closed = true
 	id, own := c.id, c.own
 	c.id, c.own = nil, nil
 	c.mu.Unlock()
-	c.a.removeUser(c)
-	close(c.done)
 	var errs []error
 	if own != nil {
 		errs = append(errs, own.Close())
@@ -277,7 +272,23 @@ func (c *Listener) Close() error {
 		c.d.unroute(id)
 		errs = append(errs, id.Close())
 	}
-	err := errors.Join(errs...)
+	return errors.Join(errs...)
+}
+
+// Close stops listening (Unlisten) and rejects the requests nobody
+// accepted, with RetryData (the client dials again and reaches the
+// standby). Safe twice.
+func (c *Listener) Close() error {
+	c.mu.Lock()
+	if c.closed {
+		c.mu.Unlock()
+		return nil
+	}
+	c.closed = true
+	c.mu.Unlock()
+	c.a.removeUser(c)
+	close(c.done)
+	err := c.Unlisten()
 	for {
 		select {
 		case r := <-c.reqs:

@@ -28,13 +28,18 @@ type cmPort struct {
 }
 
 // cmModel is one member's RDMAPort on a cmPort; its Listen retries as
-// package cmport's does (a growing pause, 50 µs to 1 ms).
-type cmModel struct{ p *cmPort }
+// package cmport's does (a growing pause, 50 µs to 1 ms), and counts its
+// tries.
+type cmModel struct {
+	p     *cmPort
+	tries int // under p.mu
+}
 
 func (m *cmModel) Listen(ctx context.Context, backlog int) error {
 	pause := 50 * time.Microsecond
 	for {
 		m.p.mu.Lock()
+		m.tries++
 		if m.p.owner == nil {
 			m.p.owner = m
 			if !m.p.closed.IsZero() {
@@ -55,7 +60,9 @@ func (m *cmModel) Listen(ctx context.Context, backlog int) error {
 
 func (m *cmModel) Standby() {}
 
-func (m *cmModel) Close() error {
+func (m *cmModel) Close() error { return m.Unlisten() }
+
+func (m *cmModel) Unlisten() error {
 	m.p.mu.Lock()
 	defer m.p.mu.Unlock()
 	if m.p.owner == m {
@@ -76,8 +83,8 @@ func (p *cmPort) listener() *cmModel {
 // rdma_cm (so a client that reconnects after the close, as net/http's
 // does after Shutdown, finds a listener), and the port is without a
 // listener only from the old id's end to the successor's listen, which the
-// rdma_cm lock (woken by the kernel) keeps short: the successor does not
-// poll for it.
+// rdma_cm lock (woken by the kernel) keeps short: the successor's Listen
+// succeeds at its first try, it does not poll for the port.
 func TestRDMAHandover(t *testing.T) {
 	if !testutil.RunInPrivateNS(t) {
 		return
@@ -127,6 +134,12 @@ func TestRDMAHandover(t *testing.T) {
 				}
 				if !next.d.State().RDMA {
 					t.Fatalf("round %d: the new designated listener says it does not listen in rdma_cm", i)
+				}
+				port.mu.Lock()
+				tries := next.rdma.tries
+				port.mu.Unlock()
+				if tries != 1 {
+					t.Fatalf("round %d: the successor's Listen tried %d times, want 1 (woken by the lock once the old id was gone)", i, tries)
 				}
 				prev = next
 			}

@@ -24,8 +24,9 @@ import (
 // is exactly the scope of a port: the locks need no key for either.
 //
 // The offsets (the port flags, the IPv4 and the hashed IPv6 election and
-// standby locks) are specified with every other lock of the file in
-// docs/registry.md, "Lock map"; flagOffset and listenOffset compute them.
+// standby locks, the rdma_cm locks) are specified with every other lock of
+// the file in docs/registry.md, "Lock map"; flagOffset, listenOffset and
+// rdmaOffset compute them.
 const (
 	lockBase     = int64(1) << 62
 	lockFlagBase = lockBase
@@ -67,10 +68,12 @@ func listenOffset(ap netip.AddrPort, k lockKind) int64 {
 
 // rdmaOffset is the offset of the rdma_cm lock of ap, held by the
 // designated listener whose rdma_cm id is on the port: a write lock from
-// before its rdma_listen until it listens, a read lock from then until
-// after its id is destroyed. A successor waits for the write lock before
-// it listens, so it listens the moment the old id is gone; the closing
-// listener waits for the successor's read lock before its Close returns.
+// before its rdma_listen until it listens, a read lock from then until its
+// Close has destroyed the id (a killed process's lock may go before its
+// id: the successor's Listen retries meanwhile). A successor waits for the
+// write lock before it listens, so it listens the moment the old id is
+// gone; the closing listener waits for the successor's read lock before
+// it rejects its queue and its Close returns.
 func rdmaOffset(ap netip.AddrPort) int64 { return listenOffset(ap, lockElect) + rdmaShift }
 
 // lockFile is an open file description of the registry file through which
@@ -117,27 +120,23 @@ func (l *lockFile) unlock(off int64) error {
 
 // held reports whether another open file description holds a lock at off
 // (any lock: the probe asks for a write lock, which every lock blocks).
-func (l *lockFile) held(off int64) (bool, error) { return l.conflicts(ofdlock.Write, off) }
-
-// readHeld reports whether another open file description holds a read
-// lock, and none a write lock, at off.
-func (l *lockFile) readHeld(off int64) (bool, error) {
-	held, err := l.conflicts(ofdlock.Write, off)
-	if err != nil || !held {
-		return false, err
-	}
-	w, err := l.conflicts(ofdlock.Read, off)
-	return !w, err
-}
-
-// conflicts reports whether a lock of another open file description at
-// off conflicts with one of type typ (a read lock meets write locks only).
-func (l *lockFile) conflicts(typ ofdlock.Type, off int64) (bool, error) {
-	held, err := ofdlock.Held(l.fd, typ, off, 1)
+func (l *lockFile) held(off int64) (bool, error) {
+	held, err := ofdlock.Held(l.fd, ofdlock.Write, off, 1)
 	if err != nil {
 		return false, fmt.Errorf("listen locks: %s: F_OFD_GETLK at %#x: %w", l.path, off, err)
 	}
 	return held, nil
+}
+
+// readHeld reports whether other open file descriptions hold read locks,
+// and none a write lock, at off: one probe (ofdlock.Holder), so a write
+// lock dropped meanwhile cannot pass for a read lock.
+func (l *lockFile) readHeld(off int64) (bool, error) {
+	typ, err := ofdlock.Holder(l.fd, off, 1)
+	if err != nil {
+		return false, fmt.Errorf("listen locks: %s: F_OFD_GETLK at %#x: %w", l.path, off, err)
+	}
+	return typ == ofdlock.Read, nil
 }
 
 // close closes the description, dropping every lock taken through it.

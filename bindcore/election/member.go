@@ -51,7 +51,11 @@ type RDMAPort interface {
 	Listen(ctx context.Context, backlog int) error
 	// Standby gives up any rdma_cm id of the socket: it is not designated.
 	Standby()
-	// Close stops listening and rejects the requests not accepted.
+	// Unlisten destroys the socket's rdma_cm ids (the port is free for a
+	// successor) and keeps the requests queued, for Close.
+	Unlisten() error
+	// Close stops listening and rejects the requests not accepted (with
+	// the retry mark: the client dials again).
 	Close() error
 }
 
@@ -287,28 +291,42 @@ func (d *Member) designate(ctx context.Context, first bool) error {
 // moment the id is gone), listens, and turns the lock into a read lock,
 // which tells the closing listener that the port listens again.
 //
-// Errors: ctx's when it ends during the wait; those of the lock file and
-// of RDMAPort.Listen.
+// Errors: ctx.Err() when ctx is cancelled during the wait, an error
+// matching unix.EADDRINUSE when its deadline passes; those of
+// RDMAPort.Listen. A lock that cannot be had for another reason is passed
+// by: Listen then retries while the old id is there.
 func (d *Member) listenRDMA(ctx context.Context) error {
 	off := rdmaOffset(d.ap)
+	start := time.Now()
 	won, err := d.lf.try(ofdlock.Write, off)
 	if err == nil && !won {
-		if err = d.lf.wait(ctx, off); err != nil && ctx.Err() != nil {
-			err = fmt.Errorf("%v: the previous designated listener still has its rdma_cm id on the port (%w): %w", d.ap, unix.EADDRINUSE, err)
-		}
+		err = d.lf.wait(ctx, off)
 	}
-	if err != nil {
-		return err
+	locked := err == nil
+	switch {
+	case err == nil:
+	case errors.Is(ctx.Err(), context.DeadlineExceeded):
+		return fmt.Errorf("%v: the previous designated listener, closing, still had its rdma_cm id on the port after %v (%w): %w",
+			d.ap, time.Since(start).Round(time.Millisecond), unix.EADDRINUSE, err)
+	case ctx.Err() != nil:
+		return ctx.Err()
+	default:
+		// The lock only spares the successor its retries: without it,
+		// Listen retries while the old id is there.
 	}
 	if err := d.cfg.RDMA.Listen(ctx, d.cfg.Backlog); err != nil {
-		d.lf.unlock(off)
+		if locked {
+			d.lf.unlock(off)
+		}
 		return err
 	}
 	d.mu.Lock()
 	d.rdma = true
 	d.mu.Unlock()
-	if _, err := d.lf.try(ofdlock.Read, off); err != nil {
-		return err
+	if locked {
+		if _, err := d.lf.try(ofdlock.Read, off); err != nil {
+			return err
+		}
 	}
 	return nil
 }
@@ -530,15 +548,17 @@ func (d *Member) AcceptTCP(ctx context.Context) (net.Conn, error) {
 //     and waits for the rdma_cm lock. Close waits (handoverWait at most)
 //     until the group's status shows the switch, or without steering until
 //     the election lock is the standby's;
-//  4. close the rdma_cm listener (its queued requests are rejected with
-//     the retry mark) and drop the rdma_cm lock: the successor, woken by
-//     the kernel, listens on the freed port at once; Close waits
-//     (handoverWait at most) until its read lock says it does;
+//  4. destroy the rdma_cm listening id and drop the rdma_cm lock: the
+//     successor, woken by the kernel, listens on the freed port at once;
+//     Close waits (handoverWait at most) until its read lock says it does,
+//     and then rejects the requests still queued with the retry mark (the
+//     clients dial again, and find the successor);
 //  5. close the TCP listener if step 2 did not (its queue migrates to the
 //     successor), drop the locks, leave the steering group.
 //
-// Otherwise it does 1, 4 (without waiting) and 5. The registry claim is the
-// caller's. Safe twice.
+// Otherwise it does 1, closes the rdma_cm listener (rejecting its queue)
+// and does 5, which drops the rdma_cm lock with the others. The registry
+// claim is the caller's. Safe twice.
 func (d *Member) Close() error {
 	d.mu.Lock()
 	if d.closed {
@@ -573,8 +593,8 @@ func (d *Member) Close() error {
 		errs = append(errs, d.handOver())
 	}
 	if d.cfg.RDMA != nil {
-		errs = append(errs, d.cfg.RDMA.Close())
 		if handing && rdma {
+			errs = append(errs, d.cfg.RDMA.Unlisten())
 			off := rdmaOffset(d.ap)
 			errs = append(errs, d.lf.unlock(off))
 			awaitFor(handoverWait, func() bool {
@@ -582,6 +602,7 @@ func (d *Member) Close() error {
 				return on || err != nil
 			})
 		}
+		errs = append(errs, d.cfg.RDMA.Close())
 	}
 	if tcpOpen {
 		errs = append(errs, d.cfg.Shadow.Close())

@@ -13,12 +13,13 @@
 //
 // Who locks which bytes of the registry file (the registry's header and
 // record ranges; the listen locks past 2^62: port flags, the IPv4 and the
-// hashed IPv6 election and standby locks) is specified once, in
+// hashed IPv6 election and standby locks, the rdma_cm locks) is specified
+// once, in
 // docs/registry.md, "Lock map".
 //
 // # Errors
 //
-// The functions are thin: Set, Unlock and Held return the raw errno of
+// The functions are thin: Set, Unlock, Held and Holder return the raw errno of
 // fcntl(2) (unix.EAGAIN for a conflict), with nothing allocated, so that a
 // claim's fast path pays for one system call and no more; callers wrap it
 // once, with what they were doing. Wait returns the errno of its failing

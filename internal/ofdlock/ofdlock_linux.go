@@ -8,10 +8,11 @@ import (
 	"golang.org/x/sys/unix"
 )
 
-// The lock types, as fcntl(2) has them.
+// The lock types, as fcntl(2) has them; None is no lock (Holder).
 const (
 	Read  Type = unix.F_RDLCK
 	Write Type = unix.F_WRLCK
+	None  Type = unix.F_UNLCK
 )
 
 // Set takes a lock of type t on the bytes [off, off+n) through fd's open
@@ -70,6 +71,26 @@ func Held(fd int, t Type, off, n int64) (bool, error) {
 			return false, err
 		}
 		return lk.Type != unix.F_UNLCK, nil
+	}
+}
+
+// Holder returns the type of a lock another open file description holds on
+// [off, off+n) (F_OFD_GETLK with a write probe, which every lock blocks):
+// Write, Read, or None when there is none. Where one description holds a
+// write lock no other holds any, so Read means read locks only.
+//
+// Errors (raw): the errno of fcntl(2), e.g. unix.EBADF.
+func Holder(fd int, off, n int64) (Type, error) {
+	lk := unix.Flock_t{Type: int16(Write), Whence: 0, Start: off, Len: n}
+	for {
+		err := fcntlRaw(fd, unix.F_OFD_GETLK, &lk)
+		if err == unix.EINTR {
+			continue
+		}
+		if err != nil {
+			return None, err
+		}
+		return Type(lk.Type), nil
 	}
 }
 

@@ -13,6 +13,7 @@ import (
 const (
 	Read  Type = 0
 	Write Type = 1
+	None  Type = 2
 )
 
 func notSupported(op string) error { return fmt.Errorf("ofdlock: %s: %w", op, ErrNotSupported) }
@@ -25,6 +26,9 @@ func Unlock(fd int, off, n int64) error { return notSupported("unlock") }
 
 // Held returns an error matching ErrNotSupported.
 func Held(fd int, t Type, off, n int64) (bool, error) { return false, notSupported("held") }
+
+// Holder returns an error matching ErrNotSupported.
+func Holder(fd int, off, n int64) (Type, error) { return None, notSupported("holder") }
 
 // Wait returns an error matching ErrNotSupported.
 func Wait(ctx context.Context, fd int, t Type, off, n int64) error { return notSupported("wait") }

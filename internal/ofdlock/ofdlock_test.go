@@ -361,3 +361,33 @@ func TestCheck(t *testing.T) {
 		}
 	}
 }
+
+// Holder names the type of another description's lock: none, write, read
+// (also after a write lock is turned into a read lock), never its own.
+func TestHolder(t *testing.T) {
+	testutil.CheckFDs(t)
+	p := lockFile(t)
+	a, b := open(t, p), open(t, p)
+	const off, n = 1<<62 + 1<<56, 1
+	want := func(what string, fd int, typ Type) {
+		t.Helper()
+		got, err := Holder(fd, off, n)
+		if err != nil || got != typ {
+			t.Fatalf("%s: %v, %v; want %v", what, got, err, typ)
+		}
+	}
+	want("free", b, None)
+	if err := Set(a, Write, off, n); err != nil {
+		t.Fatal(err)
+	}
+	want("a's write lock", b, Write)
+	want("a's own lock", a, None)
+	if err := Set(a, Read, off, n); err != nil {
+		t.Fatal(err)
+	}
+	want("a's lock turned to read", b, Read)
+	if err := Unlock(a, off, n); err != nil {
+		t.Fatal(err)
+	}
+	want("after the unlock", b, None)
+}
