@@ -152,9 +152,17 @@ func TestBadAddressesWithRDMA(t *testing.T) {
 	for _, mode := range []qp.Mode{qp.ModeCM, qp.ModeTCP} {
 		d3 := *d
 		d3.Options = &qp.Options{Mode: mode}
+		t0 := time.Now()
 		_, err = d3.DialContext(ctx, "rdma", addr)
+		took := time.Since(t0)
 		if e := opErr(t, err, "dial"); !errors.Is(e, unix.ECONNREFUSED) {
 			t.Errorf("Dial %v to %s where nothing listens: %v, want ECONNREFUSED", mode, addr, err)
 		}
+		// Over rdma_cm a refusal for want of a listener is retried for
+		// RefusedRetry (a listener's handover), and no longer.
+		if mode == qp.ModeCM && took < qp.DefaultRefusedRetry {
+			t.Errorf("Dial %v refused after %v, before RefusedRetry (%v) ended", mode, took, qp.DefaultRefusedRetry)
+		}
+		t.Logf("Dial %v where nothing listens: refused after %v", mode, took)
 	}
 }

@@ -112,8 +112,12 @@ func dialCM(ctx context.Context, ep bindcore.Endpoint, remote netip.AddrPort, o 
 	if err != nil {
 		// The transport may pad a reject's private data (InfiniBand's
 		// REJ carries a fixed 148 bytes): the data starts with the mark.
-		if ev.Type == rdmacm.EventRejected && bytes.HasPrefix(ev.PrivateData, bindcore.RetryRejectData) {
+		switch {
+		case ev.Type != rdmacm.EventRejected:
+		case bytes.HasPrefix(ev.PrivateData, bindcore.RetryRejectData):
 			err = &retryError{err}
+		case ev.Status == rejectNoListener:
+			err = &refusedError{err}
 		}
 		return c, err
 	}
@@ -274,6 +278,20 @@ func (l *cmLink) close() error {
 	}
 	return errors.Join(errs...)
 }
+
+// rejectNoListener is the reject reason of a connect request for which
+// the peer's connection manager has no listener (InfiniBand's
+// IB_CM_REJ_INVALID_SERVICE_ID, also RoCE's): nothing listens on the port
+// in rdma_cm, for good or in a listener's handover.
+const rejectNoListener = 8
+
+// refusedError is a dial's reject for want of a listener
+// (rejectNoListener), which Dial retries for Options.RefusedRetry. It
+// matches unix.ECONNREFUSED.
+type refusedError struct{ err error }
+
+func (e *refusedError) Error() string { return e.err.Error() }
+func (e *refusedError) Unwrap() error { return e.err }
 
 // retryError is a dial's reject that asks to dial again: the listener was
 // closing and its standby takes the port over (bindcore.RetryRejectData).

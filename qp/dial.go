@@ -21,7 +21,11 @@ import (
 // A listener that closes while its standby takes the port over rejects
 // with bindcore.RetryRejectData; Dial then dials again (1 ms, 2 ms, ... up
 // to 50 ms apart) within ctx's deadline, so that a graceful restart of a
-// server loses no connection (docs/netapi.md).
+// server loses no connection (docs/netapi.md). A request that finds no
+// listener at all (the peer's reject reason 8: between the closing
+// listener's id and its successor's rdma_listen, or nothing listens) is
+// dialled again the same way for Options.RefusedRetry (500 ms by default)
+// before Dial gives up with ECONNREFUSED.
 //
 // In ModeCM the connecting rdma_cm id is bound to the socket's address and
 // a port of its own (rdma_cm's source port), not the socket's port: see
@@ -32,8 +36,8 @@ import (
 // Errors (wrapped with "qp dial", the mode and the addresses):
 //   - the socket's WSAENOTSOCK / WSAEINVAL (not bound) from Endpoint;
 //   - unix.EINVAL for an invalid remote or mode;
-//   - unix.ECONNREFUSED: rejected (nothing listens there in rdma_cm, or
-//     the listener refused) or refused by TCP;
+//   - unix.ECONNREFUSED: rejected (nothing listens there in rdma_cm for
+//     RefusedRetry, or the listener refused) or refused by TCP;
 //   - unix.ETIMEDOUT, unix.EHOSTUNREACH, ctx.Err(): resolution or
 //     connection did not complete;
 //   - unix.EADDRNOTAVAIL (ModeTCP): a connection between these two
@@ -61,16 +65,26 @@ func Dial(ctx context.Context, s *bindcore.Socket, remote netip.AddrPort, o *Opt
 	switch opts.Mode {
 	case ModeCM:
 		// A listener that closes rejects with "dial again" while its
-		// standby takes over: dial again, pausing 1 ms, then longer, up
-		// to 50 ms, within the deadline.
+		// standby takes over, and between the two ids no listener
+		// answers: dial again, pausing 1 ms, then longer, up to 50 ms,
+		// within the deadline (and for want of a listener, within
+		// RefusedRetry of the first such refusal).
 		tries := 0
+		var refused time.Time
 		for pause := time.Millisecond; ; pause = min(2*pause, 50*time.Millisecond) {
 			tries++
 			c, err = dialCM(ctx, ep, remote, opts)
 			if err == nil {
 				c.tries = tries
 			}
-			if !errors.As(err, new(*retryError)) {
+			if errors.As(err, new(*refusedError)) {
+				if refused.IsZero() {
+					refused = time.Now()
+				}
+				if opts.RefusedRetry < 0 || time.Since(refused) >= opts.RefusedRetry {
+					break
+				}
+			} else if !errors.As(err, new(*retryError)) {
 				break
 			}
 			t := time.NewTimer(pause)

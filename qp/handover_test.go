@@ -2,10 +2,13 @@ package qp
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"net/netip"
 	"testing"
 	"time"
+
+	"golang.org/x/sys/unix"
 
 	"github.com/rdmabind/rdmabind/internal/testutil"
 )
@@ -82,5 +85,63 @@ func TestDeviceDialRetriesThroughHandover(t *testing.T) {
 		t.Fatalf("Dial made %d tries: the request was not rejected with dial-again", r.c.Tries())
 	}
 	t.Logf("Dial reached the standby after %d tries", r.c.Tries())
+	echoCheck(t, r.c, 3, 64, 1)
+}
+
+// A connect request that finds no listener at all (reject reason 8: the
+// gap between a closing listener's id and its successor's rdma_listen)
+// is dialled again for Options.RefusedRetry: a Dial started 150 ms before
+// anything listens on the port succeeds, in more than one try. With
+// RefusedRetry negative the same dial is refused at its first try.
+func TestDeviceDialRidesOverNoListener(t *testing.T) {
+	testutil.SkipUnlessRDMA(t)
+	local := testutil.LocalAddr(t)
+	b := openBinder(t)
+	srv := fmt.Sprintf("%s:%d", local, 7491)
+	server := bindSocket(t, b, srv)
+	client := bindSocket(t, b, local+":0")
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+
+	t0 := time.Now()
+	_, err := Dial(ctx, client, netip.MustParseAddrPort(srv), &Options{RefusedRetry: -1})
+	if !errors.Is(err, unix.ECONNREFUSED) || !errors.As(err, new(*refusedError)) {
+		t.Fatalf("Dial with RefusedRetry -1 where nothing listens: %v, want a refusal for want of a listener", err)
+	}
+	t.Logf("with RefusedRetry -1: refused in %v", time.Since(t0))
+
+	type result struct {
+		c   *Conn
+		err error
+	}
+	done := make(chan result, 1)
+	t0 = time.Now()
+	go func() {
+		c, err := Dial(ctx, client, netip.MustParseAddrPort(srv), nil)
+		done <- result{c, err}
+	}()
+	time.Sleep(150 * time.Millisecond)
+	if err := server.Listen(16); err != nil {
+		t.Fatal(err)
+	}
+	l, err := NewListener(server, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	go func() {
+		if c, err := l.Accept(context.Background()); err == nil {
+			echo(c, "late")
+		}
+	}()
+	r := <-done
+	if r.err != nil {
+		t.Fatalf("Dial started before the listener: %v", r.err)
+	}
+	defer r.c.Close()
+	if r.c.Tries() < 2 {
+		t.Fatalf("Dial made %d tries: it was never refused, the test did not test", r.c.Tries())
+	}
+	t.Logf("Dial reached the listener %v after it started, in %d tries", time.Since(t0), r.c.Tries())
 	echoCheck(t, r.c, 3, 64, 1)
 }

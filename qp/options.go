@@ -86,7 +86,22 @@ type Options struct {
 	// peers that connect and never finish cost bounded memory. Default
 	// 128.
 	MaxSetups int
+	// RefusedRetry is how long a Dial over rdma_cm goes on dialling
+	// when the peer's connection manager answers that nothing listens on
+	// the port (reject reason 8, no private data): the gap of a
+	// listener's handover, between the closing listener's id and its
+	// successor's rdma_listen (rdma_cm lets one id listen on a port and
+	// has no queue to migrate; docs/listen.md, "Handover"). Microseconds
+	// on a host with CPUs to spare; about 100 ms was measured in a busy
+	// one-CPU SoftRoCE guest. Default DefaultRefusedRetry; negative: no
+	// retry (a refusal is returned at once, as TCP's would be). A dial to
+	// a port where nothing listens fails after this long, with
+	// ECONNREFUSED.
+	RefusedRetry time.Duration
 }
+
+// DefaultRefusedRetry is Options.RefusedRetry's default.
+const DefaultRefusedRetry = 500 * time.Millisecond
 
 func (o *Options) withDefaults() Options {
 	var r Options
@@ -133,6 +148,9 @@ func (o *Options) withDefaults() Options {
 	}
 	if r.MaxSetups <= 0 {
 		r.MaxSetups = 128
+	}
+	if r.RefusedRetry == 0 {
+		r.RefusedRetry = DefaultRefusedRetry
 	}
 	return r
 }
