@@ -35,9 +35,16 @@ type cmModel struct {
 	tries int // under p.mu
 }
 
+// listenCost is what a try of the model's Listen takes (rdma_create_id,
+// rdma_bind_addr, rdma_listen: tens of microseconds on a host, tens of
+// milliseconds in a busy one-CPU guest), so that a Close that does not
+// wait for its successor returns before it listens.
+const listenCost = 2 * time.Millisecond
+
 func (m *cmModel) Listen(ctx context.Context, backlog int) error {
 	pause := 50 * time.Microsecond
 	for {
+		time.Sleep(listenCost)
 		m.p.mu.Lock()
 		m.tries++
 		if m.p.owner == nil {
