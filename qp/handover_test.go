@@ -10,6 +10,7 @@ import (
 
 	"golang.org/x/sys/unix"
 
+	"github.com/rdmabind/rdmabind/bindcore"
 	"github.com/rdmabind/rdmabind/internal/testutil"
 )
 
@@ -38,16 +39,12 @@ func TestDeviceDialRetriesThroughHandover(t *testing.T) {
 	// The first listener takes no request out of its queue (no
 	// qp.Listener): the dial waits there until the first one closes.
 	client := bindSocket(t, b, local+":0")
-	type result struct {
-		c   *Conn
-		err error
-	}
-	done := make(chan result, 1)
+	done := make(chan dialResult, 1)
 	go func() {
 		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 		defer cancel()
 		c, err := Dial(ctx, client, netip.MustParseAddrPort(srv), nil)
-		done <- result{c, err}
+		done <- dialResult{c, err}
 	}()
 	// The request is queued at the first listener once rdma_cm routed
 	// it: wait for it there, without taking it.
@@ -66,26 +63,41 @@ func TestDeviceDialRetriesThroughHandover(t *testing.T) {
 	if err := second.WaitDesignated(ctx); err != nil {
 		t.Fatalf("the standby did not take over: %v", err)
 	}
-	l, err := NewListener(second, nil)
+	c := echoOneAfterRetries(t, second, "second", done, "the request was not rejected with dial-again")
+	t.Logf("Dial reached the standby after %d tries", c.Tries())
+}
+
+// echoOneAfterRetries serves one echo connection on s (listening) and
+// checks the dial that done reports: it succeeded, in more than one try,
+// and echoes. why says what a single try would mean.
+func echoOneAfterRetries(t *testing.T, s *bindcore.Socket, name string, done <-chan dialResult, why string) *Conn {
+	t.Helper()
+	l, err := NewListener(s, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer l.Close()
+	t.Cleanup(func() { l.Close() })
 	go func() {
 		if c, err := l.Accept(context.Background()); err == nil {
-			echo(c, "second")
+			echo(c, name)
 		}
 	}()
 	r := <-done
 	if r.err != nil {
-		t.Fatalf("Dial through the handover: %v", r.err)
+		t.Fatalf("Dial: %v", r.err)
 	}
-	defer r.c.Close()
+	t.Cleanup(func() { r.c.Close() })
 	if r.c.Tries() < 2 {
-		t.Fatalf("Dial made %d tries: the request was not rejected with dial-again", r.c.Tries())
+		t.Fatalf("Dial made %d tries: %s", r.c.Tries(), why)
 	}
-	t.Logf("Dial reached the standby after %d tries", r.c.Tries())
 	echoCheck(t, r.c, 3, 64, 1)
+	return r.c
+}
+
+// dialResult is what a Dial in the background returned.
+type dialResult struct {
+	c   *Conn
+	err error
 }
 
 // A connect request that finds no listener at all (reject reason 8: the
@@ -110,38 +122,16 @@ func TestDeviceDialRidesOverNoListener(t *testing.T) {
 	}
 	t.Logf("with RefusedRetry -1: refused in %v", time.Since(t0))
 
-	type result struct {
-		c   *Conn
-		err error
-	}
-	done := make(chan result, 1)
+	done := make(chan dialResult, 1)
 	t0 = time.Now()
 	go func() {
 		c, err := Dial(ctx, client, netip.MustParseAddrPort(srv), nil)
-		done <- result{c, err}
+		done <- dialResult{c, err}
 	}()
 	time.Sleep(150 * time.Millisecond)
 	if err := server.Listen(16); err != nil {
 		t.Fatal(err)
 	}
-	l, err := NewListener(server, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer l.Close()
-	go func() {
-		if c, err := l.Accept(context.Background()); err == nil {
-			echo(c, "late")
-		}
-	}()
-	r := <-done
-	if r.err != nil {
-		t.Fatalf("Dial started before the listener: %v", r.err)
-	}
-	defer r.c.Close()
-	if r.c.Tries() < 2 {
-		t.Fatalf("Dial made %d tries: it was never refused, the test did not test", r.c.Tries())
-	}
-	t.Logf("Dial reached the listener %v after it started, in %d tries", time.Since(t0), r.c.Tries())
-	echoCheck(t, r.c, 3, 64, 1)
+	c := echoOneAfterRetries(t, server, "late", done, "it was never refused, the test did not test")
+	t.Logf("Dial reached the listener %v after it started, in %d tries", time.Since(t0), c.Tries())
 }

@@ -10,7 +10,6 @@ import (
 	"time"
 
 	"github.com/rdmabind/rdmabind/bindcore/registry"
-	"github.com/rdmabind/rdmabind/bindcore/shadow"
 	"github.com/rdmabind/rdmabind/bindcore/steer"
 	"github.com/rdmabind/rdmabind/internal/ofdlock"
 	"github.com/rdmabind/rdmabind/internal/testutil"
@@ -171,20 +170,8 @@ type modelled struct {
 
 func startModelled(t testing.TB, reg *registry.Registry, ap netip.AddrPort, opts *steer.Options, port *cmPort) *modelled {
 	t.Helper()
-	claim, err := reg.Claim(registry.ClaimRequest{Addr: ap.Addr(), Port: ap.Port()})
-	if err != nil {
-		t.Fatal(err)
-	}
-	sh, err := shadow.Bind(ap)
-	if err != nil {
-		t.Fatal(err)
-	}
 	m := &cmModel{p: port}
-	d, err := Join(context.Background(), Config{Registry: reg, Claim: claim, Shadow: sh, RDMA: m, Steer: opts})
-	if err != nil {
-		t.Fatal(err)
-	}
-	return &modelled{localListener: localListener{d: d, claim: claim, shadow: sh}, rdma: m}
+	return &modelled{localListener: *startLocalWith(t, reg, ap, opts, m), rdma: m}
 }
 
 // The rdma_cm lock's three states as a successor and a closing listener

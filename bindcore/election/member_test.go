@@ -42,6 +42,12 @@ type localListener struct {
 
 func startLocal(t testing.TB, reg *registry.Registry, ap netip.AddrPort, opts *steer.Options) *localListener {
 	t.Helper()
+	return startLocalWith(t, reg, ap, opts, nil)
+}
+
+// startLocalWith is startLocal with an rdma_cm part (nil: none).
+func startLocalWith(t testing.TB, reg *registry.Registry, ap netip.AddrPort, opts *steer.Options, rdma RDMAPort) *localListener {
+	t.Helper()
 	claim, err := reg.Claim(registry.ClaimRequest{Addr: ap.Addr(), Port: ap.Port()})
 	if err != nil {
 		t.Fatal(err)
@@ -50,7 +56,7 @@ func startLocal(t testing.TB, reg *registry.Registry, ap netip.AddrPort, opts *s
 	if err != nil {
 		t.Fatal(err)
 	}
-	d, err := Join(context.Background(), Config{Registry: reg, Claim: claim, Shadow: sh, Backlog: 256, Steer: opts})
+	d, err := Join(context.Background(), Config{Registry: reg, Claim: claim, Shadow: sh, Backlog: 256, RDMA: rdma, Steer: opts})
 	if err != nil {
 		t.Fatal(err)
 	}

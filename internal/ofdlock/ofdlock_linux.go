@@ -61,17 +61,8 @@ func Unlock(fd int, off, n int64) error {
 //
 // Errors (raw): the errno of fcntl(2), e.g. unix.EBADF.
 func Held(fd int, t Type, off, n int64) (bool, error) {
-	lk := unix.Flock_t{Type: int16(t), Whence: 0, Start: off, Len: n}
-	for {
-		err := fcntlRaw(fd, unix.F_OFD_GETLK, &lk)
-		if err == unix.EINTR {
-			continue
-		}
-		if err != nil {
-			return false, err
-		}
-		return lk.Type != unix.F_UNLCK, nil
-	}
+	typ, err := getlk(fd, t, off, n)
+	return typ != None, err
 }
 
 // Holder returns the type of a lock another open file description holds on
@@ -80,8 +71,12 @@ func Held(fd int, t Type, off, n int64) (bool, error) {
 // write lock no other holds any, so Read means read locks only.
 //
 // Errors (raw): the errno of fcntl(2), e.g. unix.EBADF.
-func Holder(fd int, off, n int64) (Type, error) {
-	lk := unix.Flock_t{Type: int16(Write), Whence: 0, Start: off, Len: n}
+func Holder(fd int, off, n int64) (Type, error) { return getlk(fd, Write, off, n) }
+
+// getlk asks F_OFD_GETLK about a lock of type t on [off, off+n): the type
+// of a conflicting lock of another description, or None.
+func getlk(fd int, t Type, off, n int64) (Type, error) {
+	lk := unix.Flock_t{Type: int16(t), Whence: 0, Start: off, Len: n}
 	for {
 		err := fcntlRaw(fd, unix.F_OFD_GETLK, &lk)
 		if err == unix.EINTR {
