@@ -94,8 +94,8 @@ func (r *Report) WriteSVG(w io.Writer) error {
 	}
 	fmt.Fprintf(&b, `<text x="%d" y="24" font-size="17" font-weight="bold">rdmabind bind latency on %s</text>`+"\n", left-50, esc(where))
 	fmt.Fprintf(&b, `<text x="%d" y="44" font-size="12" fill="#333">%s</text>`+"\n", left-50, esc(r.Machine.String()))
-	fmt.Fprintf(&b, `<text x="%d" y="60" font-size="12" fill="#333">%s, %s, address %s, %d samples per line after %d warm-up%s, interleaved</text>`+"\n",
-		left-50, esc(r.Version), r.Date.Format("2006-01-02 15:04 UTC"), esc(r.Addr), r.Samples, r.Warmup, short)
+	fmt.Fprintf(&b, `<text x="%d" y="60" font-size="12" fill="#333">%s, %s, address %s, %s per line after %d warm-up%s, interleaved</text>`+"\n",
+		left-50, esc(r.Version), r.Date.Format("2006-01-02 15:04 UTC"), esc(r.Addr), perLine(r), r.Warmup, short)
 	for i, p := range panels {
 		y0 := top + i*panelH + 30
 		drawPanel(&b, p, left, y0, plotW, plotH, legendX)
@@ -248,4 +248,13 @@ func drawPanel(b *strings.Builder, p panel, x0, y0, w, h, legendX int) {
 		fmt.Fprintf(b, `<line x1="%d" y1="%d" x2="%d" y2="%d" stroke="%s" stroke-width="2.5"%s/>`+"\n", legendX, y, legendX+28, y, l.color, dash)
 		fmt.Fprintf(b, `<text x="%d" y="%d" xml:space="preserve">%s</text>`+"\n", legendX+34, y+4, esc(l.label))
 	}
+}
+
+// perLine says how many samples a line of the plot pools: the samples of
+// every repetition.
+func perLine(r *Report) string {
+	if r.Count > 1 {
+		return fmt.Sprintf("%d samples (%d repetitions of %d)", r.Samples*r.Count, r.Count, r.Samples)
+	}
+	return fmt.Sprintf("%d samples", r.Samples)
 }

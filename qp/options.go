@@ -96,7 +96,8 @@ type Options struct {
 	// one-CPU SoftRoCE guest. Default DefaultRefusedRetry; negative: no
 	// retry (a refusal is returned at once, as TCP's would be). A dial to
 	// a port where nothing listens fails after this long, with
-	// ECONNREFUSED.
+	// ECONNREFUSED. InfiniBand and RoCE only: iWARP reports the refusal as
+	// an errno, which is returned at once.
 	RefusedRetry time.Duration
 }
 

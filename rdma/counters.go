@@ -151,14 +151,15 @@ func (s Sysfs) ReadCounters(t *Topology) ([]PortCounters, error) {
 //
 // Errors: those of Sysfs.ReadPortCounters.
 func (s Sysfs) AddCounters(t *Topology) error {
+	cs, err := s.ReadCounters(t)
+	if err != nil {
+		return err
+	}
+	k := 0
 	for i := range t.Devices {
-		d := &t.Devices[i]
-		for j := range d.Ports {
-			c, err := s.ReadPortCounters(d.Name, d.Ports[j].Number)
-			if err != nil {
-				return err
-			}
-			d.Ports[j].Counters = &c
+		for j := range t.Devices[i].Ports {
+			t.Devices[i].Ports[j].Counters = &cs[k].Counters
+			k++
 		}
 	}
 	return nil

@@ -23,9 +23,10 @@ var Checks = []Check{
 	{"registry", checkRegistry},
 }
 
-// MemlockPerConn is the locked memory one qp connection registers with
-// the default options (5.1 MiB, docs/qp.md), rounded up.
-const MemlockPerConn = 6 << 20
+// MemlockPerConn is the most locked memory one qp connection registers
+// with the default options (2.4 MiB once it has grown to its largest; 60
+// KiB at setup; docs/qp.md, "Memory and lifetimes"), rounded up.
+const MemlockPerConn = 5 << 19
 
 // topology is the topology of the facts' root and a resolver over it and
 // the facts' addresses.

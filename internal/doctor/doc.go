@@ -37,6 +37,8 @@
 //   - registry: the registry directory is writable, and the registry file
 //     of this namespace and user.
 //
-// The package reads and reports; it changes nothing on the host. It does not
-// log; a fact that cannot be gathered is a finding of its check.
+// The package reads and reports; it changes nothing on the host but the
+// user's registry directory, which it makes where the first Bind would.
+// It does not log; a fact that cannot be gathered is a finding of its
+// check.
 package doctor

@@ -117,7 +117,7 @@ func TestFailingFacts(t *testing.T) {
 		{"memlock low, CAP_IPC_LOCK", func(f *Facts) { f.Memlock = Limit{Cur: 64 << 10, Max: 64 << 10} },
 			"memlock", want{ok: true, detail: []string{"CAP_IPC_LOCK"}}},
 		{"memlock enough", func(f *Facts) { f.Memlock, f.Caps.IPCLock = Limit{Cur: 64 << 20, Max: 64 << 20}, false },
-			"memlock", want{ok: true, detail: []string{"64.0 MiB", "10 connection"}}},
+			"memlock", want{ok: true, detail: []string{"64.0 MiB", "25 connection"}}},
 		{"memlock unknown", func(f *Facts) { f.MemlockErr = unix.EPERM }, "memlock", want{}},
 		{"no device node", func(f *Facts) { f.RDMACM = Node{Path: "/dev/infiniband/rdma_cm", Err: fs.ErrNotExist} },
 			"rdma_cm", want{detail: []string{"does not exist"}, fix: []string{"modprobe rdma_ucm", "--device /dev/infiniband/rdma_cm"}}},
